@@ -1,0 +1,41 @@
+"""Packaging metadata for txsio (tool settings live in pyproject.toml)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="txsio",
+    version="0.1.0.dev0",
+    description="Socket.IO and Engine.IO for Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    # twisted/plugins is a namespace directory with no __init__.py (Twisted skips a plugin
+    # directory that is a package), so find_packages cannot see it: list it by hand.
+    packages=find_packages(include=["txsio", "txsio.*"]),
+    package_data={"txsio": ["py.typed"]},
+    install_requires=[
+        "twisted>=24.7.0",
+        "autobahn>=24.4.2",
+        "treq>=24.9.1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.100",
+            "python-engineio>=4.9",
+            "requests>=2.31",
+            "websocket-client>=1.7",
+            "mypy>=1.10",
+            "mypy-zope>=1.0.5",
+            "ruff>=0.5",
+        ],
+        "docs": ["sphinx>=7"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+    ],
+)

@@ -1,0 +1,232 @@
+"""HTTP long-polling: the twisted.web side of one polling transport.
+
+:class:`PollingTransport` is an adapter between twisted.web requests and an
+:class:`~txsio.engineio.session.EngineSession`.
+
+Called by :class:`~txsio.engineio.resource.EngineIOResource` (for each request of the session):
+:meth:`~PollingTransport.handle_get`, :meth:`~PollingTransport.handle_post`.
+
+Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransport.send`,
+:meth:`~PollingTransport.noop`, :meth:`~PollingTransport.close`.
+
+At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
+violation (the new request gets 400 and the session closes with ``"transport error"``).  A GET
+whose client goes away closes the session as well, as Node does; nothing is written to a
+request after it finished.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
+
+from .packet import (
+    EngineIOParseError,
+    Packet,
+    PacketType,
+    decode_jsonp_body,
+    decode_payload,
+    decode_payload_v3,
+    encode_jsonp_payload,
+    encode_payload,
+    encode_payload_v3,
+)
+from .server import EngineRequestError, ErrorCode
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+    from .session import EngineSession
+
+__all__ = ["PollingTransport"]
+
+log = Logger()
+
+_CLOSE = Packet(PacketType.CLOSE)
+_NOOP = Packet(PacketType.NOOP)
+
+
+class PollingTransport:
+    """The long-polling transport of one session.
+
+    :param protocol: the Engine.IO revision, 3 or 4.
+    :param max_body: the largest POST body accepted, in bytes.
+    :param max_packets: the most packets accepted in one POST body.
+    """
+
+    name = "polling"
+
+    def __init__(self, protocol: int, *, max_body: int, max_packets: int) -> None:
+        self.protocol = protocol
+        self.session: EngineSession | None = None
+        self._max_body = max_body
+        self._max_packets = max_packets
+        self._get: Request | None = None
+        self._close_pending = False
+
+    # -- called by the session -------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """Whether a GET is waiting for packets."""
+        return self._get is not None
+
+    def send(self, packets: list[Packet]) -> None:
+        """Answer the pending GET with ``packets`` (and the close packet, when one is due)."""
+        request = self._get
+        if request is None:  # pragma: no cover - the session checks writable first
+            return
+        self._get = None
+        closing = self._close_pending
+        if closing:
+            self._close_pending = False
+            packets = [*packets, _CLOSE]
+        self._write(request, packets)
+        if closing and self.session is not None:
+            self.session.close_delivered(self)
+
+    def noop(self) -> None:
+        """Release the pending GET with a ``noop`` packet, if there is one."""
+        if self._get is not None:
+            self.send([_NOOP])
+
+    def close(self, *, graceful: bool) -> None:
+        """Deliver the close packet: now if a GET is pending, else to the next GET if graceful."""
+        self._close_pending = True
+        if self._get is not None:
+            self.send([])
+        elif not graceful:
+            self._close_pending = False
+
+    # -- called by the resource ------------------------------------------------------------
+
+    def handle_get(self, request: Request) -> int | bytes:
+        """Serve a long-poll GET: answer now if packets are queued, else hold the request."""
+        session = self.session
+        assert session is not None
+        if self._get is not None:
+            session.transport_error(self, "overlapping GET requests")
+            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+        self._get = request
+        request.notifyFinish().addBoth(self._get_finished, request)
+        if self._close_pending:
+            self.send([])
+        else:
+            session.transport_ready(self)
+        return NOT_DONE_YET
+
+    def handle_post(self, request: Request) -> bytes:
+        """Serve a POST: decode its packets and hand them to the session."""
+        session = self.session
+        assert session is not None
+        content_type = request.getHeader(b"content-type") or b""
+        binary = content_type.split(b";")[0].strip().lower() == b"application/octet-stream"
+        if binary and self.protocol == 4:
+            session.transport_error(self, "binary POST body from an EIO4 client")
+            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+        body = _read_body(request, self._max_body)
+        if body is None:
+            session.transport_error(self, "POST body larger than max_http_buffer_size")
+            return _error(request, EngineRequestError(
+                ErrorCode.BAD_REQUEST, 413, "Payload too large"))
+        try:
+            packets = self._decode(request, body, binary)
+        except EngineIOParseError as e:
+            session.parse_error(self, e)
+            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+        for packet in packets:
+            if packet.type is PacketType.CLOSE:
+                # The client closes: release its pending poll, as Node does.
+                self.noop()
+            session.receive(packet, self)
+        request.setHeader(b"content-type", b"text/html")
+        return b"ok"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _decode(self, request: Request, body: bytes, binary: bool) -> list[Packet]:
+        if self.protocol == 4:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
+            return decode_payload(text, max_packets=self._max_packets)
+        if binary:
+            return decode_payload_v3(body, max_packets=self._max_packets)
+        if _query(request, b"j") is not None:
+            text = decode_jsonp_body(body)
+        else:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
+        return decode_payload_v3(text, max_packets=self._max_packets)
+
+    def _write(self, request: Request, packets: list[Packet]) -> None:
+        if self.protocol == 4:
+            body = encode_payload(packets).encode("utf-8")
+            content_type = b"text/plain; charset=UTF-8"
+        else:
+            jsonp = _query(request, b"j")
+            supports_binary = jsonp is None and _query(request, b"b64") is None
+            payload = encode_payload_v3(packets, supports_binary=supports_binary)
+            if isinstance(payload, bytes):
+                body, content_type = payload, b"application/octet-stream"
+            elif jsonp is not None:
+                body = encode_jsonp_payload(payload, jsonp).encode("utf-8")
+                content_type = b"text/javascript; charset=UTF-8"
+            else:
+                body, content_type = payload.encode("utf-8"), b"text/plain; charset=UTF-8"
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+    def _get_finished(self, result: object, request: Request) -> None:
+        if self._get is not request:
+            return  # answered by us
+        self._get = None
+        if isinstance(result, Failure) and self.session is not None:
+            # The client went away while its poll was pending (Node: "poll connection closed
+            # prematurely").
+            self.session.transport_error(self, "poll connection closed prematurely")
+
+
+def _query(request: Request, name: bytes) -> str | None:
+    values = request.args.get(name) if request.args else None
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` when it is larger than ``limit`` bytes.
+
+    twisted.web has spooled the body already (to a temporary file past 100 kB); the length is
+    checked before anything is read into memory.
+    """
+    length = request.getHeader(b"content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                return None
+        except ValueError:
+            return None
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    data = content.read(limit + 1)
+    if len(data) > limit:
+        return None
+    return data
+
+
+def _error(request: Request, error: EngineRequestError) -> bytes:
+    request.setResponseCode(error.status)
+    request.setHeader(b"content-type", b"application/json")
+    return error.body()

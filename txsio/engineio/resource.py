@@ -1,0 +1,188 @@
+"""``EngineIOResource``: the one twisted.web resource of an Engine.IO endpoint.
+
+Called by twisted.web: :meth:`EngineIOResource.render` for every request under the mount
+point.  It checks the origin and the query, answers CORS preflights, refuses bad requests with
+the spec's JSON errors, and routes the rest: polling requests to the session's
+:class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn's
+``WebSocketResource`` (which takes the connection over).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from .polling import PollingTransport, _error
+from .server import EngineRequestError, ErrorCode, HandshakeRequest
+from .websocket import EngineWebSocketFactory
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+    from .server import EngineServer
+
+__all__ = ["EngineIOResource"]
+
+log = Logger()
+
+
+class EngineIOResource(Resource):
+    """Serves one :class:`~txsio.engineio.EngineServer` at wherever it is mounted.
+
+    Polling and WebSocket share the path, as the official clients expect.
+
+    :param server: the Engine.IO server.
+    """
+
+    isLeaf = True
+
+    def __init__(self, server: EngineServer) -> None:
+        super().__init__()
+        self.engine = server
+        self._ws_factory = EngineWebSocketFactory(server)
+        self._ws_resource = WebSocketResource(self._ws_factory)
+
+    def render(self, request: Request) -> int | bytes:
+        """Check and route one request."""
+        server = self.engine
+        method = request.method.decode("ascii", "replace")
+        origin = _header(request, b"origin")
+        try:
+            server.check_origin(origin, _header(request, b"host"), request.isSecure())
+        except EngineRequestError as e:
+            log.info("refused a request from origin {origin!r}", origin=origin)
+            return _error(request, e)
+        for name, value in server.cors_headers(origin):
+            request.setHeader(name, value)
+        request.setHeader(b"cache-control", b"no-store")
+
+        if method == "OPTIONS" and server.cors_enabled and origin is not None:
+            # CORS preflight (only for origins the user allowed; cors_headers was non-empty).
+            request.setResponseCode(204)
+            request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
+            requested = request.getHeader(b"access-control-request-headers")
+            if requested:
+                request.setHeader(b"access-control-allow-headers", requested)
+            request.setHeader(b"access-control-max-age", b"86400")
+            request.setHeader(b"content-length", b"0")
+            return b""
+
+        query = _query(request)
+        upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
+        try:
+            protocol, transport, session = server.check_request(method, query, upgrade=upgrade)
+        except EngineRequestError as e:
+            log.debug("bad request {method} {uri}: {message}", method=method,
+                      uri=request.uri, message=e.message)
+            return _error(request, e)
+
+        if session is not None:
+            if transport == "websocket":
+                return self._websocket(request)
+            polling = session.transport
+            if not isinstance(polling, PollingTransport):  # pragma: no cover - checked above
+                return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            if method == "GET":
+                return polling.handle_get(request)
+            return polling.handle_post(request)
+
+        # A handshake: ask allow_request (maybe asynchronously), then open the session.
+        if server.allow_request is None:
+            return self._handshake(request, protocol, transport)
+        d = maybeDeferred(server.allow_request, request)
+        if d.called:
+            result: list[Any] = []
+            d.addBoth(result.append)
+            outcome = result[0]
+            if isinstance(outcome, Failure):
+                log.failure("allow_request raised", outcome)
+                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+            if not outcome:
+                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+            return self._handshake(request, protocol, transport)
+        self._handshake_later(d, request, protocol, transport)
+        return NOT_DONE_YET
+
+    def _handshake_later(self, d: Deferred[Any], request: Request, protocol: int,
+                         transport: str) -> None:
+        finished: list[bool] = []
+        request.notifyFinish().addBoth(lambda _: finished.append(True))
+
+        def allowed(ok: object) -> None:
+            if finished:
+                return  # the client went away while we were deciding
+            if not ok:
+                body = _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+            else:
+                result = self._handshake(request, protocol, transport)
+                if result == NOT_DONE_YET:
+                    return
+                assert isinstance(result, bytes)
+                body = result
+            request.write(body)
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            log.failure("allow_request failed", failure)
+            allowed(False)
+
+        d.addCallbacks(allowed, failed).addErrback(
+            lambda f: log.failure("error finishing a handshake", f))
+
+    def _handshake(self, request: Request, protocol: int, transport: str) -> int | bytes:
+        server = self.engine
+        if transport == "websocket":
+            return self._websocket(request)
+        polling = PollingTransport(
+            protocol,
+            max_body=server.options.max_http_buffer_size,
+            max_packets=server.options.max_payload_packets,
+        )
+        session = server.create_session(protocol, polling, _handshake_request(request))
+        polling.session = session
+        if server.cookie is not None:
+            request.setHeader(b"set-cookie", server.cookie.header(session.id).encode())
+        return polling.handle_get(request)
+
+    def _websocket(self, request: Request) -> int | bytes:
+        result: int | bytes = self._ws_resource.render(request)
+        return result
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def _query(request: Request) -> dict[str, str]:
+    args = request.args or {}
+    out: dict[str, str] = {}
+    for key, values in args.items():
+        if values:
+            k = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            v = values[0]
+            out[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return out
+
+
+def _handshake_request(request: Request) -> HandshakeRequest:
+    headers: dict[str, str] = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1") for v in values)
+    peer = request.getClientAddress()
+    return HandshakeRequest(
+        method=request.method.decode("ascii", "replace"),
+        url=request.uri.decode("utf-8", "replace"),
+        headers=headers,
+        query=_query(request),
+        address=getattr(peer, "host", ""),
+        secure=request.isSecure(),
+    )

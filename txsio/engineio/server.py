@@ -1,0 +1,395 @@
+"""The Engine.IO server: options, handshake checks, the session table, CORS and cookies.
+
+:class:`EngineServer` is the public plain Engine.IO API, like Node's ``engine.io`` package::
+
+    server = EngineServer(ping_interval=25, ping_timeout=20)
+
+    @server.on("connection")
+    def connected(session):
+        session.on("message", session.send)        # echo
+
+    root.putChild(b"engine.io", server.resource())
+
+The checks here are pure functions of the request's method, query and headers, so the polling
+and WebSocket transports share them and tests can call them directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union, cast
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from .._events import EventEmitter
+from .session import CloseReason, EngineOptions, EngineSession, SessionTransport
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from .resource import EngineIOResource
+
+__all__ = [
+    "CorsOrigins",
+    "EngineRequestError",
+    "EngineServer",
+    "ErrorCode",
+    "HandshakeRequest",
+]
+
+log = Logger()
+
+#: What ``cors_allowed_origins`` accepts: ``None`` (no CORS), ``"*"``, a list of origins, or a
+#: callable taking the ``Origin`` header and returning whether it is allowed.
+CorsOrigins = Union[None, str, Iterable[str], Callable[[str], bool]]  # noqa: UP007
+
+
+class ErrorCode:
+    """The error codes of an Engine.IO HTTP error response body ``{"code", "message"}``."""
+
+    UNKNOWN_TRANSPORT = 0
+    UNKNOWN_SID = 1
+    BAD_HANDSHAKE_METHOD = 2
+    BAD_REQUEST = 3
+    FORBIDDEN = 4
+    UNSUPPORTED_PROTOCOL_VERSION = 5
+
+    MESSAGES = {
+        0: "Transport unknown",
+        1: "Session ID unknown",
+        2: "Bad handshake method",
+        3: "Bad request",
+        4: "Forbidden",
+        5: "Unsupported protocol version",
+    }
+
+
+class EngineRequestError(Exception):
+    """A request the server refuses, carrying how to answer it on the wire.
+
+    :param code: the Engine.IO error code (:class:`ErrorCode`).
+    :param status: the HTTP status.
+    :param message: the ``message`` of the JSON body (defaults to the code's standard text).
+    """
+
+    def __init__(self, code: int, status: int = 400, message: str | None = None) -> None:
+        self.code = code
+        self.status = status
+        self.message = message if message is not None else ErrorCode.MESSAGES[code]
+        super().__init__(code, status, self.message)
+
+    def body(self) -> bytes:
+        """The JSON body of the error response."""
+        return json.dumps({"code": self.code, "message": self.message}).encode()
+
+
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """What the request that opened a session carried, for the layers above.
+
+    :ivar method: the HTTP method.
+    :ivar url: the request target (path and query).
+    :ivar headers: the request headers, names lower-cased (repeated headers joined by ``,``).
+    :ivar query: the query parameters (the first value of each).
+    :ivar address: the peer's IP address.
+    :ivar secure: whether the request came over TLS.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    address: str
+    secure: bool
+
+
+@dataclass(frozen=True)
+class CookieOptions:
+    """The ``io`` cookie for sticky load balancing (Node's defaults)."""
+
+    name: str = "io"
+    path: str = "/"
+    http_only: bool = True
+    same_site: str | None = "Lax"
+    secure: bool = False
+    extra: tuple[str, ...] = field(default=())
+
+    def header(self, sid: str) -> str:
+        """The ``Set-Cookie`` value for the session ``sid``."""
+        parts = [f"{self.name}={sid}", f"Path={self.path}"]
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.same_site:
+            parts.append(f"SameSite={self.same_site}")
+        if self.secure:
+            parts.append("Secure")
+        parts.extend(self.extra)
+        return "; ".join(parts)
+
+
+def _cookie_options(cookie: bool | str | Mapping[str, Any] | None) -> CookieOptions | None:
+    if cookie is None or cookie is False:
+        return None
+    if cookie is True:
+        return CookieOptions()
+    if isinstance(cookie, str):
+        return CookieOptions(name=cookie)
+    return CookieOptions(**dict(cookie))
+
+
+def generate_id() -> str:
+    """A new session id: 15 random bytes, URL-safe base64 (20 characters), as Node's."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class EngineServer(EventEmitter):
+    """An Engine.IO server: the sessions of one endpoint.
+
+    Events: ``"connection"`` (the new :class:`~txsio.engineio.session.EngineSession`).
+
+    :param ping_interval: seconds between the server's pings (Node: 25).
+    :param ping_timeout: seconds a client has to answer a ping (Node: 20).
+    :param max_http_buffer_size: the largest message or polling body in bytes (Node: 1e6);
+        larger ones are refused and the session closed.
+    :param transports: the transports allowed, from ``"polling"`` and ``"websocket"``.
+    :param allow_upgrades: whether polling sessions may upgrade to WebSocket.
+    :param upgrade_timeout: seconds a client has to complete an upgrade it started.
+    :param allow_eio3: whether Engine.IO v3 clients (socket.io-client 2.x) are served; when
+        off, they get the "unsupported protocol version" error.
+    :param cors_allowed_origins: ``None`` (the default: no CORS headers, and a browser request
+        from another origin is refused with 403), ``"*"`` (any origin), a list of origins
+        (``"https://app.example"``), or a callable ``f(origin) -> bool``.
+    :param allow_request: ``f(request) -> bool`` (or a Deferred firing with one), called with
+        the twisted.web request of every new session; a false answer refuses it with 403.
+    :param cookie: ``False`` (the default), ``True`` for the ``io`` cookie, a cookie name, or a
+        mapping of :class:`CookieOptions` fields.
+    :param clock: the clock for every timer (default: the global reactor).
+    """
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_http_buffer_size: int = 1_000_000,
+        transports: Iterable[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        upgrade_timeout: float = 10.0,
+        allow_eio3: bool = False,
+        cors_allowed_origins: CorsOrigins = None,
+        allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
+        cookie: bool | str | Mapping[str, Any] | None = False,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__()
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast("IReactorTime", reactor)
+        self.clock: IReactorTime = clock
+        self.options = EngineOptions(
+            ping_interval=float(ping_interval),
+            ping_timeout=float(ping_timeout),
+            max_http_buffer_size=int(max_http_buffer_size),
+            transports=tuple(transports),
+            allow_upgrades=allow_upgrades,
+            upgrade_timeout=float(upgrade_timeout),
+            allow_eio3=allow_eio3,
+        )
+        self.allow_request = allow_request
+        self.cookie = _cookie_options(cookie)
+        self._cors_any = False
+        self._cors_list: frozenset[str] | None = None
+        self._cors_callable: Callable[[str], bool] | None = None
+        if cors_allowed_origins is None:
+            pass
+        elif isinstance(cors_allowed_origins, str):
+            if cors_allowed_origins == "*":
+                self._cors_any = True
+            else:
+                self._cors_list = frozenset([cors_allowed_origins.rstrip("/")])
+        elif callable(cors_allowed_origins):
+            self._cors_callable = cors_allowed_origins
+        else:
+            self._cors_list = frozenset(o.rstrip("/") for o in cors_allowed_origins)
+        #: the open sessions by id
+        self.sessions: dict[str, EngineSession] = {}
+        self._resource: EngineIOResource | None = None
+
+    # -- mounting --------------------------------------------------------------------------
+
+    def resource(self) -> EngineIOResource:
+        """The twisted.web resource serving this endpoint (polling and WebSocket).
+
+        Mount it anywhere: ``root.putChild(b"engine.io", server.resource())``.  The same
+        resource is returned on every call.
+        """
+        if self._resource is None:
+            from .resource import EngineIOResource
+
+            self._resource = EngineIOResource(self)
+        return self._resource
+
+    # -- checks ----------------------------------------------------------------------------
+
+    @property
+    def cors_enabled(self) -> bool:
+        """Whether the user configured any CORS origin."""
+        return self._cors_any or self._cors_list is not None or self._cors_callable is not None
+
+    def cors_allows(self, origin: str) -> bool:
+        """Whether ``origin`` is one the user allowed for CORS.
+
+        :param origin: the ``Origin`` header.
+        """
+        if self._cors_any:
+            return True
+        if self._cors_list is not None:
+            return origin in self._cors_list
+        if self._cors_callable is not None:
+            try:
+                return bool(self._cors_callable(origin))
+            except Exception:
+                log.failure("cors_allowed_origins raised for {origin!r}", origin=origin)
+                return False
+        return False
+
+    def check_origin(self, origin: str | None, host: str | None, secure: bool) -> None:
+        """Refuse a browser request from a foreign origin the user did not allow.
+
+        Requests without ``Origin`` (non-browser clients) pass; so do same-origin requests.
+
+        :param origin: the ``Origin`` header, if any.
+        :param host: the ``Host`` header, if any.
+        :param secure: whether the request came over TLS.
+        :raises EngineRequestError: 403, code 4, for a refused origin.
+        """
+        if origin is None:
+            return
+        if self.cors_allows(origin) or _same_origin(origin, host, secure):
+            return
+        raise EngineRequestError(ErrorCode.FORBIDDEN, 403, "Origin not allowed")
+
+    def cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        """The CORS response headers for a request from ``origin`` (none unless configured).
+
+        :param origin: the ``Origin`` header, if any.
+        """
+        if origin is None or not self.cors_enabled or not self.cors_allows(origin):
+            return []
+        if self._cors_any:
+            return [("Access-Control-Allow-Origin", "*")]
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Vary", "Origin"),
+        ]
+
+    def check_request(
+        self, method: str, query: Mapping[str, str], *, upgrade: bool
+    ) -> tuple[int, str, EngineSession | None]:
+        """Validate an Engine.IO request's method and query, as Node's ``verify``.
+
+        :param method: the HTTP method.
+        :param query: the query parameters.
+        :param upgrade: whether the request asks for a WebSocket upgrade.
+        :returns: ``(protocol, transport, session)``; ``session`` is ``None`` for a handshake.
+        :raises EngineRequestError: the request is refused; the error says how to answer.
+        """
+        transport = query.get("transport")
+        if transport not in self.options.transports:
+            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT)
+        eio = query.get("EIO")
+        if eio == "4":
+            protocol = 4
+        elif eio == "3" and self.options.allow_eio3:
+            protocol = 3
+        else:
+            raise EngineRequestError(ErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+        sid = query.get("sid")
+        if sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:
+                raise EngineRequestError(ErrorCode.UNKNOWN_SID)
+            if transport == "websocket":
+                if not upgrade:
+                    raise EngineRequestError(ErrorCode.BAD_REQUEST)
+                # An upgrade for a session that cannot take one is accepted and then closed
+                # (as Node does), so the caller decides with session.can_upgrade().
+            elif session.transport.name != transport:
+                raise EngineRequestError(ErrorCode.BAD_REQUEST)
+            elif method not in ("GET", "POST"):
+                raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD)
+            return protocol, transport, session
+        if method != "GET":
+            raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD)
+        if transport == "websocket" and not upgrade:
+            raise EngineRequestError(ErrorCode.BAD_REQUEST)
+        return protocol, transport, None
+
+    def upgrades_for(self, transport: str) -> list[str]:
+        """The upgrades offered in the open packet of a session that starts on ``transport``."""
+        if transport == "polling" and self.options.allow_upgrades \
+                and "websocket" in self.options.transports:
+            return ["websocket"]
+        return []
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def create_session(
+        self, protocol: int, transport: SessionTransport, request: HandshakeRequest
+    ) -> EngineSession:
+        """Open a new session on ``transport``: queue the open packet, emit ``connection``.
+
+        :param protocol: the Engine.IO revision, 3 or 4.
+        :param transport: the transport the session starts on.
+        :param request: the handshake request.
+        :returns: the new session.
+        """
+        sid = generate_id()
+        while sid in self.sessions:  # pragma: no cover - 120 random bits
+            sid = generate_id()
+        session = EngineSession(sid, self.options, protocol, transport, clock=self.clock,
+                                request=request)
+        self.sessions[sid] = session
+        session.add_close_callback(self._session_closed)
+        session.open(self.upgrades_for(transport.name))
+        log.debug("session {sid} opened over {transport}", sid=sid, transport=transport.name)
+        self.emit("connection", session)
+        return session
+
+    def _session_closed(self, session: EngineSession, reason: str) -> None:
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        log.debug("session {sid} closed: {reason}", sid=session.id, reason=reason)
+
+    def close(self, reason: str = CloseReason.SERVER_SHUTTING_DOWN) -> None:
+        """Close every session at once (the server is stopping).
+
+        :param reason: the reason each session's ``close`` event reports.
+        """
+        for session in list(self.sessions.values()):
+            session.terminate(reason)
+
+
+def _same_origin(origin: str, host: str | None, secure: bool) -> bool:
+    if host is None:
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    scheme = "https" if secure else "http"
+    if parts.scheme != scheme or parts.netloc == "":
+        return False
+    default_port = ":443" if secure else ":80"
+    netloc = parts.netloc.lower()
+    host = host.lower()
+    return netloc == host or netloc + default_port == host or netloc == host + default_port \
+        or (host.endswith(default_port) and netloc == host[: -len(default_port)])

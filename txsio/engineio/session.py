@@ -1,0 +1,503 @@
+"""One Engine.IO session: handshake, heartbeat, upgrade, send queue and close reasons.
+
+The session does not know which transport it talks over.  A transport object
+(:class:`SessionTransport`) hands it decoded packets and takes packets from it; the session
+owns every timer, through the clock it is given.
+
+Theory of operation
+-------------------
+States (:class:`SessionState`)::
+
+    OPEN ──close()──► CLOSING ──close packet delivered (or close_timeout)──► CLOSED
+      │                                                                       ▲
+      └── ping timeout / transport closed / transport error / parse error ────┘
+
+- ``OPEN``: packets flow both ways.  Outgoing packets go into the send queue, which is written
+  to the transport whenever the transport is *writable* (a WebSocket always is; polling is while
+  a GET is pending).
+- ``CLOSING``: :meth:`EngineSession.close` was called.  The queue is flushed, then the transport
+  is asked to close: a WebSocket closes at once; polling answers the pending GET (or the next
+  one) with a close packet.  Incoming packets are ignored.  ``close`` fires with
+  ``"forced close"``.
+- ``CLOSED``: terminal.  Timers are cancelled, the queue is dropped, ``close`` has fired once.
+
+Heartbeat (EIO v4): the server sends ``ping`` every ``ping_interval``; a client that does not
+answer ``pong`` within ``ping_timeout`` of a ping is closed with ``"ping timeout"`` — so a
+silent client goes at ``ping_interval + ping_timeout``, by a timer, with no extra grace.
+(EIO v3: the client pings; the server answers ``pong`` and closes a client silent for
+``ping_interval + ping_timeout``.)
+
+Upgrade (polling → WebSocket): a WebSocket that arrives with the session's sid becomes the
+*probe* transport.  The client sends ``ping probe``; the session answers ``pong probe`` on the
+probe and releases any pending polling GET with a ``noop``; later GETs during the upgrade get a
+``noop`` at once.  The client then sends ``upgrade``: the WebSocket becomes the session's
+transport, the polling transport is discarded and the queue flushes through the WebSocket.
+Any other packet on the probe, the probe closing, or ``upgrade_timeout`` passing abandons the
+upgrade (the probe is closed; the session continues on polling).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.logger import Logger
+
+from .._events import EventEmitter
+from .packet import Packet, PacketType
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+__all__ = [
+    "CloseReason",
+    "EngineOptions",
+    "EngineSession",
+    "SessionState",
+    "SessionTransport",
+]
+
+log = Logger()
+
+
+class CloseReason:
+    """The reasons a session closes with, spelled as Node's ``engine.io``."""
+
+    #: the client closed the transport (close packet, or the connection went away)
+    TRANSPORT_CLOSE = "transport close"
+    #: the client did not answer a ping in time
+    PING_TIMEOUT = "ping timeout"
+    #: the server called :meth:`EngineSession.close`
+    FORCED_CLOSE = "forced close"
+    #: the client broke the transport's rules (overlapping requests, ...)
+    TRANSPORT_ERROR = "transport error"
+    #: the client sent a packet that does not parse
+    PARSE_ERROR = "parse error"
+    #: the server is stopping
+    SERVER_SHUTTING_DOWN = "server shutting down"
+
+
+def _default_transports() -> tuple[str, ...]:
+    return ("polling", "websocket")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The options of an Engine.IO server, in seconds and bytes (milliseconds only on the wire).
+
+    Defaults equal Node's ``engine.io``.  :class:`~txsio.engineio.EngineServer` documents each.
+    """
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    max_http_buffer_size: int = 1_000_000
+    transports: tuple[str, ...] = field(default_factory=_default_transports)
+    allow_upgrades: bool = True
+    upgrade_timeout: float = 10.0
+    close_timeout: float = 30.0
+    allow_eio3: bool = False
+    max_payload_packets: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.ping_interval <= 0 or self.ping_timeout <= 0:
+            raise ValueError("ping_interval and ping_timeout must be positive")
+        if self.max_http_buffer_size <= 0:
+            raise ValueError("max_http_buffer_size must be positive")
+        unknown = set(self.transports) - {"polling", "websocket"}
+        if unknown or not self.transports:
+            raise ValueError(f"transports must be a non-empty subset of polling, websocket: "
+                             f"{sorted(unknown)!r}")
+
+
+class SessionTransport(Protocol):
+    """What a session needs from a transport (polling or WebSocket).
+
+    The transport calls the session's :meth:`EngineSession.receive`,
+    :meth:`EngineSession.transport_ready` and :meth:`EngineSession.transport_closed`; the
+    session calls the methods below.
+    """
+
+    #: ``"polling"`` or ``"websocket"``
+    name: str
+
+    @property
+    def writable(self) -> bool:
+        """Whether :meth:`send` may be called now."""
+
+    def send(self, packets: list[Packet]) -> None:
+        """Write ``packets`` (in order) to the peer."""
+
+    def close(self, *, graceful: bool) -> None:
+        """Close the transport.
+
+        ``graceful``: deliver a close packet first (polling answers the pending GET, or the next
+        one, with it); otherwise stop now.
+        """
+
+    def noop(self) -> None:
+        """Release a pending polling request with a ``noop`` packet (upgrade); else nothing."""
+
+
+class SessionState(enum.Enum):
+    """The states of :class:`EngineSession`; the module docstring gives the transitions."""
+
+    #: packets flow both ways
+    OPEN = "open"
+    #: the server asked to close; the close packet is on its way
+    CLOSING = "closing"
+    #: terminal
+    CLOSED = "closed"
+
+
+class EngineSession(EventEmitter):
+    """One Engine.IO session.
+
+    Events: ``"message"`` (``data``: ``str`` or ``bytes``), ``"close"`` (``reason``: ``str``),
+    ``"upgrade"`` (the new transport's name), ``"heartbeat"``.
+
+    :param sid: the session id.
+    :param options: the server's options.
+    :param protocol: the Engine.IO protocol revision, 3 or 4.
+    :param transport: the transport the session starts on.
+    :param clock: the clock for every timer.
+    :param request: what the handshake request carried (headers, query, address...), for the
+        layers above; opaque to the session.
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        options: EngineOptions,
+        protocol: int,
+        transport: SessionTransport,
+        *,
+        clock: IReactorTime,
+        request: Any = None,
+    ) -> None:
+        super().__init__()
+        self.id = sid
+        self.options = options
+        self.protocol = protocol
+        self.transport = transport
+        self.request = request
+        self.state = SessionState.OPEN
+        self.upgraded = False
+        self.close_reason: str | None = None
+        self._clock = clock
+        self._queue: list[Packet] = []
+        self._probe: SessionTransport | None = None
+        self._probed = False
+        self._upgrade_timer: IDelayedCall | None = None
+        self._ping_timer: IDelayedCall | None = None
+        self._timeout_timer: IDelayedCall | None = None
+        self._close_timer: IDelayedCall | None = None
+        self._on_closed: list[Callable[[EngineSession, str], None]] = []
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, upgrades: list[str]) -> None:
+        """Queue the open packet and start the heartbeat.
+
+        :param upgrades: the transports this session may upgrade to (sent to the client).
+        """
+        opts = self.options
+        self._queue.append(Packet(PacketType.OPEN, _json_open(
+            self.id, upgrades, opts.ping_interval, opts.ping_timeout, opts.max_http_buffer_size)))
+        if self.protocol == 3:
+            self._reset_v3_timeout()
+        else:
+            self._schedule_ping()
+        self.flush()
+
+    def add_close_callback(self, callback: Callable[[EngineSession, str], None]) -> None:
+        """Have ``callback(session, reason)`` run when the session closes, before ``close``.
+
+        Used by the server to drop the session from its table.
+        """
+        self._on_closed.append(callback)
+
+    @property
+    def upgrading(self) -> bool:
+        """Whether a WebSocket probe is in progress."""
+        return self._probe is not None
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        """Send a message (``str`` as text, ``bytes`` as binary); ignored once closing.
+
+        :param data: the message.
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        self._queue.append(Packet(PacketType.MESSAGE, data))
+        self.flush()
+
+    def send_packets(self, packets: list[Packet]) -> None:
+        """Queue several packets at once and flush; ignored once closing.
+
+        :param packets: the packets, in order.
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        self._queue.extend(packets)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the queue to the transport if it is writable."""
+        if self._queue and self.state is not SessionState.CLOSED and self.transport.writable:
+            queue, self._queue = self._queue, []
+            self.transport.send(queue)
+
+    def transport_ready(self, transport: SessionTransport) -> None:
+        """Called by a transport that became writable (a polling GET arrived)."""
+        if transport is not self.transport:
+            return
+        if self._probed and self._probe is not None:
+            # Upgrading: release the poll at once so the client can finish the upgrade.
+            transport.noop()
+            return
+        self.flush()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive(self, packet: Packet, transport: SessionTransport) -> None:
+        """Handle one packet that ``transport`` received from the client."""
+        if transport is not self.transport:
+            if transport is self._probe:
+                self._receive_probe(packet, transport)
+            return
+        if self.state is not SessionState.OPEN:
+            return
+        ptype = packet.type
+        if ptype is PacketType.MESSAGE:
+            assert packet.data is not None
+            self.emit("message", packet.data)
+        elif ptype is PacketType.PONG:
+            if self.protocol == 3:
+                self._fail(CloseReason.TRANSPORT_ERROR, "pong from an EIO3 client")
+                return
+            self._cancel("_timeout_timer")
+            self._schedule_ping()
+            self.emit("heartbeat")
+        elif ptype is PacketType.PING:
+            if self.protocol != 3:
+                self._fail(CloseReason.TRANSPORT_ERROR, "ping from an EIO4 client")
+                return
+            self._reset_v3_timeout()
+            self._queue.append(Packet(PacketType.PONG, packet.data))
+            self.flush()
+            self.emit("heartbeat")
+        elif ptype is PacketType.CLOSE:
+            self._closed(CloseReason.TRANSPORT_CLOSE, graceful=False)
+        elif ptype is PacketType.NOOP:
+            pass
+        else:
+            # OPEN and UPGRADE are never sent by a client on an established transport.
+            self._fail(CloseReason.PARSE_ERROR, f"unexpected {ptype.name} packet")
+
+    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
+        """Fast path for a message packet: ``data`` is its payload."""
+        if transport is self.transport and self.state is SessionState.OPEN:
+            self.emit("message", data)
+        elif transport is self._probe:
+            self._receive_probe(Packet(PacketType.MESSAGE, data), transport)
+
+    def parse_error(self, transport: SessionTransport, why: object) -> None:
+        """Called by a transport that received something that does not parse."""
+        if transport is self._probe:
+            log.warn("bad packet on the upgrade probe of {sid}: {why}", sid=self.id, why=why)
+            self._abandon_upgrade()
+            return
+        if transport is self.transport:
+            self._fail(CloseReason.PARSE_ERROR, why)
+
+    def transport_error(self, transport: SessionTransport, why: str) -> None:
+        """Called by a transport whose client broke its rules (e.g. overlapping requests)."""
+        if transport is self._probe:
+            self._abandon_upgrade()
+        elif transport is self.transport:
+            self._fail(CloseReason.TRANSPORT_ERROR, why)
+
+    def transport_closed(self, transport: SessionTransport) -> None:
+        """Called by a transport whose connection went away."""
+        if transport is self._probe:
+            self._abandon_upgrade(close_probe=False)
+        elif transport is self.transport:
+            if self.state is SessionState.CLOSING:
+                self._closed(CloseReason.FORCED_CLOSE, graceful=False)
+            else:
+                self._closed(CloseReason.TRANSPORT_CLOSE, graceful=False)
+
+    def close_delivered(self, transport: SessionTransport) -> None:
+        """Called by a transport once the close packet of a graceful close is written."""
+        if transport is self.transport and self.state is SessionState.CLOSING:
+            self._closed(CloseReason.FORCED_CLOSE, graceful=False)
+
+    # -- upgrade ---------------------------------------------------------------------------
+
+    def can_upgrade(self) -> bool:
+        """Whether a WebSocket may start probing now."""
+        return (self.state is SessionState.OPEN and not self.upgraded
+                and self._probe is None and self.transport.name == "polling")
+
+    def begin_upgrade(self, probe: SessionTransport) -> None:
+        """Make ``probe`` (a new WebSocket) the upgrade candidate."""
+        if not self.can_upgrade():
+            probe.close(graceful=False)
+            return
+        self._probe = probe
+        self._probed = False
+        self._upgrade_timer = self._clock.callLater(
+            self.options.upgrade_timeout, self._upgrade_timed_out)
+
+    def _receive_probe(self, packet: Packet, probe: SessionTransport) -> None:
+        if packet.type is PacketType.PING and packet.data == "probe" and not self._probed:
+            self._probed = True
+            probe.send([Packet(PacketType.PONG, "probe")])
+            self.transport.noop()
+            self.emit("upgrading", probe.name)
+        elif packet.type is PacketType.UPGRADE and self._probed and self.state is not \
+                SessionState.CLOSED:
+            self._cancel("_upgrade_timer")
+            old = self.transport
+            self._probe = None
+            self._probed = False
+            self.transport = probe
+            self.upgraded = True
+            old.close(graceful=False)
+            self.emit("upgrade", probe.name)
+            if self.state is SessionState.CLOSING:
+                self._start_graceful_close()
+            else:
+                self.flush()
+        else:
+            log.warn("unexpected {ptype} packet on the upgrade probe of {sid}",
+                     ptype=packet.type.name, sid=self.id)
+            self._abandon_upgrade()
+
+    def _upgrade_timed_out(self) -> None:
+        self._upgrade_timer = None
+        log.info("session {sid}: the client did not complete the upgrade", sid=self.id)
+        self._abandon_upgrade()
+
+    def _abandon_upgrade(self, *, close_probe: bool = True) -> None:
+        probe, self._probe = self._probe, None
+        self._probed = False
+        self._cancel("_upgrade_timer")
+        if probe is not None and close_probe:
+            probe.close(graceful=False)
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        self._cancel("_ping_timer")
+        self._ping_timer = self._clock.callLater(self.options.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.state is not SessionState.OPEN:
+            return
+        self._timeout_timer = self._clock.callLater(self.options.ping_timeout, self._timed_out)
+        self._queue.append(Packet(PacketType.PING))
+        self.flush()
+
+    def _reset_v3_timeout(self) -> None:
+        self._cancel("_timeout_timer")
+        self._timeout_timer = self._clock.callLater(
+            self.options.ping_interval + self.options.ping_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timeout_timer = None
+        log.info("session {sid}: ping timeout", sid=self.id)
+        self._closed(CloseReason.PING_TIMEOUT, graceful=False)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self, reason: str = CloseReason.FORCED_CLOSE) -> None:
+        """Close the session from the server side, after the queued packets are delivered.
+
+        The ``close`` event fires once the client got the close packet (or at once on a
+        WebSocket).  Calling it again, or on a closed session, does nothing.
+
+        :param reason: the reason the ``close`` event reports.
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        self.state = SessionState.CLOSING
+        self._graceful_reason = reason
+        self._cancel("_ping_timer")
+        self._cancel("_timeout_timer")
+        if self._probe is not None and not self._probed:
+            self._abandon_upgrade()
+        if self._probe is None:
+            self._start_graceful_close()
+        # else: the upgrade completes or is abandoned first (see _receive_probe).
+
+    def terminate(self, reason: str) -> None:
+        """Close the session now, without waiting for queued packets (server shutdown).
+
+        A pending polling request still gets the close packet; a WebSocket is closed.
+
+        :param reason: the reason the ``close`` event reports.
+        """
+        self._closed(reason, graceful=True)
+
+    def _start_graceful_close(self) -> None:
+        self.flush()
+        if self.transport.name == "websocket":
+            self._closed(self._graceful_reason, graceful=True)
+            return
+        # Polling: the close packet goes out with the pending GET, or the next one.
+        self._close_timer = self._clock.callLater(self.options.close_timeout, self._close_expired)
+        self.transport.close(graceful=True)
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        self._closed(self._graceful_reason, graceful=False)
+
+    def _fail(self, reason: str, why: object) -> None:
+        log.warn("closing session {sid} ({reason}): {why}", sid=self.id, reason=reason, why=why)
+        self._closed(reason, graceful=False)
+
+    def _closed(self, reason: str, *, graceful: bool) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        if self.state is SessionState.CLOSING and reason != CloseReason.PING_TIMEOUT:
+            reason = self._graceful_reason
+        self.state = SessionState.CLOSED
+        self.close_reason = reason
+        for name in ("_ping_timer", "_timeout_timer", "_upgrade_timer", "_close_timer"):
+            self._cancel(name)
+        self._queue = []
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close(graceful=False)
+        self.transport.close(graceful=graceful)
+        for callback in self._on_closed:
+            callback(self, reason)
+        self.emit("close", reason)
+
+    def _cancel(self, name: str) -> None:
+        timer: IDelayedCall | None = getattr(self, name)
+        if timer is not None:
+            setattr(self, name, None)
+            if timer.active():
+                timer.cancel()
+
+    _graceful_reason: str = CloseReason.FORCED_CLOSE
+
+
+def _json_open(sid: str, upgrades: list[str], ping_interval: float, ping_timeout: float,
+               max_payload: int) -> str:
+    import json
+
+    return json.dumps({
+        "sid": sid,
+        "upgrades": upgrades,
+        "pingInterval": round(ping_interval * 1000),
+        "pingTimeout": round(ping_timeout * 1000),
+        "maxPayload": max_payload,
+    }, separators=(",", ":"))

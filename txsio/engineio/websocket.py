@@ -1,0 +1,188 @@
+"""The WebSocket transport: an Autobahn protocol feeding an Engine.IO session.
+
+Called by Autobahn (Twisted's reactor underneath): :meth:`EngineWebSocketProtocol.onConnect`,
+``onOpen``, ``onMessage``, ``onClose``.
+
+Called by the session: :attr:`~EngineWebSocketProtocol.writable`,
+:meth:`~EngineWebSocketProtocol.send`, :meth:`~EngineWebSocketProtocol.noop`,
+:meth:`~EngineWebSocketProtocol.close`.
+
+Each Engine.IO packet travels in its own frame: text packets as text frames, binary messages
+as binary frames (EIO v4: the raw bytes; v3: a ``0x04`` type byte first).  Autobahn's own
+auto-ping is off (the Engine.IO heartbeat is ours), and Autobahn refuses frames and messages
+larger than ``max_http_buffer_size`` before buffering them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+
+from .packet import (
+    EngineIOParseError,
+    Packet,
+    decode_packet,
+    decode_packet_v3,
+    encode_packet,
+    encode_packet_v3,
+)
+from .server import EngineRequestError, HandshakeRequest
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+    from .session import EngineSession
+
+__all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
+
+log = Logger()
+
+_MESSAGE_PREFIX = ord("4")
+
+
+class EngineWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket connection: a new session, or an upgrade probe for a polling one."""
+
+    name = "websocket"
+    factory: EngineWebSocketFactory
+
+    session: EngineSession | None = None
+    _engine_protocol = 4
+    _handshake: HandshakeRequest | None = None
+    _upgrade_sid: str | None = None
+    _closing = False
+
+    # -- called by Autobahn ----------------------------------------------------------------
+
+    def onConnect(self, request: Any) -> Any:
+        """Check the query again (the session may have gone since the resource checked it)."""
+        server = self.factory.engine
+        query = {k: v[0] for k, v in request.params.items() if v}
+        try:
+            protocol, _, session = server.check_request("GET", query, upgrade=True)
+        except EngineRequestError as e:
+            raise ConnectionDeny(e.status, e.message) from None
+        self._engine_protocol = protocol
+        assert self.transport is not None
+        peer = self.transport.getPeer()
+        self._handshake = HandshakeRequest(
+            method="GET",
+            url=request.path + ("?" + _query_string(request.params) if request.params else ""),
+            headers=dict(request.headers),
+            query=query,
+            address=getattr(peer, "host", ""),
+            secure=ISSLTransport.providedBy(self.transport),
+        )
+        if session is not None:
+            self._upgrade_sid = session.id
+        return None
+
+    def onOpen(self) -> None:
+        """Start a new session, or offer this connection as an upgrade."""
+        server = self.factory.engine
+        if self._upgrade_sid is None:
+            assert self._handshake is not None
+            self.session = server.create_session(self._engine_protocol, self, self._handshake)
+            return
+        session = server.sessions.get(self._upgrade_sid)
+        if session is None or not session.can_upgrade():
+            self.close(graceful=True)
+            return
+        self.session = session
+        session.begin_upgrade(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """Decode one frame into a packet for the session."""
+        session = self.session
+        if session is None:
+            return
+        if self._engine_protocol == 4:
+            if isBinary:
+                session.receive_message(payload, self)
+                return
+            if payload and payload[0] == _MESSAGE_PREFIX:
+                # The hot path: a text message, handed over without building a packet.
+                session.receive_message(payload[1:].decode("utf-8"), self)
+                return
+            try:
+                packet = decode_packet(payload.decode("utf-8"))
+            except EngineIOParseError as e:
+                session.parse_error(self, e)
+                return
+        else:
+            try:
+                packet = decode_packet_v3(payload if isBinary else payload.decode("utf-8"))
+            except EngineIOParseError as e:
+                session.parse_error(self, e)
+                return
+        session.receive(packet, self)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """Tell the session its transport went away."""
+        self._closing = True
+        session, self.session = self.session, None
+        if session is not None:
+            session.transport_closed(self)
+
+    # -- called by the session -------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """A WebSocket takes packets whenever it is open."""
+        return not self._closing
+
+    def send(self, packets: list[Packet]) -> None:
+        """Write each packet in its own frame."""
+        if self._closing:
+            return
+        v4 = self._engine_protocol == 4
+        for packet in packets:
+            data = encode_packet(packet) if v4 else encode_packet_v3(packet)
+            if isinstance(data, str):
+                self.sendMessage(data.encode("utf-8"), False)
+            else:
+                self.sendMessage(data, True)
+
+    def send_prepared(self, prepared: Any) -> None:
+        """Write a frame prepared once for many recipients (``factory.prepareMessage``)."""
+        if not self._closing:
+            self.sendPreparedMessage(prepared)
+
+    def noop(self) -> None:
+        """Nothing to release on a WebSocket."""
+
+    def close(self, *, graceful: bool) -> None:
+        """Close the connection with a normal closing handshake."""
+        if self._closing:
+            return
+        self._closing = True
+        self.session = None
+        self.sendClose(1000)
+
+
+class EngineWebSocketFactory(WebSocketServerFactory):
+    """Autobahn's factory for the WebSocket connections of one :class:`EngineServer`."""
+
+    protocol = EngineWebSocketProtocol  # type: ignore[assignment]
+
+    def __init__(self, engine: EngineServer) -> None:
+        super().__init__()
+        self.engine = engine
+        limit = engine.options.max_http_buffer_size
+        self.setProtocolOptions(
+            # The Engine.IO heartbeat is ours: no WebSocket-level pings.
+            autoPingInterval=0,
+            maxMessagePayloadSize=limit,
+            maxFramePayloadSize=limit,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=2,
+        )
+
+
+def _query_string(params: dict[str, list[str]]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode([(k, v) for k, vs in params.items() for v in vs])
