@@ -16,14 +16,17 @@ Like Node's ``engine.io`` package::
 from .resource import EngineIOResource
 from .server import EngineRequestError, EngineServer, ErrorCode, HandshakeRequest
 from .session import CloseReason, EngineOptions, EngineSession, SessionState
+from .site import EngineRequest, EngineSite
 
 __all__ = [
     "CloseReason",
     "EngineIOResource",
     "EngineOptions",
+    "EngineRequest",
     "EngineRequestError",
     "EngineServer",
     "EngineSession",
+    "EngineSite",
     "ErrorCode",
     "HandshakeRequest",
     "SessionState",

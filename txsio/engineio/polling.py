@@ -35,6 +35,7 @@ from .packet import (
     encode_payload_v3,
 )
 from .server import EngineRequestError, ErrorCode
+from .site import body_too_large, posts_arriving
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
@@ -127,7 +128,10 @@ class PollingTransport:
         if binary and self.protocol == 4:
             session.transport_error(self, "binary POST body from an EIO4 client")
             return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
-        body = _read_body(request, self._max_body)
+        if posts_arriving(request, session.id) > 1:
+            session.transport_error(self, "overlapping POST requests")
+            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+        body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
             session.transport_error(self, "POST body larger than max_http_buffer_size")
             return _error(request, EngineRequestError(
