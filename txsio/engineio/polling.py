@@ -48,6 +48,7 @@ log = Logger()
 
 _CLOSE = Packet(PacketType.CLOSE)
 _NOOP = Packet(PacketType.NOOP)
+_RS = "\x1e"
 
 
 class PollingTransport:
@@ -171,6 +172,11 @@ class PollingTransport:
 
     def _write(self, request: Request, packets: list[Packet]) -> None:
         if self.protocol == 4:
+            if any(isinstance(p.data, str) and _RS in p.data for p in packets):
+                # EIO4 payloads are split on the record separator: a message holding one cannot
+                # travel over polling intact (it would forge packets), so it is dropped, loudly.
+                log.warn("dropped a message containing U+001E, which polling cannot carry")
+                packets = [p for p in packets if not (isinstance(p.data, str) and _RS in p.data)]
             body = encode_payload(packets).encode("utf-8")
             content_type = b"text/plain; charset=UTF-8"
         else:
