@@ -114,10 +114,10 @@ class PollingTransport:
             return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
         self._get = request
         request.notifyFinish().addBoth(self._get_finished, request)
-        if self._close_pending:
+        # Queued packets first (a graceful close delivers them); send() appends the close packet.
+        session.transport_ready(self)
+        if self._close_pending and self._get is request:
             self.send([])
-        else:
-            session.transport_ready(self)
         return NOT_DONE_YET
 
     def handle_post(self, request: Request) -> bytes:
@@ -176,7 +176,8 @@ class PollingTransport:
                 # EIO4 payloads are split on the record separator: a message holding one cannot
                 # travel over polling intact (it would forge packets), so it is dropped, loudly.
                 log.warn("dropped a message containing U+001E, which polling cannot carry")
-                packets = [p for p in packets if not (isinstance(p.data, str) and _RS in p.data)]
+                packets = [p for p in packets
+                           if not (isinstance(p.data, str) and _RS in p.data)] or [_NOOP]
             body = encode_payload(packets).encode("utf-8")
             content_type = b"text/plain; charset=UTF-8"
         else:

@@ -312,6 +312,10 @@ class EngineServer(EventEmitter):
             protocol = 3
         else:
             raise EngineRequestError(ErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+        jsonp = query.get("j")
+        if jsonp is not None and not (jsonp.isascii() and jsonp.isdigit()):
+            # The JSONP callback index is written into the response's JavaScript: digits only.
+            raise EngineRequestError(ErrorCode.BAD_REQUEST)
         sid = query.get("sid")
         if sid is not None:
             session = self.sessions.get(sid)

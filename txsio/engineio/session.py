@@ -245,6 +245,26 @@ class EngineSession(EventEmitter):
         self._queue.extend(packets)
         self.flush()
 
+    def send_encoded(self, packets: list[Packet], frame: Any) -> None:
+        """Send message packets encoded once for many sessions (a broadcast).
+
+        On an idle WebSocket the transport may write the frame ``frame`` prepared once for
+        every recipient (``transport.send_prepared(frame)`` returning true); otherwise the
+        packets are queued as usual.
+
+        :param packets: the message packets.
+        :param frame: the broadcast's encoded packet, handed to ``send_prepared``.
+        """
+        if self.state is not SessionState.OPEN:
+            return
+        transport = self.transport
+        if not self._queue and transport.writable:
+            send_prepared = getattr(transport, "send_prepared", None)
+            if send_prepared is not None and send_prepared(frame):
+                return
+        self._queue.extend(packets)
+        self.flush()
+
     def flush(self) -> None:
         """Write the queue to the transport if it is writable."""
         if self._queue and self.state is not SessionState.CLOSED and self.transport.writable:
@@ -385,10 +405,13 @@ class EngineSession(EventEmitter):
 
     def _abandon_upgrade(self, *, close_probe: bool = True) -> None:
         probe, self._probe = self._probe, None
-        self._probed = False
+        probed, self._probed = self._probed, False
         self._cancel("_upgrade_timer")
         if probe is not None and close_probe:
             probe.close(graceful=False)
+        if probed and self.state is SessionState.CLOSING:
+            # close() waited for this upgrade to finish; close over polling instead.
+            self._start_graceful_close()
 
     # -- heartbeat -------------------------------------------------------------------------
 

@@ -124,7 +124,13 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         """Tell the session its transport went away."""
         self._closing = True
         session, self.session = self.session, None
-        if session is not None:
+        if session is None:
+            return
+        if self.failedByMe:
+            # Autobahn failed the connection: a bad frame, invalid UTF-8, a message over
+            # max_http_buffer_size (Node's ws emits "error": "transport error").
+            session.transport_error(self, f"WebSocket failed: {self.wasNotCleanReason}")
+        else:
             session.transport_closed(self)
 
     # -- called by the session -------------------------------------------------------------
@@ -132,24 +138,43 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     @property
     def writable(self) -> bool:
         """A WebSocket takes packets whenever it is open."""
-        return not self._closing
+        return not self._closing and self.state == self.STATE_OPEN
 
     def send(self, packets: list[Packet]) -> None:
         """Write each packet in its own frame."""
-        if self._closing:
-            return
+        if not self.writable:
+            return  # Autobahn is closing: its sendMessage would raise Disconnected
         v4 = self._engine_protocol == 4
         for packet in packets:
             data = encode_packet(packet) if v4 else encode_packet_v3(packet)
             if isinstance(data, str):
-                self.sendMessage(data.encode("utf-8"), False)
+                self._send_message(data.encode("utf-8"), False)
             else:
-                self.sendMessage(data, True)
+                self._send_message(data, True)
 
-    def send_prepared(self, prepared: Any) -> None:
-        """Write a frame prepared once for many recipients (``factory.prepareMessage``)."""
-        if not self._closing:
-            self.sendPreparedMessage(prepared)
+    def _send_message(self, payload: bytes, binary: bool) -> None:
+        if len(payload) > self.factory.engine.options.max_http_buffer_size:
+            # max_http_buffer_size bounds what the client sends (Node's maxHttpBufferSize), but
+            # Autobahn's sendMessage applies maxMessagePayloadSize to outgoing messages too and
+            # raises: send a larger message as one frame.
+            self.sendFrame(opcode=2 if binary else 1, payload=payload)
+        else:
+            self.sendMessage(payload, binary)
+
+    def send_prepared(self, encoded: Any) -> bool:
+        """Write the frame of ``encoded`` prepared once for many recipients.
+
+        :param encoded: an object with ``prepared_frame(factory)`` returning an Autobahn
+            prepared message, or ``None`` when it has none (then nothing is written).
+        :returns: whether the frame was written.
+        """
+        if self._closing:
+            return False
+        prepared = encoded.prepared_frame(self.factory)
+        if prepared is None:
+            return False
+        self.sendPreparedMessage(prepared)
+        return True
 
     def noop(self) -> None:
         """Nothing to release on a WebSocket."""
