@@ -18,6 +18,7 @@ request after it finished.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -161,7 +162,7 @@ class PollingTransport:
             return decode_payload(text, max_packets=self._max_packets)
         if binary:
             return decode_payload_v3(body, max_packets=self._max_packets)
-        if _query(request, b"j") is not None:
+        if _query(request, "j") is not None:
             text = decode_jsonp_body(body)
         else:
             try:
@@ -181,8 +182,8 @@ class PollingTransport:
             body = encode_payload(packets).encode("utf-8")
             content_type = b"text/plain; charset=UTF-8"
         else:
-            jsonp = _query(request, b"j")
-            supports_binary = jsonp is None and _query(request, b"b64") is None
+            jsonp = _query(request, "j")
+            supports_binary = jsonp is None and _query(request, "b64") is None
             payload = encode_payload_v3(packets, supports_binary=supports_binary)
             if isinstance(payload, bytes):
                 body, content_type = payload, b"application/octet-stream"
@@ -206,12 +207,25 @@ class PollingTransport:
             self.session.transport_error(self, "poll connection closed prematurely")
 
 
-def _query(request: Request, name: bytes) -> str | None:
-    values = request.args.get(name) if request.args else None
-    if not values:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def request_query(request: Request) -> dict[str, str]:
+    """The query parameters of ``request``'s URL (the first value of each), parsed once.
+
+    Read from the URL only: twisted.web also merges form-encoded POST bodies into
+    ``request.args``, and a body must not override ``sid``, ``EIO`` or ``transport``.
+    """
+    cached: dict[str, str] | None = getattr(request, "_txsio_query", None)
+    if cached is not None:
+        return cached
+    _, _, raw = request.uri.partition(b"?")
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        query.setdefault(key, value)
+    request._txsio_query = query  # type: ignore[attr-defined]
+    return query
+
+
+def _query(request: Request, name: str) -> str | None:
+    return request_query(request).get(name)
 
 
 def _read_body(request: Request, limit: int) -> bytes | None:

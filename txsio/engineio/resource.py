@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from .polling import PollingTransport, _error
+from .polling import PollingTransport, _error, request_query
 from .server import EngineRequestError, ErrorCode, HandshakeRequest
 from .websocket import EngineWebSocketFactory
 
@@ -59,7 +59,9 @@ class EngineIOResource(Resource):
             log.info("refused a request from origin {origin!r}", origin=origin)
             return _error(request, e)
         for name, value in server.cors_headers(origin):
-            request.setHeader(name, value)
+            # bytes names, as everywhere: Twisted's header-name cache is shared by str and
+            # bytes keys, and mixing them trips BytesWarning under python -bb.
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
         request.setHeader(b"cache-control", b"no-store")
 
         if method == "OPTIONS" and server.cors_enabled and origin is not None:
@@ -73,7 +75,7 @@ class EngineIOResource(Resource):
             request.setHeader(b"content-length", b"0")
             return b""
 
-        query = _query(request)
+        query = request_query(request)
         upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
         try:
             protocol, transport, session = server.check_request(method, query, upgrade=upgrade)
@@ -125,6 +127,7 @@ class EngineIOResource(Resource):
                     return
                 assert isinstance(result, bytes)
                 body = result
+            request.setHeader(b"content-length", b"%d" % len(body))
             request.write(body)
             request.finish()
 
@@ -162,17 +165,6 @@ def _header(request: Request, name: bytes) -> str | None:
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
-def _query(request: Request) -> dict[str, str]:
-    args = request.args or {}
-    out: dict[str, str] = {}
-    for key, values in args.items():
-        if values:
-            k = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-            v = values[0]
-            out[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-    return out
-
-
 def _handshake_request(request: Request) -> HandshakeRequest:
     headers: dict[str, str] = {}
     for name, values in request.requestHeaders.getAllRawHeaders():
@@ -182,7 +174,7 @@ def _handshake_request(request: Request) -> HandshakeRequest:
         method=request.method.decode("ascii", "replace"),
         url=request.uri.decode("utf-8", "replace"),
         headers=headers,
-        query=_query(request),
+        query=request_query(request),
         address=getattr(peer, "host", ""),
         secure=request.isSecure(),
     )

@@ -168,7 +168,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             prepared message, or ``None`` when it has none (then nothing is written).
         :returns: whether the frame was written.
         """
-        if self._closing:
+        if not self.writable:
             return False
         prepared = encoded.prepared_frame(self.factory)
         if prepared is None:

@@ -1,0 +1,376 @@
+"""The Adapter: rooms, room membership and the broadcast fan-out of one namespace.
+
+:class:`Adapter` is the interface and the in-memory implementation (the default);
+:class:`SessionAwareAdapter` adds the packet log of connection state recovery.  A cluster
+adapter (Redis) subclasses :class:`Adapter` and adds cross-node delivery and requests.
+
+Theory of operation: a broadcast encodes its packet **once** (:class:`EncodedPacket`), then
+writes the same encoded parts to every recipient; on an idle WebSocket the frame itself is
+prepared once and written as is.  Methods that a cluster adapter answers over the network
+return Deferreds; the in-memory adapter returns already-fired ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from .engineio.packet import Packet as EnginePacket
+from .engineio.packet import PacketType as EnginePacketType
+from .protocol import Packet, PacketType, encode
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .socket import Socket
+
+__all__ = [
+    "Adapter",
+    "BroadcastFlags",
+    "BroadcastOptions",
+    "EncodedPacket",
+    "PersistedSession",
+    "SessionAwareAdapter",
+]
+
+log = Logger()
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastFlags:
+    """Flags of a broadcast: ``volatile`` (drop for clients not ready), ``local`` (this node
+    only), ``timeout`` (seconds to wait for acknowledgements)."""
+
+    volatile: bool = False
+    local: bool = False
+    timeout: float | None = None
+
+
+_NO_FLAGS = BroadcastFlags()
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastOptions:
+    """Who a broadcast reaches: sockets in any of ``rooms`` (all when empty), minus sockets in
+    any of ``except_rooms``."""
+
+    rooms: frozenset[str] = frozenset()
+    except_rooms: frozenset[str] = frozenset()
+    flags: BroadcastFlags = field(default=_NO_FLAGS)
+
+
+@dataclass
+class PersistedSession:
+    """What connection state recovery keeps of a disconnected socket."""
+
+    sid: str
+    pid: str
+    rooms: list[str]
+    data: Any
+    disconnected_at: float = 0.0
+    missed_packets: list[list[Any]] = field(default_factory=list)
+
+
+class EncodedPacket:
+    """A Socket.IO packet encoded once, for any number of recipients.
+
+    :ivar parts: the encoded text packet, then its binary attachments.
+    :ivar engine_packets: the same, as Engine.IO message packets.
+    """
+
+    __slots__ = ("_prepared", "engine_packets", "parts")
+
+    def __init__(self, parts: list[str | bytes]) -> None:
+        self.parts = parts
+        self.engine_packets = [EnginePacket(EnginePacketType.MESSAGE, p) for p in parts]
+        self._prepared: Any = None
+
+    @classmethod
+    def of(cls, packet: Packet, protocol: int = 5) -> EncodedPacket:
+        """Encode ``packet``.
+
+        :param packet: the Socket.IO packet.
+        :param protocol: the Socket.IO protocol revision (5, or 4 for EIO3 clients).
+        """
+        return cls(encode(packet, protocol=protocol))
+
+    def prepared_frame(self, factory: Any) -> Any:
+        """The WebSocket frame of a text-only packet, prepared once (``None`` with attachments).
+
+        :param factory: the Autobahn factory that prepares it (``prepareMessage``).
+        """
+        if len(self.parts) != 1:
+            return None
+        if self._prepared is None:
+            text = self.parts[0]
+            assert isinstance(text, str)
+            self._prepared = factory.prepareMessage(("4" + text).encode("utf-8"), False)
+        return self._prepared
+
+
+def new_offset() -> str:
+    """A new, unique, opaque offset for the recovery packet log."""
+    return base64.urlsafe_b64encode(os.urandom(9)).decode("ascii")
+
+
+class Adapter:
+    """Rooms and broadcasts of one namespace, in memory (the default adapter).
+
+    :param nsp: the namespace.
+    """
+
+    def __init__(self, nsp: Namespace) -> None:
+        self.nsp = nsp
+        #: room -> socket ids
+        self.rooms: dict[str, set[str]] = {}
+        #: socket id -> rooms
+        self.sids: dict[str, set[str]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def init(self) -> Deferred[None] | None:
+        """Called once when the namespace is created."""
+        return None
+
+    def close(self) -> Deferred[None] | None:
+        """Called when the server closes."""
+        return None
+
+    def server_count(self) -> Deferred[int]:
+        """The number of nodes in the cluster (1 in memory)."""
+        return succeed(1)
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        """Add socket ``sid`` to ``rooms``."""
+        own = self.sids.get(sid)
+        if own is None:
+            own = self.sids[sid] = set()
+        for room in rooms:
+            own.add(room)
+            members = self.rooms.get(room)
+            if members is None:
+                members = self.rooms[room] = set()
+            members.add(sid)
+
+    def delete(self, sid: str, room: str) -> None:
+        """Remove socket ``sid`` from ``room``."""
+        own = self.sids.get(sid)
+        if own is not None:
+            own.discard(room)
+        self._del(room, sid)
+
+    def _del(self, room: str, sid: str) -> None:
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.rooms[room]
+
+    def delete_all(self, sid: str) -> None:
+        """Remove socket ``sid`` from every room."""
+        own = self.sids.pop(sid, None)
+        if own is None:
+            return
+        for room in own:
+            self._del(room, sid)
+
+    def socket_rooms(self, sid: str) -> set[str] | None:
+        """The rooms of socket ``sid`` (``None`` if unknown)."""
+        return self.sids.get(sid)
+
+    def all_rooms(self) -> Deferred[set[str]]:
+        """Every room name (across the cluster, for a cluster adapter)."""
+        return succeed(set(self.rooms))
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def _apply(self, opts: BroadcastOptions, callback: Callable[[Socket], None]) -> None:
+        sockets = self.nsp.sockets
+        except_sids: set[str] = set()
+        for room in opts.except_rooms:
+            members = self.rooms.get(room)
+            if members:
+                except_sids.update(members)
+        if opts.rooms:
+            seen: set[str] = set()
+            for room in opts.rooms:
+                members = self.rooms.get(room)
+                if not members:
+                    continue
+                for sid in tuple(members):
+                    if sid in seen or sid in except_sids:
+                        continue
+                    seen.add(sid)
+                    socket = sockets.get(sid)
+                    if socket is not None:
+                        callback(socket)
+        else:
+            for sid in tuple(self.sids):
+                if sid in except_sids:
+                    continue
+                socket = sockets.get(sid)
+                if socket is not None:
+                    callback(socket)
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
+        encoded = EncodedPacket.of(packet)
+        volatile = opts.flags.volatile
+        self._apply(opts, lambda socket: socket._write_encoded(encoded, volatile))
+
+    def broadcast_with_ack(
+        self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        client_count_callback: Callable[[int], None],
+        ack: Callable[[list[Any]], None],
+    ) -> None:
+        """Broadcast a packet that asks each recipient for an acknowledgement.
+
+        :param client_count_callback: called once with the number of recipients.
+        :param ack: called with each recipient's acknowledgement arguments.
+        """
+        encoded = EncodedPacket.of(packet)
+        volatile = opts.flags.volatile
+        ack_id = packet.id
+        assert ack_id is not None
+        count = 0
+
+        def send(socket: Socket) -> None:
+            nonlocal count
+            count += 1
+            socket._acks[ack_id] = ack
+            socket._write_encoded(encoded, volatile)
+
+        self._apply(opts, send)
+        client_count_callback(count)
+
+    def sockets(self, rooms: Iterable[str]) -> Deferred[set[str]]:
+        """The ids of the sockets in ``rooms`` (all sockets when empty)."""
+        sids: set[str] = set()
+        self._apply(BroadcastOptions(rooms=frozenset(rooms)), lambda s: sids.add(s.id))
+        return succeed(sids)
+
+    def fetch_sockets(self, opts: BroadcastOptions) -> Deferred[list[Any]]:
+        """The sockets ``opts`` selects."""
+        found: list[Any] = []
+        self._apply(opts, found.append)
+        return succeed(found)
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        """Make the sockets ``opts`` selects join ``rooms``."""
+        self._apply(opts, lambda socket: socket.join(rooms))
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
+        """Make the sockets ``opts`` selects leave ``rooms``."""
+
+        def leave(socket: Socket) -> None:
+            for room in rooms:
+                socket.leave(room)
+
+        self._apply(opts, leave)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        """Disconnect the sockets ``opts`` selects (``close``: their whole connection)."""
+        def disconnect(socket: Socket) -> None:
+            socket.disconnect(close)
+
+        self._apply(opts, disconnect)
+
+    def server_side_emit(self, args: list[Any]) -> Deferred[list[Any]] | None:
+        """Send an event to the other nodes of the cluster (no other node in memory)."""
+        return None
+
+    # -- connection state recovery ---------------------------------------------------------
+
+    def persist_session(self, session: PersistedSession) -> None:
+        """Keep a disconnected socket's state (only :class:`SessionAwareAdapter` does)."""
+
+    def restore_session(self, pid: str, offset: str) -> Deferred[PersistedSession | None]:
+        """The state of a socket that disconnected, with the packets it missed since
+        ``offset``; ``None`` when unknown or expired."""
+        return succeed(None)
+
+
+@dataclass
+class _LoggedPacket:
+    offset: str
+    emitted_at: float
+    data: list[Any]
+    opts: BroadcastOptions
+
+
+class SessionAwareAdapter(Adapter):
+    """An in-memory adapter that logs broadcasts for connection state recovery.
+
+    Each event broadcast without acknowledgement and not volatile gets an offset, appended as
+    its last argument and kept for ``max_disconnection_duration``; a socket that reconnects in
+    time with its private id and last offset gets the packets it missed.
+
+    :param nsp: the namespace.
+    :param max_disconnection_duration: seconds a disconnected socket's state is kept.
+    """
+
+    def __init__(self, nsp: Namespace, max_disconnection_duration: float) -> None:
+        super().__init__(nsp)
+        self.max_disconnection_duration = max_disconnection_duration
+        self._clock = nsp.server.clock
+        self._sessions: dict[str, PersistedSession] = {}
+        self._packets: list[_LoggedPacket] = []
+
+    def _expire(self) -> None:
+        threshold = self._clock.seconds() - self.max_disconnection_duration
+        for pid in [p for p, s in self._sessions.items() if s.disconnected_at < threshold]:
+            del self._sessions[pid]
+        keep = 0
+        for i, logged in enumerate(self._packets):
+            if logged.emitted_at >= threshold:
+                keep = i
+                break
+        else:
+            keep = len(self._packets)
+        if keep:
+            del self._packets[:keep]
+
+    def persist_session(self, session: PersistedSession) -> None:
+        """Keep ``session`` for ``max_disconnection_duration`` seconds."""
+        self._expire()
+        session.disconnected_at = self._clock.seconds()
+        self._sessions[session.pid] = session
+
+    def restore_session(self, pid: str, offset: str) -> Deferred[PersistedSession | None]:
+        """The session of ``pid`` with the packets logged after ``offset``, if both are known."""
+        self._expire()
+        session = self._sessions.pop(pid, None)
+        if session is None:
+            return succeed(None)
+        index = next((i for i, p in enumerate(self._packets) if p.offset == offset), -1)
+        if index == -1:
+            return succeed(None)
+        rooms = set(session.rooms)
+        session.missed_packets = [
+            logged.data for logged in self._packets[index + 1:]
+            if _should_include(rooms, logged.opts)
+        ]
+        return succeed(session)
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Log an event (appending its offset) before broadcasting it."""
+        if packet.type is PacketType.EVENT and packet.id is None and not opts.flags.volatile:
+            offset = new_offset()
+            data = [*packet.data, offset]
+            packet = Packet(packet.type, packet.nsp, data, None)
+            self._packets.append(_LoggedPacket(offset, self._clock.seconds(), data, opts))
+        super().broadcast(packet, opts)
+
+
+def _should_include(rooms: set[str], opts: BroadcastOptions) -> bool:
+    included = not opts.rooms or bool(rooms & opts.rooms)
+    return included and not (rooms & opts.except_rooms)

@@ -1,0 +1,200 @@
+"""``BroadcastOperator``: who an emit reaches — ``to`` / ``in_`` / ``except_`` / ``volatile`` /
+``local`` / ``timeout`` — and what to do with them.
+
+Operators are immutable: each modifier returns a new operator, as Node's
+``BroadcastOperator``, so ``io.to("a")`` can be kept and reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+
+from .adapter import BroadcastFlags, BroadcastOptions
+from .exceptions import AckTimeoutError
+from .protocol import RESERVED_EVENTS, Packet, PacketType
+
+if TYPE_CHECKING:
+    from .adapter import Adapter
+    from .namespace import Namespace
+
+__all__ = ["BroadcastOperator", "ack_value"]
+
+log = Logger()
+
+_NO_FLAGS = BroadcastFlags()
+
+
+def _rooms(room: str | Iterable[str]) -> frozenset[str]:
+    if isinstance(room, str):
+        return frozenset((room,))
+    return frozenset(room)
+
+
+def ack_value(args: list[Any]) -> Any:
+    """An acknowledgement's arguments as one value: ``None``, the single one, or a tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+class BroadcastOperator:
+    """A selection of sockets of one namespace, and the operations on them.
+
+    :param nsp: the namespace.
+    :param rooms: the rooms to reach (every socket when empty).
+    :param except_rooms: the rooms to leave out.
+    :param flags: volatile / local / timeout.
+    """
+
+    __slots__ = ("_except", "_flags", "_nsp", "_rooms")
+
+    def __init__(self, nsp: Namespace, rooms: frozenset[str] = frozenset(),
+                 except_rooms: frozenset[str] = frozenset(),
+                 flags: BroadcastFlags = _NO_FLAGS) -> None:
+        self._nsp = nsp
+        self._rooms = rooms
+        self._except = except_rooms
+        self._flags = flags
+
+    @property
+    def adapter(self) -> Adapter:
+        """The adapter of the namespace."""
+        return self._nsp.adapter
+
+    # -- modifiers -------------------------------------------------------------------------
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Also reach the sockets in ``room`` (a name or several).
+
+        :param room: a room name, or an iterable of them.
+        """
+        return BroadcastOperator(self._nsp, self._rooms | _rooms(room), self._except,
+                                 self._flags)
+
+    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Same as :meth:`to`."""
+        return self.to(room)
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Leave out the sockets in ``room`` (a name or several).
+
+        :param room: a room name, or an iterable of them.
+        """
+        return BroadcastOperator(self._nsp, self._rooms, self._except | _rooms(room),
+                                 self._flags)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Drop the packet for clients that are not ready to receive it now."""
+        return BroadcastOperator(self._nsp, self._rooms, self._except,
+                                 replace(self._flags, volatile=True))
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Reach the sockets of this node only (in a cluster)."""
+        return BroadcastOperator(self._nsp, self._rooms, self._except,
+                                 replace(self._flags, local=True))
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Wait at most ``seconds`` for the acknowledgements of :meth:`emit_with_ack`.
+
+        :param seconds: the timeout.
+        """
+        return BroadcastOperator(self._nsp, self._rooms, self._except,
+                                 replace(self._flags, timeout=float(seconds)))
+
+    def _options(self) -> BroadcastOptions:
+        return BroadcastOptions(self._rooms, self._except, self._flags)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args`` to every selected socket (encoded once).
+
+        :param event: the event name (not a reserved one).
+        :param args: JSON-able values; ``bytes`` anywhere travel as binary attachments.
+        :raises ValueError: for a reserved event name.
+        """
+        if event in RESERVED_EVENTS:
+            raise ValueError(f'"{event}" is a reserved event name')
+        packet = Packet(PacketType.EVENT, self._nsp.name, [event, *args])
+        self.adapter.broadcast(packet, self._options())
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event."""
+        self.emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit ``event`` and collect every recipient's acknowledgement.
+
+        Needs :meth:`timeout` first.  Each answer is one value (a tuple when the client
+        acknowledged with several arguments, ``None`` with none).
+
+        :returns: a Deferred firing with the list of answers once every recipient answered, or
+            failing with :class:`~txsio.AckTimeoutError` (its ``responses`` holding the answers
+            that arrived) when the timeout passes first.
+        """
+        if event in RESERVED_EVENTS:
+            return fail(ValueError(f'"{event}" is a reserved event name'))
+        timeout = self._flags.timeout
+        if timeout is None:
+            return fail(ValueError("emit_with_ack on a broadcast needs a timeout: "
+                                   "use .timeout(seconds) first"))
+        nsp = self._nsp
+        clock = nsp.server.clock
+        responses: list[Any] = []
+        expected: list[int] = []
+        d: Deferred[list[Any]] = Deferred()
+
+        def done() -> None:
+            if not d.called:
+                if timer.active():
+                    timer.cancel()
+                d.callback(responses)
+
+        def on_timeout() -> None:
+            if not d.called:
+                d.errback(AckTimeoutError(responses=list(responses)))
+
+        def on_count(count: int) -> None:
+            expected.append(count)
+            if len(responses) >= count:
+                done()
+
+        def on_ack(args: list[Any]) -> None:
+            if d.called:
+                return
+            responses.append(ack_value(args))
+            if expected and len(responses) >= expected[0]:
+                done()
+
+        timer = clock.callLater(timeout, on_timeout)
+        packet = Packet(PacketType.EVENT, nsp.name, [event, *args], nsp._next_ack_id())
+        self.adapter.broadcast_with_ack(packet, self._options(), on_count, on_ack)
+        return d
+
+    def fetch_sockets(self) -> Deferred[list[Any]]:
+        """The selected sockets (remote ones too, in a cluster)."""
+        return self.adapter.fetch_sockets(self._options())
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        """Make the selected sockets join ``room`` (a name or several)."""
+        self.adapter.add_sockets(self._options(), sorted(_rooms(room)))
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        """Make the selected sockets leave ``room`` (a name or several)."""
+        self.adapter.del_sockets(self._options(), sorted(_rooms(room)))
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the selected sockets.
+
+        :param close: also close their underlying connections.
+        """
+        self.adapter.disconnect_sockets(self._options(), close)

@@ -1,0 +1,268 @@
+"""``Namespace``: a communication channel multiplexed over each client connection.
+
+A namespace has its own connection handlers, middlewares, sockets, rooms (through its
+adapter) and broadcast operators.  :class:`ParentNamespace` is a *dynamic* namespace: a regex
+or a callable that matches names, creating a child namespace the first time a client connects
+to a matching name; its handlers and middlewares apply to every child, and a broadcast on it
+reaches every child.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from ._events import EventEmitter
+from .adapter import Adapter, BroadcastOptions, PersistedSession
+from .broadcast import BroadcastOperator
+from .exceptions import ConnectionRefusedError
+from .socket import Socket, call_handler
+
+if TYPE_CHECKING:
+    from .protocol import Packet
+    from .server import Connection, Server
+
+__all__ = ["Namespace", "ParentNamespace"]
+
+log = Logger()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+Middleware = Callable[[Socket], Any]
+
+
+class Namespace(EventEmitter):
+    """One namespace of a :class:`~txsio.Server` (``io.of("/chat")``).
+
+    Events: ``"connection"`` (alias ``"connect"``) with the new :class:`~txsio.socket.Socket`.
+
+    :ivar name: the namespace name, like ``"/chat"``.
+    :ivar sockets: the connected sockets by id.
+    :ivar adapter: the :class:`~txsio.adapter.Adapter`.
+    """
+
+    def __init__(self, server: Server, name: str) -> None:
+        super().__init__()
+        self.server = server
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self._middlewares: list[Middleware] = []
+        self._ids = 0
+        self.adapter: Adapter = server._make_adapter(self)
+        self.adapter.init()
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    @overload
+    def on(self, event: str) -> Callable[[_F], _F]: ...
+
+    @overload
+    def on(self, event: str, handler: _F) -> _F: ...
+
+    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
+        """Register a handler: ``"connection"`` / ``"connect"`` get each new socket."""
+        if event == "connect":
+            event = "connection"
+        return super().on(event, handler) if handler is not None else super().on(event)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``middleware(socket)`` for each connecting socket, before ``connection``.
+
+        It may return a Deferred or be a coroutine function.  Raising
+        :class:`~txsio.ConnectionRefusedError` (or any exception) refuses the connection: the
+        client gets CONNECT_ERROR with the message (and data).
+
+        :returns: ``middleware`` (so it works as a decorator).
+        """
+        self._middlewares.append(middleware)
+        return middleware
+
+    def _next_ack_id(self) -> int:
+        ack_id = self._ids
+        self._ids += 1
+        return ack_id
+
+    # -- broadcasting ----------------------------------------------------------------------
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """The sockets in ``room`` (a name or several)."""
+        return self._operator().to(room)
+
+    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Same as :meth:`to`."""
+        return self.to(room)
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Every socket but those in ``room``."""
+        return self._operator().except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Broadcasts dropped for clients not ready to receive them."""
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Broadcasts to this node's sockets only."""
+        return self._operator().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Bound the wait of :meth:`~txsio.broadcast.BroadcastOperator.emit_with_ack`."""
+        return self._operator().timeout(seconds)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to every socket of the namespace."""
+        self._operator().emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event to every socket."""
+        self._operator().emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit to every socket and collect their acknowledgements (needs :meth:`timeout`)."""
+        return self._operator().emit_with_ack(event, *args)
+
+    def fetch_sockets(self) -> Deferred[list[Any]]:
+        """Every socket of the namespace."""
+        return self._operator().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        """Make every socket join ``room``."""
+        self._operator().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        """Make every socket leave ``room``."""
+        self._operator().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket (``close``: their connections too)."""
+        self._operator().disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the other nodes of the cluster (nothing with one node)."""
+        self.adapter.server_side_emit([event, *args])
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _add(self, conn: Connection, auth: dict[str, Any]) -> Deferred[Socket | None]:
+        """Run the connection flow of a new socket; fire with it, or ``None`` if refused."""
+        return Deferred.fromCoroutine(self._connect(conn, auth))
+
+    async def _connect(self, conn: Connection, auth: dict[str, Any]) -> Socket | None:
+        previous: PersistedSession | None = None
+        recovery = self.server.connection_state_recovery
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if recovery and isinstance(pid, str) and isinstance(offset, str):
+            previous = await self.adapter.restore_session(pid, offset)
+        socket = Socket(self, conn, _auth_without_recovery(auth), previous)
+        skip = previous is not None and recovery is not None and recovery.skip_middlewares
+        if not skip:
+            for middleware in self._middlewares:
+                try:
+                    result = call_handler(middleware, socket)
+                    if isinstance(result, Deferred):
+                        await result
+                except ConnectionRefusedError as e:
+                    conn.connect_error(self.name, e.message, e.data)
+                    return None
+                except Exception as e:
+                    log.failure("middleware of namespace {nsp} failed", nsp=self.name)
+                    conn.connect_error(self.name, str(e) or type(e).__name__, None)
+                    return None
+        if not conn.is_open:
+            return None
+        self.sockets[socket.id] = socket
+        conn._add(socket)
+        socket._connected()
+        if previous is not None:
+            socket.join(previous.rooms)
+            for data in previous.missed_packets:
+                socket._write_packet(_event(self.name, data))
+        # Namespace.emit broadcasts: the local event goes through EventEmitter's.
+        EventEmitter.emit(self, "connection", socket)
+        return socket
+
+    def _remove(self, socket: Socket) -> None:
+        if self.sockets.get(socket.id) is socket:
+            del self.sockets[socket.id]
+
+
+def _auth_without_recovery(auth: dict[str, Any]) -> dict[str, Any]:
+    if "pid" in auth or "offset" in auth:
+        return {k: v for k, v in auth.items() if k not in ("pid", "offset")}
+    return auth
+
+
+def _event(nsp: str, data: list[Any]) -> Packet:
+    from .protocol import Packet, PacketType
+
+    return Packet(PacketType.EVENT, nsp, data)
+
+
+NamespaceMatcher = Callable[[str, dict[str, Any]], Any]
+
+
+class ParentNamespace(Namespace):
+    """A dynamic namespace: children are created for the names that ``matcher`` accepts.
+
+    :param matcher: a compiled regex (full match on the name) or a callable
+        ``f(name, auth) -> bool`` (or a Deferred of one).
+    """
+
+    _count = 0
+
+    def __init__(self, server: Server, matcher: re.Pattern[str] | NamespaceMatcher) -> None:
+        ParentNamespace._count += 1
+        super().__init__(server, f"/_{ParentNamespace._count}")
+        self.matcher = matcher
+        self.children: set[Namespace] = set()
+        self.adapter = _ParentAdapter(self)
+
+    def matches(self, name: str, auth: dict[str, Any]) -> Deferred[bool]:
+        """Whether ``name`` belongs to this parent."""
+        if isinstance(self.matcher, re.Pattern):
+            return succeed(self.matcher.fullmatch(name) is not None)
+        try:
+            result = call_handler(self.matcher, name, auth)
+        except Exception:
+            log.failure("the matcher of a dynamic namespace raised for {name!r}", name=name)
+            return succeed(False)
+        if isinstance(result, Deferred):
+            return result.addCallback(bool)
+        return succeed(bool(result))
+
+    def create_child(self, name: str) -> Namespace:
+        """Create the child namespace ``name``, sharing this parent's handlers."""
+        child = Namespace(self.server, name)
+        child._middlewares = self._middlewares  # shared: later use() calls apply too
+        child._handlers = self._handlers
+        self.children.add(child)
+        self.server._nsps[name] = child
+        return child
+
+
+class _ParentAdapter(Adapter):
+    """Broadcasts of a parent namespace reach every child."""
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        assert isinstance(self.nsp, ParentNamespace)
+        from dataclasses import replace
+
+        for child in tuple(self.nsp.children):
+            child.adapter.broadcast(replace(packet, nsp=child.name), opts)
+
+    def fetch_sockets(self, opts: BroadcastOptions) -> Deferred[list[Any]]:
+        assert isinstance(self.nsp, ParentNamespace)
+        found: list[Any] = []
+        for child in tuple(self.nsp.children):
+            child.adapter._apply(opts, found.append)
+        return succeed(found)
+

@@ -1,0 +1,466 @@
+"""``Server``: the Socket.IO server — namespaces, middlewares, options — over Engine.IO.
+
+::
+
+    io = txsio.Server(cors_allowed_origins=["https://app.example"])
+
+    @io.on("connection")
+    def connected(socket):
+        socket.emit("news", {"hello": "world"})
+
+    root.putChild(b"socket.io", io.resource())
+
+:class:`Connection` is one client's Engine.IO session seen from Socket.IO (Node calls it
+``Client``): it decodes packets (reassembling binary attachments), routes them to the socket
+of their namespace, runs the namespace connection flow, and enforces the connect timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ._events import EventEmitter
+from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
+from .broadcast import BroadcastOperator
+from .engineio.packet import Packet as EnginePacket
+from .engineio.packet import PacketType as EnginePacketType
+from .engineio.server import CorsOrigins, EngineServer
+from .engineio.session import CloseReason
+from .namespace import Namespace, NamespaceMatcher, ParentNamespace
+from .protocol import Decoder, Packet, PacketType, SocketIOParseError, encode
+from .socket import Handshake, Socket
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+    from .engineio.resource import EngineIOResource
+    from .engineio.session import EngineSession
+
+__all__ = ["Connection", "RecoveryOptions", "Server"]
+
+log = Logger()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """Connection state recovery (Node 4.6): how long a disconnected socket's state is kept,
+    and whether a recovered socket skips the middlewares."""
+
+    max_disconnection_duration: float = 120.0
+    skip_middlewares: bool = True
+
+
+def _recovery(value: bool | Mapping[str, Any] | RecoveryOptions | None) -> RecoveryOptions | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return RecoveryOptions()
+    if isinstance(value, RecoveryOptions):
+        return value
+    return RecoveryOptions(**dict(value))
+
+
+class Server:
+    """A Socket.IO server.
+
+    :param path: where the endpoint is meant to be mounted (informational for
+        :meth:`resource`, used by the twistd plugin); default ``"/socket.io"``.
+    :param ping_interval: seconds between heartbeats (Node: 25).
+    :param ping_timeout: seconds a client has to answer one (Node: 20).
+    :param max_http_buffer_size: the largest message in bytes (Node: 1e6).
+    :param cors_allowed_origins: ``None`` (no CORS; foreign browser origins refused),
+        ``"*"``, a list of origins, or a callable ``f(origin) -> bool``.
+    :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
+    :param transports: from ``"polling"`` and ``"websocket"``.
+    :param allow_eio3: serve socket.io-client 2.x (Engine.IO v3, Socket.IO v4).
+    :param connect_timeout: seconds a client has to join a namespace (Node: 45).
+    :param cookie: the ``io`` cookie for sticky sessions (see
+        :class:`~txsio.engineio.EngineServer`).
+    :param connection_state_recovery: ``True``, a mapping of :class:`RecoveryOptions` fields,
+        or ``None`` (off, the default).
+    :param adapter: a factory ``f(namespace) -> Adapter`` (default: in memory).
+    :param max_attachments: the most binary attachments one packet may announce.
+    :param clock: the clock for every timer (default: the global reactor).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io",
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        max_http_buffer_size: int = 1_000_000,
+        cors_allowed_origins: CorsOrigins = None,
+        allow_request: Callable[[Any], Any] | None = None,
+        transports: Iterable[str] = ("polling", "websocket"),
+        allow_eio3: bool = False,
+        connect_timeout: float = 45.0,
+        cookie: bool | str | Mapping[str, Any] | None = False,
+        connection_state_recovery: bool | Mapping[str, Any] | RecoveryOptions | None = None,
+        adapter: Callable[[Namespace], Adapter] | None = None,
+        max_attachments: int = 10,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast("IReactorTime", reactor)
+        self.clock: IReactorTime = clock
+        self.path = "/" + path.strip("/")
+        self.connect_timeout = float(connect_timeout)
+        self.max_attachments = max_attachments
+        self.connection_state_recovery = _recovery(connection_state_recovery)
+        self._adapter_factory = adapter
+        self.engine = EngineServer(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_http_buffer_size=max_http_buffer_size,
+            transports=transports,
+            allow_eio3=allow_eio3,
+            cors_allowed_origins=cors_allowed_origins,
+            allow_request=allow_request,
+            cookie=cookie,
+            clock=clock,
+        )
+        self.engine.on("connection", self._on_engine_connection)
+        self._server_events = EventEmitter()
+        self._nsps: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        #: the open connections by Engine.IO session id
+        self.connections: dict[str, Connection] = {}
+        self.sockets: Namespace = self.of("/")
+
+    def _make_adapter(self, nsp: Namespace) -> Adapter:
+        if self._adapter_factory is not None:
+            return self._adapter_factory(nsp)
+        if self.connection_state_recovery is not None:
+            return SessionAwareAdapter(nsp, self.connection_state_recovery
+                                       .max_disconnection_duration)
+        return Adapter(nsp)
+
+    # -- mounting --------------------------------------------------------------------------
+
+    def resource(self) -> EngineIOResource:
+        """The twisted.web resource of the endpoint (polling and WebSocket on one path).
+
+        ``root.putChild(b"socket.io", io.resource())``.
+        """
+        return self.engine.resource()
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    def of(self, name: str | re.Pattern[str] | NamespaceMatcher) -> Namespace:
+        """The namespace ``name``, created if needed.
+
+        :param name: a name (``"/chat"``), a compiled regex or a callable
+            ``f(name, auth) -> bool`` for a dynamic namespace.
+        """
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._nsps.get(name)
+            if nsp is None:
+                nsp = self._nsps[name] = Namespace(self, name)
+            return nsp
+        parent = ParentNamespace(self, name)
+        self._parents.append(parent)
+        return parent
+
+    @overload
+    def on(self, event: str) -> Callable[[_F], _F]: ...
+
+    @overload
+    def on(self, event: str, handler: _F) -> _F: ...
+
+    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
+        """``"connection"`` / ``"connect"``: the main namespace's new sockets; any other
+        event: a server-side event from another node of the cluster."""
+        if event in ("connection", "connect"):
+            return self.sockets.on(event, handler) if handler else self.sockets.on(event)
+        return (self._server_events.on(event, handler) if handler
+                else self._server_events.on(event))
+
+    def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
+        """A middleware of the main namespace (see :meth:`Namespace.use`)."""
+        return self.sockets.use(middleware)
+
+    # -- main namespace shortcuts ----------------------------------------------------------
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """The main namespace's sockets in ``room``."""
+        return self.sockets.to(room)
+
+    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Same as :meth:`to`."""
+        return self.sockets.to(room)
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """The main namespace's sockets except those in ``room``."""
+        return self.sockets.except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Volatile broadcasts on the main namespace."""
+        return self.sockets.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Broadcasts to this node only, on the main namespace."""
+        return self.sockets.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Bound the wait for broadcast acknowledgements."""
+        return self.sockets.timeout(seconds)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit to every socket of the main namespace."""
+        self.sockets.emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        """Emit ``message`` to every socket of the main namespace."""
+        self.sockets.send(*args)
+
+    def fetch_sockets(self) -> Deferred[list[Any]]:
+        """Every socket of the main namespace."""
+        return self.sockets.fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        """Make every socket of the main namespace join ``room``."""
+        self.sockets.sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        """Make every socket of the main namespace leave ``room``."""
+        self.sockets.sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket of the main namespace."""
+        self.sockets.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to the other nodes of the cluster."""
+        self.sockets.server_side_emit(event, *args)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _on_engine_connection(self, session: EngineSession) -> None:
+        conn = Connection(self, session)
+        self.connections[session.id] = conn
+
+    def _find_namespace(self, name: str, auth: dict[str, Any]) -> Deferred[Namespace | None]:
+        nsp = self._nsps.get(name)
+        if nsp is not None:
+            return Deferred.fromCoroutine(_just(nsp))
+
+        async def search() -> Namespace | None:
+            for parent in tuple(self._parents):
+                if await parent.matches(name, auth):
+                    existing = self._nsps.get(name)
+                    return existing if existing is not None else parent.create_child(name)
+            return None
+
+        return Deferred.fromCoroutine(search())
+
+    def close(self) -> None:
+        """Disconnect every client (reason ``"server shutting down"``) and close the engine."""
+        for conn in list(self.connections.values()):
+            conn.close(CloseReason.SERVER_SHUTTING_DOWN)
+        self.engine.close()
+
+
+async def _just(nsp: Namespace) -> Namespace | None:
+    return nsp
+
+
+def _random_id() -> str:
+    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class Connection:
+    """One client's Engine.IO session, seen from Socket.IO (Node's ``Client``).
+
+    :param server: the Socket.IO server.
+    :param session: the Engine.IO session.
+    """
+
+    def __init__(self, server: Server, session: EngineSession) -> None:
+        self.server = server
+        self.session = session
+        self.id = session.id
+        # EIO3 clients (socket.io-client 2.x) speak Socket.IO v4.
+        self.protocol = 4 if session.protocol == 3 else 5
+        self.decoder = Decoder(protocol=self.protocol, max_attachments=server.max_attachments)
+        self.sockets: dict[str, Socket] = {}  # by namespace name
+        self._connecting: set[str] = set()
+        self._closed = False
+        self._timer: IDelayedCall | None = server.clock.callLater(
+            server.connect_timeout, self._connect_timed_out)
+        session.on("message", self._on_message)
+        session.on("close", self._on_close)
+        if session.protocol == 3:
+            # socket.io-client 2.x joins the main namespace without a CONNECT packet.
+            self._connect("/", {})
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the underlying session is still open."""
+        return not self._closed
+
+    # -- ids and handshake -----------------------------------------------------------------
+
+    def socket_id(self, nsp: str) -> str:
+        """A new socket id (v4 clients: derived from the session id, as Node does)."""
+        if self.protocol == 4:
+            return self.id if nsp == "/" else f"{nsp}#{self.id}"
+        return _random_id()
+
+    def new_pid(self) -> str:
+        """A new private session id for connection state recovery."""
+        return _random_id()
+
+    def handshake(self, auth: dict[str, Any]) -> Handshake:
+        """The :class:`~txsio.socket.Handshake` of a socket connecting with ``auth``."""
+        request = self.session.request
+        now = self.server.clock.seconds()
+        headers = dict(request.headers) if request is not None else {}
+        origin = headers.get("origin")
+        host = headers.get("host")
+        return Handshake(
+            headers=headers,
+            time=email.utils.formatdate(now, usegmt=True),
+            address=request.address if request is not None else "",
+            xdomain=origin is not None and host is not None and not origin.endswith("//" + host),
+            secure=bool(request.secure) if request is not None else False,
+            issued=int(now * 1000),
+            url=request.url if request is not None else "",
+            query=dict(request.query) if request is not None else {},
+            auth=auth,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write_packet(self, packet: Packet, volatile: bool = False) -> None:
+        """Encode and send one packet to this client."""
+        if self._closed:
+            return
+        parts = encode(packet, protocol=self.protocol)
+        session = self.session
+        if volatile and not session.transport.writable:
+            return
+        if len(parts) == 1:
+            session.send(parts[0])
+        else:
+            session.send_packets([EnginePacket(EnginePacketType.MESSAGE, p) for p in parts])
+
+    def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
+        """Send a packet encoded once for many recipients."""
+        if self._closed:
+            return
+        session = self.session
+        if volatile and not session.transport.writable:
+            return
+        session.send_encoded(encoded.engine_packets, encoded)
+
+    def connect_error(self, nsp: str, message: str, data: Any) -> None:
+        """Refuse a namespace connection with CONNECT_ERROR."""
+        if self.protocol == 4:
+            payload: Any = message
+        else:
+            payload = {"message": message}
+            if data is not None:
+                payload["data"] = data
+        self.write_packet(Packet(PacketType.CONNECT_ERROR, nsp, payload))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            packet = self.decoder.feed(data)
+        except SocketIOParseError as e:
+            log.warn("closing connection {sid}: bad Socket.IO packet: {why}", sid=self.id, why=e)
+            self.session.terminate(CloseReason.PARSE_ERROR)
+            return
+        if packet is None:
+            return
+        if packet.type is PacketType.CONNECT:
+            self._connect(packet.nsp, packet.data if isinstance(packet.data, dict) else {})
+            return
+        socket = self.sockets.get(packet.nsp)
+        if socket is None:
+            log.debug("connection {sid}: packet for namespace {nsp} it has not joined",
+                      sid=self.id, nsp=packet.nsp)
+            return
+        socket._on_packet(packet)
+
+    def _connect(self, name: str, auth: dict[str, Any]) -> None:
+        if name in self.sockets or name in self._connecting:
+            log.debug("connection {sid}: already connected to {nsp}", sid=self.id, nsp=name)
+            return
+        self._connecting.add(name)
+        d = Deferred.fromCoroutine(self._connect_flow(name, auth))
+        d.addErrback(lambda f: log.failure("connecting {sid} to {nsp} failed", f,
+                                           sid=self.id, nsp=name))
+
+    async def _connect_flow(self, name: str, auth: dict[str, Any]) -> None:
+        try:
+            nsp = await self.server._find_namespace(name, auth)
+            if nsp is None:
+                self.connect_error(name, "Invalid namespace", None)
+                return
+            await nsp._add(self, auth)
+        finally:
+            self._connecting.discard(name)
+
+    def _add(self, socket: Socket) -> None:
+        self.sockets[socket.nsp.name] = socket
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _remove(self, socket: Socket) -> None:
+        if self.sockets.get(socket.nsp.name) is socket:
+            del self.sockets[socket.nsp.name]
+
+    def _connect_timed_out(self) -> None:
+        self._timer = None
+        if not self.sockets and not self._closed:
+            log.info("connection {sid}: no namespace joined in time, closing", sid=self.id)
+            self.session.close()
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def disconnect_all(self) -> None:
+        """``socket.disconnect(close=True)``: leave every namespace, then close the session."""
+        for socket in list(self.sockets.values()):
+            socket.disconnect()
+        self.session.close()
+
+    def close(self, reason: str) -> None:
+        """Disconnect every socket with ``reason`` and close the session now."""
+        self._on_close(reason)
+        self.session.terminate(reason)
+
+    def _on_close(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        for socket in list(self.sockets.values()):
+            socket._on_close(reason)
+        self.sockets.clear()
+        self.decoder.reset()
+        self.server.connections.pop(self.id, None)
