@@ -7,6 +7,7 @@ one handler must not break the transport that is delivering the event, nor other
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -77,8 +78,9 @@ class EventEmitter:
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event`` with ``args``, logging (not raising) their errors.
 
-        A handler that returns a :class:`~twisted.internet.defer.Deferred` gets an errback that
-        logs its failure, so no "Unhandled error in Deferred" is left behind.
+        A handler that returns a :class:`~twisted.internet.defer.Deferred` (or a coroutine,
+        run as one) gets an errback that logs its failure, so no "Unhandled error in Deferred"
+        is left behind.
 
         :param event: the event name.
         :param args: the handlers' positional arguments.
@@ -92,6 +94,8 @@ class EventEmitter:
             except Exception:
                 log.failure("error in the handler of the {event!r} event", event=event)
                 continue
+            if inspect.iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
             if isinstance(result, Deferred):
                 result.addErrback(_log_handler_failure, event)
 

@@ -329,15 +329,16 @@ class SessionAwareAdapter(Adapter):
         threshold = self._clock.seconds() - self.max_disconnection_duration
         for pid in [p for p, s in self._sessions.items() if s.disconnected_at < threshold]:
             del self._sessions[pid]
-        keep = 0
-        for i, logged in enumerate(self._packets):
-            if logged.emitted_at >= threshold:
-                keep = i
-                break
-        else:
-            keep = len(self._packets)
-        if keep:
-            del self._packets[:keep]
+        self._expire_packets(threshold)
+
+    def _expire_packets(self, threshold: float) -> None:
+        # The log is in emission order: drop its expired head.
+        packets = self._packets
+        stale = 0
+        while stale < len(packets) and packets[stale].emitted_at < threshold:
+            stale += 1
+        if stale:
+            del packets[:stale]
 
     def persist_session(self, session: PersistedSession) -> None:
         """Keep ``session`` for ``max_disconnection_duration`` seconds."""
@@ -367,7 +368,10 @@ class SessionAwareAdapter(Adapter):
             offset = new_offset()
             data = [*packet.data, offset]
             packet = Packet(packet.type, packet.nsp, data, None)
-            self._packets.append(_LoggedPacket(offset, self._clock.seconds(), data, opts))
+            now = self._clock.seconds()
+            # Bounded even when no socket ever disconnects (Node expires on a timer).
+            self._expire_packets(now - self.max_disconnection_duration)
+            self._packets.append(_LoggedPacket(offset, now, data, opts))
         super().broadcast(packet, opts)
 
 

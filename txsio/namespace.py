@@ -51,6 +51,8 @@ class Namespace(EventEmitter):
         self.name = name
         self.sockets: dict[str, Socket] = {}
         self._middlewares: list[Middleware] = []
+        #: the dynamic namespace that created this one, whose middlewares and handlers apply
+        self._parent: ParentNamespace | None = None
         self._ids = 0
         self.adapter: Adapter = server._make_adapter(self)
         self.adapter.init()
@@ -161,23 +163,32 @@ class Namespace(EventEmitter):
         recovery = self.server.connection_state_recovery
         pid, offset = auth.get("pid"), auth.get("offset")
         if recovery and isinstance(pid, str) and isinstance(offset, str):
-            previous = await self.adapter.restore_session(pid, offset)
+            try:
+                previous = await self.adapter.restore_session(pid, offset)
+            except Exception:
+                # As Node: a failed restore gives a fresh socket, not a silent client.
+                log.failure("restoring session {pid} failed", pid=pid)
         socket = Socket(self, conn, _auth_without_recovery(auth), previous)
         skip = previous is not None and recovery is not None and recovery.skip_middlewares
         if not skip:
-            for middleware in self._middlewares:
+            parent = self._parent
+            inherited = parent._middlewares if parent is not None else []
+            for middleware in [*inherited, *self._middlewares]:
                 try:
                     result = call_handler(middleware, socket)
                     if isinstance(result, Deferred):
                         await result
                 except ConnectionRefusedError as e:
+                    self.adapter.delete_all(socket.id)  # rooms a middleware joined
                     conn.connect_error(self.name, e.message, e.data)
                     return None
                 except Exception as e:
                     log.failure("middleware of namespace {nsp} failed", nsp=self.name)
+                    self.adapter.delete_all(socket.id)
                     conn.connect_error(self.name, str(e) or type(e).__name__, None)
                     return None
         if not conn.is_open:
+            self.adapter.delete_all(socket.id)
             return None
         self.sockets[socket.id] = socket
         conn._add(socket)
@@ -187,6 +198,8 @@ class Namespace(EventEmitter):
             for data in previous.missed_packets:
                 socket._write_packet(_event(self.name, data))
         # Namespace.emit broadcasts: the local event goes through EventEmitter's.
+        if self._parent is not None:
+            EventEmitter.emit(self._parent, "connection", socket)
         EventEmitter.emit(self, "connection", socket)
         return socket
 
@@ -242,8 +255,9 @@ class ParentNamespace(Namespace):
     def create_child(self, name: str) -> Namespace:
         """Create the child namespace ``name``, sharing this parent's handlers."""
         child = Namespace(self.server, name)
-        child._middlewares = self._middlewares  # shared: later use() calls apply too
-        child._handlers = self._handlers
+        # The parent's middlewares and handlers run first, later use() / on() calls included;
+        # the child's own (io.of("/name").use(...)) apply to it alone.
+        child._parent = self
         self.children.add(child)
         self.server._nsps[name] = child
         return child

@@ -37,25 +37,27 @@ decoder bounds what is built from a message, each bound a constructor argument:
   common packet is parsed and nothing more.  Any other has its depth read from its text with
   a few C-level passes (brackets kept, strings dropped, innermost pairs stripped level by
   level), or, if its strings hold brackets or escapes, from the decoded data by an iterative
-  walk.  A binary packet is always walked, to find its placeholders.  Nothing recurses;
+  walk.  A binary packet is always walked, to find its placeholders.  No code here recurses;
 - a namespace of at most ``max_nsp_length`` characters, and an ack id of at most 16 digits and
   no more than ``2**53 - 1`` (JavaScript's largest safe integer).
 
 Validation follows Node's ``isPayloadValid`` (``socket.io-parser``): an EVENT payload is a
 non-empty array led by a string or a number, an ACK payload an array, a CONNECT payload an
-object or none, a CONNECT_ERROR payload a string or an object, a DISCONNECT no payload.
-Reserved event names are not refused here: that is the server's decision (see
-:data:`RESERVED_EVENTS`).  The decoder is stricter than Node where Node accepts garbage: the
-attachment count and ack id are ASCII digits only, a binary packet announces at least one
-attachment, EVENT and ACK must have a payload, only EVENT and ACK take an ack id, ``NaN`` and
-``Infinity`` are not JSON, and a placeholder object is exactly ``_placeholder`` and an integer
-``num`` in range.
+object or none, a CONNECT_ERROR payload a string or an object, a DISCONNECT no payload; a
+``null`` payload is none of these.  JSON is what ``JSON.parse`` accepts (no ``NaN``, no
+``Infinity``; whitespace around it allowed).  Reserved event names are not refused here: that
+is the server's decision (see :data:`RESERVED_EVENTS`).  The decoder is stricter than Node
+where Node accepts garbage: an empty packet is an error (Node reads a CONNECT), the attachment
+count and ack id are ASCII digits only, a binary packet announces at least one attachment,
+EVENT and ACK must have a payload, only EVENT and ACK take an ack id, and a placeholder object
+is exactly ``_placeholder`` and an integer ``num`` in range.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -236,11 +238,10 @@ class Packet:
         if ptype.__class__ is not PacketType:
             raise TypeError(f"packet type must be a PacketType, not {type(ptype).__name__}")
         nsp = self.nsp
-        if nsp != "/":
-            if not isinstance(nsp, str):
-                raise TypeError(f"a namespace must be a str, not {type(nsp).__name__}")
-            if nsp[:1] != "/" or "," in nsp:
-                raise ValueError("a namespace starts with '/' and has no ','")
+        if not isinstance(nsp, str):
+            raise TypeError(f"a namespace must be a str, not {type(nsp).__name__}")
+        if nsp != "/" and (nsp[:1] != "/" or "," in nsp):
+            raise ValueError("a namespace starts with '/' and has no ','")
         ack_id = self.id
         if ack_id is not None:
             if ack_id.__class__ is not int:
@@ -272,8 +273,9 @@ def _no_binary(value: object) -> object:
     raise _not_json(value)
 
 
-# JSON as Node's JSON.stringify writes it: compact, non-ASCII as is.  NaN and Infinity are
-# refused (JSON.stringify would write null; Python would write invalid JSON).
+# JSON as Node's JSON.stringify writes it: compact, non-ASCII as is.  NaN and the infinities
+# are refused here (Python would write invalid JSON), then written as null, as JSON.stringify
+# does, by encoding a copy (see _finite_copy).
 _JSON_OPTIONS: dict[str, Any] = {
     "separators": (",", ":"),
     "ensure_ascii": False,
@@ -296,6 +298,48 @@ def _dumps_binary(data: Any) -> tuple[str, list[bytes]]:
     return json.JSONEncoder(**_JSON_OPTIONS, default=placeholder).encode(data), attachments
 
 
+def _dumps(ptype: PacketType, data: Any) -> tuple[str, list[bytes] | None]:
+    # The fast path is one C encoder pass that stops at the first binary value, if any.
+    try:
+        return _dumps_text(data), None
+    except _BinaryFound:
+        pass
+    if ptype not in _BINARY_TYPE:
+        raise ValueError(f"{ptype.name} cannot carry binary data")
+    return _dumps_binary(data)
+
+
+def _finite_copy(data: Any) -> Any:
+    # A copy of the containers in data, NaN and the infinities replaced by None.  Iterative;
+    # a container met twice is copied once, so shared parts stay shared and a cycle stays a
+    # cycle (which the encoder then refuses).
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if not isinstance(data, (list, tuple, dict)):
+        return data
+    copies: dict[int, Any] = {}
+    root: Any = {} if isinstance(data, dict) else []
+    copies[id(data)] = root
+    stack: list[tuple[Any, Any]] = [(data, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, value in items:
+            if isinstance(value, (list, tuple, dict)):
+                copy = copies.get(id(value))
+                if copy is None:
+                    copy = copies[id(value)] = {} if isinstance(value, dict) else []
+                    stack.append((value, copy))
+                value = copy
+            elif isinstance(value, float) and not math.isfinite(value):
+                value = None
+            if target.__class__ is list:
+                target.append(value)
+            else:
+                target[key] = value
+    return root
+
+
 def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     """Encode a packet as the Engine.IO message payloads to send, in order.
 
@@ -305,16 +349,17 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     true,"num":0}]``); a BINARY_EVENT or BINARY_ACK whose data holds none is sent as EVENT or
     ACK.
 
+    NaN and the infinities are sent as ``null``, as ``JSON.stringify`` sends them.
+
     :param packet: the packet.
     :param protocol: the client's Socket.IO protocol, 5 or 4.  For 4, a CONNECT is sent
         without data (the v4 server's reply to a join) and a CONNECT_ERROR with a string
         payload: the data's ``"message"`` if the data is a dict.
     :returns: the packet's text (without Engine.IO's message type ``4``), then the bytes of
         each attachment.
-    :raises ValueError: if ``protocol`` is not 4 or 5; if the data holds a float that JSON
-        cannot carry (NaN, infinities), a reference cycle, or nesting too deep for Python's
-        recursion limit; if a type other than EVENT and ACK holds binary; or if a v4
-        CONNECT_ERROR dict has no string ``"message"``.
+    :raises ValueError: if ``protocol`` is not 4 or 5; if the data holds a reference cycle,
+        or nesting too deep for Python's recursion limit; if a type other than EVENT and ACK
+        holds binary; or if a v4 CONNECT_ERROR dict has no string ``"message"``.
     :raises TypeError: if the data holds a value JSON cannot carry.
     """
     ptype = packet.type
@@ -336,11 +381,12 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
         body = ""
     else:
         try:
-            body = _dumps_text(data)
-        except _BinaryFound:
-            if ptype not in _BINARY_TYPE:
-                raise ValueError(f"{ptype.name} cannot carry binary data") from None
-            body, attachments = _dumps_binary(data)
+            try:
+                body, attachments = _dumps(ptype, data)
+            except ValueError:
+                # Perhaps NaN or an infinity, which Node sends as null; if not, this raises
+                # the same error again.
+                body, attachments = _dumps(ptype, _finite_copy(data))
         except RecursionError:
             raise ValueError("data nested too deeply to encode") from None
         if not body.isascii() and _SURROGATE.search(body) is not None:
@@ -571,7 +617,7 @@ class Decoder:
         raise TypeError(f"a message is str or bytes, not {type(data).__name__}")
 
     def _decode_text(self, text: str) -> Packet | None:
-        # <type>[<count>-][<nsp>,][<id>][<json>]: a few slices and finds, one json.loads.
+        # <type>[<count>-][<nsp>,][<id>][<json>]: a few slices and finds, one JSON scan.
         ptype = _TYPE_BY_CHAR.get(text[:1])
         if ptype is None:
             raise SocketIOParseError("empty packet" if not text else "unknown packet type")
@@ -626,6 +672,9 @@ class Decoder:
                 raise SocketIOParseError("invalid JSON payload") from None
             if stop != end and text[stop:].strip(_JSON_WHITESPACE):
                 raise SocketIOParseError("data after the JSON payload")
+            if payload is None:
+                # Node: null is no valid payload, not the absence of one.
+                raise SocketIOParseError("a null payload")
         if self._v4 and ptype is CONNECT:
             query = nsp.find("?")
             if query >= 0:

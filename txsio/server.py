@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ._events import EventEmitter
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
@@ -272,10 +273,23 @@ class Server:
         return Deferred.fromCoroutine(search())
 
     def close(self) -> None:
-        """Disconnect every client (reason ``"server shutting down"``) and close the engine."""
+        """Disconnect every client (reason ``"server shutting down"``), close the engine, then
+        close every namespace's adapter."""
         for conn in list(self.connections.values()):
             conn.close(CloseReason.SERVER_SHUTTING_DOWN)
         self.engine.close()
+        for nsp in list(self._nsps.values()):
+            try:
+                closing = nsp.adapter.close()
+            except Exception:
+                log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
+                continue
+            if isinstance(closing, Deferred):
+                closing.addErrback(_log_close_failure, nsp.name)
+
+
+def _log_close_failure(failure: Failure, nsp: str) -> None:
+    log.failure("closing the adapter of namespace {nsp} failed", failure, nsp=nsp)
 
 
 async def _just(nsp: Namespace) -> Namespace | None:

@@ -388,7 +388,12 @@ class Socket:
 
     def _on_event(self, args: list[Any], ack_id: int | None) -> None:
         event = args[0]
-        if not isinstance(event, str) or event in RESERVED_EVENTS:
+        if not isinstance(event, str):
+            # Node's parser accepts a number as the event name; its listeners are keyed by
+            # the name's text.
+            event = (str(int(event)) if isinstance(event, float) and event.is_integer()
+                     else str(event))
+        elif event in RESERVED_EVENTS:
             # A client may not trigger lifecycle handlers (Node's parser refuses these).
             log.warn("socket {sid}: the client emitted the reserved event {event!r}",
                      sid=self.id, event=event)
@@ -438,7 +443,11 @@ class Socket:
                     result.addCallback(self._send_ack, ack_id)
                 result.addErrback(_log_handler_error, event, self.nsp.name, self.id)
             elif first and ack_id is not None:
-                self._send_ack(result, ack_id)
+                try:
+                    self._send_ack(result, ack_id)
+                except Exception:  # e.g. a value JSON cannot carry
+                    log.failure("cannot send the ack of event {event!r} (namespace {nsp}, "
+                                "socket {sid})", event=event, nsp=self.nsp.name, sid=self.id)
             first = False
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
