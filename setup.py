@@ -13,7 +13,7 @@ setup(
     # twisted/plugins is a namespace directory with no __init__.py (Twisted skips a plugin
     # directory that is a package), so find_packages cannot see it: list it by hand.
     packages=find_packages(include=["txsio", "txsio.*"]),
-    package_data={"txsio": ["py.typed"]},
+    package_data={"txsio": ["py.typed"], "txsio.demo": ["*.html", "*.css", "*.js"]},
     install_requires=[
         "twisted>=24.7.0",
         "autobahn>=24.4.2",
@@ -25,6 +25,7 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
             "python-engineio>=4.9",
+            "python-socketio[client]>=5.11",
             "requests>=2.31",
             "websocket-client>=1.7",
             "mypy>=1.10",

@@ -8,6 +8,9 @@
 - :func:`start_echo_server` starts the Engine.IO echo app the interop tests talk to: txsio's
   ``EngineServer`` by default, or Node's reference ``engine.io`` server when the environment
   sets ``TXSIO_INTEROP_SERVER=node`` (to check that a scenario's expectations are right).
+- :func:`start_socketio_server` does the same for a Socket.IO app: on ``txsio.Server``, or on
+  Node's ``socket.io`` server running the same app (``tests/node/sio_reference_server.mjs``);
+  what the app sees goes to an :class:`EventLog`.
 
 Every wait is bounded with :meth:`Deferred.addTimeout`; a process that outlives its bound is
 killed. Nothing here sleeps.
@@ -638,3 +641,213 @@ def messages_to_wire(messages: Iterable[dict[str, Any]]) -> list[str | bytes]:
 def event_data(event: dict[str, Any]) -> str | bytes:
     """The payload of a peer's ``message`` event as a Python value (``bytes`` if binary)."""
     return bytes(event["data"]) if event.get("binary") else event["data"]
+
+
+# -- Socket.IO servers ----------------------------------------------------------------------
+
+
+def bytes_to_json(value: Any) -> Any:
+    """``bytes`` anywhere in *value* as ``{"$bytes": [...]}`` (the peers' notation)."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": list(value)}
+    if isinstance(value, (list, tuple)):
+        return [bytes_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: bytes_to_json(v) for k, v in value.items()}
+    return value
+
+
+def bytes_from_json(value: Any) -> Any:
+    """``{"$bytes": [...]}`` anywhere in *value* (as the peers print binary) as ``bytes``."""
+    if isinstance(value, list):
+        return [bytes_from_json(v) for v in value]
+    if isinstance(value, dict):
+        if list(value) == ["$bytes"]:
+            return bytes(value["$bytes"])
+        return {k: bytes_from_json(v) for k, v in value.items()}
+    return value
+
+
+class EventLog:
+    """Observations as dicts (``{"event": name, ...}``) in order, with bounded waits."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.events: list[dict[str, Any]] = []
+        self._waiters: list[tuple[Callable[[], Any], defer.Deferred[Any]]] = []
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        for entry in list(self._waiters):
+            check, waiting = entry
+            value = check()
+            if value is not None:
+                self._waiters.remove(entry)
+                waiting.callback(value)
+
+    def where(self, event: str, **match: Any) -> list[dict[str, Any]]:
+        """The events named *event* whose fields equal *match*."""
+        return [
+            e
+            for e in self.events
+            if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+        ]
+
+    def wait_for(
+        self, check: Callable[[], Any], what: str, timeout: float = 5.0
+    ) -> defer.Deferred[Any]:
+        """Fire with ``check()`` once it is not None; fail with AssertionError after *timeout*."""
+        value = check()
+        if value is not None:
+            return defer.succeed(value)
+        waiting: defer.Deferred[Any] = defer.Deferred()
+        entry = (check, waiting)
+        self._waiters.append(entry)
+
+        def timed_out(failure: Failure) -> Failure:
+            failure.trap(defer.TimeoutError)
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            return Failure(
+                AssertionError(f"server side: {what} not seen within {timeout} s\n{self}")
+            )
+
+        return waiting.addTimeout(timeout, self._clock).addErrback(timed_out)
+
+    def first(self, event: str, timeout: float = 5.0, **match: Any) -> defer.Deferred[Any]:
+        """Fire with the first event named *event* matching *match*, once there is one."""
+        found = lambda: next(iter(self.where(event, **match)), None)  # noqa: E731
+        return self.wait_for(found, f"{event} {match}", timeout)
+
+    def __repr__(self) -> str:
+        lines = ["server events:"]
+        for event in self.events:
+            text = json.dumps(bytes_to_json(event), ensure_ascii=False)
+            lines.append("  " + (text if len(text) <= 300 else text[:300] + "…"))
+        return "\n".join(lines)
+
+
+class SocketIOServer:
+    """A Socket.IO app on loopback: ``url`` (``http://127.0.0.1:<port>``, the endpoint at
+    ``/socket.io/``), ``log`` (the :class:`EventLog` the app writes to), ``io`` (the
+    ``txsio.Server``, None for Node's). ``stop()`` closes what is left and waits for it."""
+
+    url: str
+    port: int
+    log: EventLog
+    io: Any = None
+    kind: str
+
+    def stop(self) -> defer.Deferred[None]:
+        """Close what is left (connections, processes) and wait for it to go."""
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class TxsioSocketIOServer(SocketIOServer):
+    """An app on ``txsio.Server``, in this process."""
+
+    kind = "txsio"
+
+    def __init__(
+        self, app_setup: Callable[[Any, EventLog], Any], reactor: Any = None, **options: Any
+    ) -> None:
+        import txsio
+
+        reactor = _reactor(reactor)
+        self.log = EventLog(reactor)
+        self.io = txsio.Server(clock=reactor, **options)
+        app_setup(self.io, self.log)
+        root = Resource()
+        root.putChild(b"socket.io", self.io.resource())
+        self.site = serve(root, reactor=reactor)
+        self.url, self.port = self.site.url, self.site.port
+
+    async def _stop(self) -> None:
+        try:
+            self.io.close()
+        finally:
+            await self.site.stop()
+
+
+class NodeSocketIOServer(SocketIOServer):
+    """The same app on Node's reference ``socket.io`` server, in a subprocess printing the
+    events of its :class:`EventLog`."""
+
+    kind = "node"
+
+    def __init__(self, script: str, reactor: Any = None, **options: Any) -> None:
+        reactor = _reactor(reactor)
+        self._clock = reactor
+        self.log = EventLog(reactor)
+        self.listening: defer.Deferred[int] = defer.Deferred()
+        node_options: dict[str, Any] = {
+            "pingInterval": round(options.pop("ping_interval", 25.0) * 1000),
+            "pingTimeout": round(options.pop("ping_timeout", 20.0) * 1000),
+            "connectTimeout": round(options.pop("connect_timeout", 45.0) * 1000),
+            "allowEIO3": options.pop("allow_eio3", False),
+        }
+        recovery = options.pop("connection_state_recovery", None)
+        if recovery:
+            recovery = {} if recovery is True else dict(recovery)
+            node_options["connectionStateRecovery"] = {
+                "maxDisconnectionDuration": round(
+                    recovery.get("max_disconnection_duration", 120.0) * 1000
+                ),
+                "skipMiddlewares": recovery.get("skip_middlewares", True),
+            }
+        if options:
+            raise TypeError(f"options the Node reference server does not take: {options}")
+        node = require_node()
+        self.process = spawn(
+            [node, str(NODE_DIR / script), json.dumps(node_options)],
+            on_event=self._event,
+            cwd=NODE_DIR,
+            reactor=reactor,
+        )
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "listening":
+            self.port = event["port"]
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.listening.callback(self.port)
+        else:
+            self.log.add(bytes_from_json(event))
+
+    async def started(self) -> NodeSocketIOServer:
+        waiting = self.listening
+        waiting.addTimeout(10, self._clock)
+        try:
+            await waiting
+        except defer.TimeoutError:
+            await self.process.stop()
+            raise AssertionError(
+                f"the reference server did not start\n{self.process.result().describe()}"
+            ) from None
+        return self
+
+    async def _stop(self) -> None:
+        await self.process.stop()
+
+
+async def start_socketio_server(
+    app_setup: Callable[[Any, EventLog], Any],
+    *,
+    node_app: str = "sio_reference_server.mjs",
+    reactor: Any = None,
+    **options: Any,
+) -> SocketIOServer:
+    """Start a Socket.IO app on 127.0.0.1, port 0, with ``txsio.Server`` options.
+
+    txsio: ``app_setup(io, log)`` installs the app on a new ``txsio.Server``, writing what
+    it sees to ``log`` (an :class:`EventLog`). With ``TXSIO_INTEROP_SERVER=node``, the same
+    app runs on Node's reference server instead: ``tests/node/<node_app>``, which prints
+    those events. The caller must ``await server.stop()`` (e.g. ``addCleanup``).
+    """
+    if INTEROP_SERVER == "node":
+        return await NodeSocketIOServer(node_app, reactor, **options).started()
+    if INTEROP_SERVER != "txsio":
+        raise PeerSetupError(f"TXSIO_INTEROP_SERVER must be txsio or node, not {INTEROP_SERVER!r}")
+    return TxsioSocketIOServer(app_setup, reactor, **options)
