@@ -19,12 +19,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._events import EventEmitter
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
 from .broadcast import BroadcastOperator, ack_value
 from .exceptions import AckTimeoutError, DisconnectedError
@@ -123,7 +124,7 @@ class _Emitter:
         return self._socket._emit_with_ack(event, args, self._timeout, self._volatile)
 
 
-class Socket:
+class Socket(EventEmitter):
     """A client connected to a namespace.
 
     :ivar id: the socket id (not the Engine.IO session id).
@@ -133,10 +134,16 @@ class Socket:
         ``fetch_sockets``).
     :ivar connected: whether the socket is connected.
     :ivar recovered: whether connection state recovery restored this socket.
+
+    Handlers (``socket.on(event, f)`` or ``@socket.on(event)``) get the event's arguments;
+    the first handler's return value (plain, Deferred or coroutine result; a tuple for several
+    arguments) is the acknowledgement when the client asked for one.  ``"disconnecting"`` and
+    ``"disconnect"`` handlers get the reason.
     """
 
     def __init__(self, nsp: Namespace, conn: Connection, auth: dict[str, Any],
                  previous: PersistedSession | None = None) -> None:
+        super().__init__()
         self.nsp = nsp
         self.server = nsp.server
         self.conn = conn
@@ -152,7 +159,6 @@ class Socket:
             self.data = {}
         self.handshake = conn.handshake(auth)
         self.connected = False
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._any: list[Callable[..., Any]] = []
         self._middlewares: list[Callable[[list[Any]], Any]] = []
         self._acks: dict[int, Callable[[list[Any]], None]] = {}
@@ -163,34 +169,6 @@ class Socket:
         return f"<Socket {self.id} {self.nsp.name}>"
 
     # -- handlers --------------------------------------------------------------------------
-
-    @overload
-    def on(self, event: str) -> Callable[[_F], _F]: ...
-
-    @overload
-    def on(self, event: str, handler: _F) -> _F: ...
-
-    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
-        """Register ``handler`` for ``event`` (or use as a decorator).
-
-        The handler gets the event's arguments; its return value (plain, Deferred or
-        coroutine result; a tuple for several arguments) is the acknowledgement when the
-        client asked for one.  ``"disconnecting"`` and ``"disconnect"`` get the reason.
-        """
-        if handler is None:
-            def decorator(f: _F) -> _F:
-                self._handlers.setdefault(event, []).append(f)
-                return f
-            return decorator
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
-
-    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
-        """Remove ``handler`` (or every handler) of ``event``."""
-        if handler is None:
-            self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
 
     def on_any(self, handler: _F) -> _F:
         """Register ``handler(event, *args)`` for every incoming event."""
@@ -213,15 +191,8 @@ class Socket:
         self._middlewares.append(middleware)
 
     def _emit_local(self, event: str, *args: Any) -> None:
-        for handler in tuple(self._handlers.get(event, ())):
-            try:
-                result = call_handler(handler, *args)
-            except Exception:
-                log.failure("error in the {event!r} handler of socket {sid}", event=event,
-                            sid=self.id)
-                continue
-            if isinstance(result, Deferred):
-                result.addErrback(_log_handler_error, event, self.nsp.name, self.id)
+        # Socket.emit sends to the client: local events go through EventEmitter's.
+        EventEmitter.emit(self, event, *args)
 
     # -- emitting --------------------------------------------------------------------------
 
