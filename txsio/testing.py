@@ -1,0 +1,306 @@
+"""Helpers for testing your own txsio handlers, in memory: no sockets, no sleeps.
+
+:class:`TestClient` connects to a :class:`txsio.Server` through an in-memory Engine.IO session
+and speaks real Socket.IO packets to it, so your handlers, middlewares, rooms and acks run as
+they do in production.  Give the server a :class:`twisted.internet.task.Clock` and step time
+with ``clock.advance(...)``: heartbeats, connect timeouts and ack timeouts fire when you say.
+
+::
+
+    from twisted.internet.task import Clock
+    from twisted.trial.unittest import SynchronousTestCase
+
+    import txsio
+    from txsio.testing import TestClient
+
+    class ChatTests(SynchronousTestCase):
+        def test_greeting(self):
+            clock = Clock()
+            io = txsio.Server(clock=clock)
+            myapp.setup(io)                                  # registers your handlers
+            client = TestClient(io)
+            chat = self.successResultOf(client.connect("/chat", auth={"name": "ada"}))
+            ack = self.successResultOf(chat.emit_with_ack("say", "hello"))
+            self.assertEqual(ack, "delivered")
+            self.assertIn(("said", ("ada", "hello")), chat.received)
+
+Works the same from trial and pytest-twisted tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+
+from .broadcast import ack_value
+from .engineio.packet import Packet as EnginePacket
+from .engineio.packet import PacketType as EnginePacketType
+from .engineio.server import HandshakeRequest
+from .engineio.session import SessionState
+from .exceptions import AckTimeoutError, ConnectionRefusedError, DisconnectedError
+from .protocol import Decoder, Packet, PacketType, encode
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
+    from .engineio.session import EngineSession
+    from .server import Server
+
+__all__ = ["TestClient", "TestSocket"]
+
+log = Logger()
+
+
+class _MemoryTransport:
+    """A WebSocket-like transport that hands what the session writes to the client."""
+
+    name = "websocket"
+
+    def __init__(self, client: TestClient) -> None:
+        self._client = client
+        self.writable = True
+
+    def send(self, packets: list[EnginePacket]) -> None:
+        for packet in packets:
+            self._client._from_server(packet)
+
+    def close(self, *, graceful: bool) -> None:
+        self.writable = False
+        self._client._engine_closed()
+
+    def noop(self) -> None:
+        """Nothing to release in memory."""
+
+
+class TestSocket:
+    """The client side of one namespace connection of a :class:`TestClient`.
+
+    :ivar nsp: the namespace name.
+    :ivar id: the socket id the server gave (``None`` until connected).
+    :ivar connected: whether the namespace connection is up.
+    :ivar received: every event the server sent, as ``(event, args)`` tuples, in order.
+    :ivar disconnect_reason: why the server disconnected this socket, if it did.
+    """
+
+    __test__ = False  # not a test case, whatever pytest thinks of the name
+
+    def __init__(self, client: TestClient, nsp: str) -> None:
+        self.client = client
+        self.nsp = nsp
+        self.id: str | None = None
+        self.connected = False
+        self.received: list[tuple[str, tuple[Any, ...]]] = []
+        self.disconnect_reason: str | None = None
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._acks: dict[int, Deferred[Any]] = {}
+        self._timers: dict[int, IDelayedCall] = {}
+        self._connecting: Deferred[TestSocket] | None = None
+
+    def on(self, event: str, handler: Callable[..., Any]) -> None:
+        """Answer the server's ``event`` with ``handler``; its return value is the ack
+        (a tuple for several arguments, ``None`` for none; Deferreds and coroutines too)."""
+        self._handlers[event] = handler
+
+    def events(self, name: str) -> list[tuple[Any, ...]]:
+        """The arguments of each ``name`` event received, in order."""
+        return [args for event, args in self.received if event == name]
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` with ``args`` to the server (``bytes`` travel as binary)."""
+        self.client._send(Packet(PacketType.EVENT, self.nsp, [event, *args]))
+
+    def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None
+                      ) -> Deferred[Any]:
+        """Send ``event`` asking for an acknowledgement.
+
+        :param timeout: fail with :class:`~txsio.AckTimeoutError` after this many seconds
+            of the server's clock.
+        :returns: a Deferred of the server's answer: one value, a tuple for several, ``None``
+            for none.
+        """
+        if not self.connected:
+            return fail(DisconnectedError("not connected"))
+        ack_id = self.client._next_id()
+        d: Deferred[Any] = Deferred()
+        self._acks[ack_id] = d
+        if timeout is not None:
+            def expire() -> None:
+                self._timers.pop(ack_id, None)
+                pending = self._acks.pop(ack_id, None)
+                if pending is not None:
+                    pending.errback(AckTimeoutError())
+
+            self._timers[ack_id] = self.client.io.clock.callLater(timeout, expire)
+        self.client._send(Packet(PacketType.EVENT, self.nsp, [event, *args], ack_id))
+        return d
+
+    def disconnect(self) -> None:
+        """Leave the namespace (the server sees ``"client namespace disconnect"``)."""
+        if self.connected:
+            self.client._send(Packet(PacketType.DISCONNECT, self.nsp))
+            self._closed("io client disconnect")
+
+    # -- from the server -------------------------------------------------------------------
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.CONNECT:
+            self.id = packet.data.get("sid") if isinstance(packet.data, dict) else None
+            self.connected = True
+            if self._connecting is not None:
+                d, self._connecting = self._connecting, None
+                d.callback(self)
+        elif ptype is PacketType.CONNECT_ERROR:
+            data = packet.data
+            message = data.get("message", "") if isinstance(data, dict) else str(data)
+            extra = data.get("data") if isinstance(data, dict) else None
+            if self._connecting is not None:
+                d, self._connecting = self._connecting, None
+                d.errback(ConnectionRefusedError(message, extra))
+        elif ptype in (PacketType.EVENT, PacketType.BINARY_EVENT):
+            event, args = packet.data[0], tuple(packet.data[1:])
+            self.received.append((event, args))
+            self._answer(event, args, packet.id)
+        elif ptype in (PacketType.ACK, PacketType.BINARY_ACK):
+            assert packet.id is not None
+            timer = self._timers.pop(packet.id, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+            d_ack = self._acks.pop(packet.id, None)
+            if d_ack is not None:
+                d_ack.callback(ack_value(packet.data))
+        elif ptype is PacketType.DISCONNECT:
+            self._closed("io server disconnect")
+
+    def _answer(self, event: str, args: tuple[Any, ...], ack_id: int | None) -> None:
+        handler = self._handlers.get(event)
+        if handler is None:
+            return
+        result = handler(*args)
+        if inspect.iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if ack_id is None:
+            return
+        d = result if isinstance(result, Deferred) else succeed(result)
+
+        def reply(value: Any) -> None:
+            answer = list(value) if isinstance(value, tuple) else ([] if value is None
+                                                                  else [value])
+            self.client._send(Packet(PacketType.ACK, self.nsp, answer, ack_id))
+
+        d.addCallback(reply)
+        d.addErrback(lambda f: log.failure("test handler for {event!r} failed", f,
+                                           event=event))
+
+    def _closed(self, reason: str) -> None:
+        if not self.connected and self._connecting is None:
+            return
+        self.connected = False
+        self.disconnect_reason = reason
+        if self._connecting is not None:
+            d, self._connecting = self._connecting, None
+            d.errback(DisconnectedError(reason))
+        acks, self._acks = self._acks, {}
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        for d_ack in acks.values():
+            d_ack.errback(DisconnectedError(reason))
+
+
+class TestClient:
+    """A client connected to ``io`` in memory (one Engine.IO session, many namespaces).
+
+    Pings from the server are answered automatically (set :attr:`auto_pong` to ``False`` to
+    play a client that went silent).
+
+    :param io: the server under test.
+    :param headers: the handshake request's headers.
+    :param query: the handshake request's query parameters.
+    :param address: the client's address as the server sees it.
+    """
+
+    __test__ = False  # not a test case, whatever pytest thinks of the name
+
+    def __init__(self, io: Server, *, headers: dict[str, str] | None = None,
+                 query: dict[str, str] | None = None, address: str = "127.0.0.1") -> None:
+        self.io = io
+        self.auto_pong = True
+        self.sockets: dict[str, TestSocket] = {}
+        self._decoder = Decoder()
+        self._ids = 0
+        self._transport = _MemoryTransport(self)
+        query = {"EIO": "4", "transport": "websocket", **(query or {})}
+        request = HandshakeRequest(
+            method="GET", url="/socket.io/?" + "&".join(f"{k}={v}" for k, v in query.items()),
+            headers={k.lower(): v for k, v in (headers or {}).items()}, query=query,
+            address=address, secure=False)
+        self.session: EngineSession = io.engine.create_session(4, self._transport, request)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed."""
+        return self.session.state is SessionState.CLOSED
+
+    def socket(self, nsp: str = "/") -> TestSocket:
+        """The :class:`TestSocket` of ``nsp`` (not connected until :meth:`connect`)."""
+        sock = self.sockets.get(nsp)
+        if sock is None:
+            sock = self.sockets[nsp] = TestSocket(self, nsp)
+        return sock
+
+    def connect(self, nsp: str = "/", auth: dict[str, Any] | None = None
+                ) -> Deferred[TestSocket]:
+        """Connect to ``nsp`` with ``auth``.
+
+        :returns: a Deferred of the connected :class:`TestSocket`, failing with
+            :class:`~txsio.ConnectionRefusedError` (message and data) when refused.
+        """
+        sock = self.socket(nsp)
+        if sock.connected:
+            return succeed(sock)
+        d: Deferred[TestSocket] = Deferred()
+        sock._connecting = d
+        self._send(Packet(PacketType.CONNECT, nsp, auth))
+        return d
+
+    def close(self) -> None:
+        """Drop the connection (the server sees ``"transport close"``)."""
+        if not self.closed:
+            self.session.receive(EnginePacket(EnginePacketType.CLOSE), self._transport)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _send(self, packet: Packet) -> None:
+        if self.closed:
+            return
+        for part in encode(packet):
+            self.session.receive_message(part, self._transport)
+
+    def _from_server(self, packet: EnginePacket) -> None:
+        if packet.type is EnginePacketType.PING:
+            if self.auto_pong:
+                self.io.clock.callLater(0, self._pong)
+            return
+        if packet.type is not EnginePacketType.MESSAGE or packet.data is None:
+            return
+        decoded = self._decoder.feed(packet.data)
+        if decoded is not None:
+            self.socket(decoded.nsp)._on_packet(decoded)
+
+    def _pong(self) -> None:
+        if not self.closed:
+            self.session.receive(EnginePacket(EnginePacketType.PONG), self._transport)
+
+    def _engine_closed(self) -> None:
+        for sock in self.sockets.values():
+            sock._closed("transport close")
