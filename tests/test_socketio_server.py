@@ -1797,3 +1797,42 @@ class PublicAPITests(SynchronousTestCase):
         self.assertEqual(AckTimeoutError().responses, [])
         self.assertEqual(DisconnectedError("why").reason, "why")
 
+
+
+class HandlerArityTests(SynchronousTestCase):
+    """Handlers get missing arguments as None and lose surplus ones, as JS listeners do."""
+
+    def _server_with(self, handler: Any) -> tuple[txsio.Server, MemoryClient]:
+        io = txsio.Server(clock=Clock())
+        io.on("connection", lambda socket: socket.on("ev", handler))
+        client = MemoryClient(io)
+        client.connect_ok()
+        return io, client
+
+    def test_missing_arguments_are_none(self) -> None:
+        """A client sending fewer arguments than the handler takes still gets its ack."""
+        _, client = self._server_with(lambda a, b, c=3: [a, b, c])
+        client.emit("ev", 1, ack_id=7)
+        [ack] = client.received()
+        self.assertEqual((ack.type, ack.id, ack.data), (PacketType.ACK, 7, [[1, None, 3]]))
+
+    def test_surplus_arguments_dropped(self) -> None:
+        """A client sending more arguments than the handler takes still reaches it."""
+        _, client = self._server_with(lambda a: a)
+        client.emit("ev", 1, 2, 3, ack_id=8)
+        [ack] = client.received()
+        self.assertEqual(ack.data, [1])
+
+    def test_type_error_inside_handler_not_retried(self) -> None:
+        """A TypeError raised by the handler's own body is logged once, not retried."""
+        calls: list[Any] = []
+
+        def handler(a: Any) -> Any:
+            calls.append(a)
+            raise TypeError("bug in the handler")
+
+        _, client = self._server_with(handler)
+        client.emit("ev", 1, ack_id=9)
+        self.assertEqual(calls, [1])
+        self.assertEqual(client.received(), [])
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)

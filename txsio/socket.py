@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .namespace import Namespace
     from .server import Connection
 
-__all__ = ["Handshake", "Socket", "call_handler"]
+__all__ = ["Handshake", "Socket", "call_handler", "fit_arguments"]
 
 log = Logger()
 
@@ -79,12 +79,54 @@ class Handshake:
 def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
     """Call a user handler; its result, or a Deferred of it for Deferreds and coroutines.
 
-    Exceptions propagate to the caller, which logs them.
+    As a JavaScript listener would, a handler gets ``None`` for arguments the peer did not
+    send, and extra arguments are dropped when it takes no ``*args`` (see
+    :func:`fit_arguments`).  Exceptions propagate to the caller, which logs them.
     """
-    result = handler(*args)
+    try:
+        result = handler(*args)
+    except TypeError:
+        fitted = fit_arguments(handler, args)
+        if fitted is None:
+            raise
+        result = handler(*fitted)
     if inspect.iscoroutine(result):
         return Deferred.fromCoroutine(result)
     return result
+
+
+def fit_arguments(handler: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``args`` fitted to ``handler``'s positional parameters, or ``None`` if they fit already.
+
+    Only called after a ``TypeError``: when ``args`` do not bind to the signature, the handler's
+    body never ran, so calling it again with missing arguments as ``None`` (JavaScript's
+    ``undefined``) and surplus ones dropped is safe.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args)
+        return None  # the TypeError came from inside the handler
+    except TypeError:
+        pass
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+           for p in params):
+        return None
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    fitted = args if variadic else args[:len(positional)]
+    required = sum(1 for p in positional if p.default is inspect.Parameter.empty)
+    if len(fitted) < required:
+        fitted = fitted + (None,) * (required - len(fitted))
+    try:
+        signature.bind(*fitted)
+    except TypeError:
+        return None
+    return fitted
 
 
 def _log_handler_error(failure: Failure, event: str, nsp: str, sid: str) -> None:
