@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     # twisted/plugins is a namespace directory with no __init__.py (Twisted skips a plugin
     # directory that is a package), so find_packages cannot see it: list it by hand.
-    packages=find_packages(include=["txsio", "txsio.*"]),
+    packages=find_packages(include=["txsio", "txsio.*"]) + ["twisted.plugins"],
     package_data={"txsio": ["py.typed"], "txsio.demo": ["*.html", "*.css", "*.js"]},
     install_requires=[
         "twisted>=24.7.0",
@@ -31,8 +31,12 @@ setup(
             "mypy>=1.10",
             "mypy-zope>=1.0.5",
             "ruff>=0.5",
+            # tests/test_tap.py runs twistd sio on an ssl: endpoint
+            "twisted[tls]>=24.7.0",
         ],
         "docs": ["sphinx>=7"],
+        # ssl: endpoints (twistd sio --port ssl:8443:privateKey=...) need pyOpenSSL
+        "tls": ["twisted[tls]>=24.7.0"],
     },
     classifiers=[
         "Framework :: Twisted",

@@ -55,7 +55,7 @@ class EngineSiteTests(SynchronousTestCase):
         self.server.on("connection", connected)
         root = Resource()
         root.putChild(b"engine.io", self.server.resource())
-        self.site = EngineSite(root, max_request_body=1000)
+        self.site = EngineSite(root, max_request_body=1000, reactor=self.clock)
 
     def _open(self) -> str:
         peer = _Peer(self.site)

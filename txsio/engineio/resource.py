@@ -81,7 +81,7 @@ class EngineIOResource(Resource):
             protocol, transport, session = server.check_request(method, query, upgrade=upgrade)
         except EngineRequestError as e:
             log.debug("bad request {method} {uri}: {message}", method=method,
-                      uri=request.uri, message=e.message)
+                      uri=request.uri.decode("latin-1"), message=e.message)
             return _error(request, e)
 
         if session is not None:

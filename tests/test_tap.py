@@ -1,0 +1,735 @@
+"""``twistd sio``: :mod:`txsio.tap`'s options and service, then the real ``twistd -n sio``.
+
+The unit tests parse options and drive :func:`txsio.tap.makeService` on a
+``MemoryReactorClock`` (the graceful stop with HTTP over ``StringTransport`` under the
+service's own site); the resource tests run the service in this process on loopback.  The
+integration tests run ``twistd -n sio`` as a subprocess with ``PYTHONPATH`` set to the
+checkout (so ``twisted/plugins/txsio_plugin.py`` is found) and twistd's log as JSON lines
+(``--logger tests.tap_app.json_log``), listening on free loopback ports, and talk to it with
+treq, python-socketio's client (``python -m tests.tap_app``) and npm's socket.io-client.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
+
+import txsio
+from txsio import tap
+
+from . import tap_app
+from .sio_memory import MemoryClient
+from .support import NODE_DIR, EventLog, PeerProcess, ProcessResult, require_node, spawn
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def temp_dir(test: SynchronousTestCase) -> Path:
+    """A new directory, removed when *test* ends (short: UNIX socket paths are bounded)."""
+    path = Path(tempfile.mkdtemp(prefix="txsio-tap-"))
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def parse(*argv: str) -> tap.Options:
+    """Options parsed from *argv*."""
+    options = tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def make(*argv: str, clock: MemoryReactorClock | None = None,
+         **kwargs: Any) -> tuple[tap.SocketIOService, MemoryReactorClock]:
+    """The service for *argv* on a memory reactor (not started)."""
+    clock = clock or MemoryReactorClock()
+    return tap.makeService(parse(*argv), reactor=clock, **kwargs), clock
+
+
+class OptionsTests(SynchronousTestCase):
+    """Parsing ``twistd sio``'s command line."""
+
+    def test_defaults(self) -> None:
+        """Without options: port 8080, /socket.io, Node's defaults, the demo."""
+        options = parse()
+        self.assertEqual(options["port"], ["tcp:8080"])
+        self.assertEqual(options["path"], "/socket.io")
+        self.assertEqual((options["ping-interval"], options["ping-timeout"]), (25.0, 20.0))
+        self.assertEqual(options["max-http-buffer-size"], 1_000_000)
+        self.assertEqual(options["cors-origin"], [])
+        self.assertIsNone(options["static"])
+        self.assertIsNone(options["client-js"])
+        self.assertIsNone(options.app)
+        self.assertFalse(options["allow-eio3"])
+
+    def test_port_number_and_endpoint_strings(self) -> None:
+        """--port takes a number or endpoint strings, repeatedly, under three names."""
+        options = parse("--port", "9000", "--port", "tcp:0:interface=127.0.0.1",
+                        "-p", "unix:/tmp/sio.sock", "--listen", "tcp6:0:interface=\\:\\:1")
+        self.assertEqual(options["port"], ["tcp:9000", "tcp:0:interface=127.0.0.1",
+                                           "unix:/tmp/sio.sock", "tcp6:0:interface=\\:\\:1"])
+
+    def test_bad_port(self) -> None:
+        """A port that does not parse, or an ssl: port without its key, is a usage error."""
+        for value in ["70000", "tcp:abc", "nope:80", "ssl:0:privateKey=/nonexistent/key.pem"]:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--port", value)
+            self.assertIn("--port", str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+    def test_numbers(self) -> None:
+        """Heartbeat seconds may be fractions; the buffer size takes 1e6 notation."""
+        options = parse("--ping-interval", "0.5", "--ping-timeout", "2",
+                        "--max-http-buffer-size", "1e6")
+        self.assertEqual((options["ping-interval"], options["ping-timeout"]), (0.5, 2.0))
+        self.assertEqual(options["max-http-buffer-size"], 1_000_000)
+        self.assertIsInstance(options["max-http-buffer-size"], int)
+
+    def test_bad_numbers(self) -> None:
+        """Non-positive, non-finite or non-numeric values are one-line usage errors."""
+        bad = [("--ping-interval", v) for v in ["abc", "0", "-1", "inf", "nan", ""]]
+        bad += [("--ping-timeout", "0")]
+        bad += [("--max-http-buffer-size", v) for v in ["0", "1.5", "x", "-5"]]
+        for option, value in bad:
+            with self.assertRaises(usage.UsageError, msg=(option, value)) as caught:
+                parse(option, value)
+            self.assertIn(option, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+    def test_cors_origins(self) -> None:
+        """--cors-origin is repeatable and takes * or origins; other text is refused."""
+        options = parse("--cors-origin", "https://a.example/", "--cors-origin",
+                        "http://b.example:8080")
+        self.assertEqual(options["cors-origin"], ["https://a.example", "http://b.example:8080"])
+        self.assertEqual(parse("--cors-origin", "*")["cors-origin"], ["*"])
+        for value in ["a.example", "https://a.example/path", "https://"]:
+            self.assertRaises(usage.UsageError, parse, "--cors-origin", value)
+
+    def test_path(self) -> None:
+        """--path is normalised to one leading slash; / alone is refused."""
+        self.assertEqual(parse("--path", "rt")["path"], "/rt")
+        self.assertEqual(parse("--path", "/a/b/")["path"], "/a/b")
+        for value in ["/", "", "/a/../b", "/a?b"]:
+            self.assertRaises(usage.UsageError, parse, "--path", value)
+
+    def test_static_and_client_js(self) -> None:
+        """--static needs a directory and --client-js a file; both become absolute."""
+        directory = temp_dir(self)
+        script = directory / "client.js"
+        script.write_text("// js")
+        options = parse("--static", str(directory), "--client-js", str(script))
+        self.assertEqual(options["static"], str(directory.resolve()))
+        self.assertEqual(options["client-js"], str(script.resolve()))
+        self.assertRaises(usage.UsageError, parse, "--static", str(script))
+        self.assertRaises(usage.UsageError, parse, "--static", str(directory / "missing"))
+        self.assertRaises(usage.UsageError, parse, "--client-js", str(directory))
+
+    def test_app(self) -> None:
+        """--app module:callable loads the callable (a dotted attribute works too)."""
+        options = parse("--app", "tests.tap_app:setup")
+        self.assertIs(options.app, tap_app.setup)
+        self.assertEqual(options["app"], "tests.tap_app:setup")
+        self.assertEqual(parse("-a", "tests.tap_app:PENDING.append").app, tap_app.PENDING.append)
+
+    def test_app_in_the_current_directory(self) -> None:
+        """--app finds a module in the current directory, which twistd does not search."""
+        directory = temp_dir(self)
+        (directory / "txsio_tap_cwd_app.py").write_text("def setup(io):\n    pass\n")
+        here = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, here)
+        self.addCleanup(sys.modules.pop, "txsio_tap_cwd_app", None)
+        self.addCleanup(lambda: str(directory) in sys.path and sys.path.remove(str(directory)))
+        self.assertEqual(parse("--app", "txsio_tap_cwd_app:setup").app.__name__, "setup")
+
+    def test_bad_app(self) -> None:
+        """A missing module or attribute, a non-callable or a malformed spec is a usage
+        error."""
+        for value in ["tests.tap_app", "tests.tap_app:", ":setup", "no_such_module_x:setup",
+                      "tests.no_such_module_x:setup", "tests.tap_app:nothing",
+                      "tests.tap_app:not_callable"]:
+            with self.assertRaises(usage.UsageError, msg=value) as caught:
+                parse("--app", value)
+            self.assertIn("--app", str(caught.exception))
+
+
+class ServiceTests(SynchronousTestCase):
+    """``makeService`` on a memory reactor."""
+
+    def test_listeners(self) -> None:
+        """Each --port is a child service listening on its endpoint once started."""
+        service, clock = make("--port", "tcp:0:interface=127.0.0.1", "--port",
+                              "unix:/tmp/txsio-test.sock")
+        self.assertEqual(len(list(service)), 2)
+        self.assertEqual((clock.tcpServers, clock.unixServers), ([], []))
+        service.privilegedStartService()
+        service.startService()
+        [(port, factory, _, interface)] = clock.tcpServers
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        self.assertIs(factory, service.connections)
+        [(address, unix_factory, *_)] = clock.unixServers
+        self.assertEqual((address, unix_factory), ("/tmp/txsio-test.sock", factory))
+        self.successResultOf(service.stopService())
+
+    def test_server_options(self) -> None:
+        """The options reach txsio.Server, its Engine.IO server and the site."""
+        service, _ = make("--path", "/rt", "--ping-interval", "3", "--ping-timeout", "4",
+                          "--max-http-buffer-size", "5000", "--allow-eio3",
+                          "--cors-origin", "https://a.example")
+        io = service.io
+        self.assertIsInstance(io, txsio.Server)
+        self.assertEqual(io.path, "/rt")
+        engine = io.engine.options
+        self.assertEqual((engine.ping_interval, engine.ping_timeout), (3.0, 4.0))
+        self.assertEqual((engine.max_http_buffer_size, engine.allow_eio3), (5000, True))
+        self.assertTrue(io.engine.cors_allows("https://a.example"))
+        self.assertFalse(io.engine.cors_allows("https://b.example"))
+        self.assertEqual(service.site.max_request_body, 5000)
+        any_origin, _ = make("--cors-origin", "*", "--cors-origin", "https://a.example")
+        self.assertTrue(any_origin.io.engine.cors_allows("https://anything.example"))
+
+    def test_app_receives_the_server(self) -> None:
+        """--app is called with the server and its handlers serve the clients."""
+        service, _ = make("--app", "tests.tap_app:setup")
+        client = MemoryClient(service.io)
+        client.connect_ok()
+        client.emit("echo", "hi", 42, ack_id=1)
+        [ack] = client.received()
+        self.assertEqual((ack.id, ack.data), (1, ["hi", 42]))
+
+    def test_deferred_app(self) -> None:
+        """Listeners start only once the app's Deferred has fired."""
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_deferred")
+        pending = tap_app.PENDING.pop()
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(clock.tcpServers, [])
+        pending.callback(None)
+        self.assertEqual(len(clock.tcpServers), 1)
+        self.successResultOf(service.stopService())
+
+    def test_coroutine_app(self) -> None:
+        """An ``async def`` app is awaited; it finished at once, so listening does too."""
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_async")
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(len(clock.tcpServers), 1)
+        self.successResultOf(service.stopService())
+
+    def test_failed_app(self) -> None:
+        """An app whose Deferred fails is logged and the service never listens."""
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_fails")
+        pending = tap_app.PENDING.pop()
+        service.startService()
+        pending.errback(ValueError("no database"))
+        self.assertEqual(clock.tcpServers, [])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.successResultOf(service.stopService())
+
+    def test_stopped_before_the_app_is_ready(self) -> None:
+        """Stopping while the app's Deferred is pending cancels it quietly."""
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_deferred")
+        pending = tap_app.PENDING.pop()
+        service.startService()
+        self.successResultOf(service.stopService())
+        self.assertTrue(pending.called)  # cancelled, and the CancelledError not logged
+        self.assertEqual(clock.tcpServers, [])
+
+    def test_port_in_use(self) -> None:
+        """A port that cannot be bound raises; under twistd it is a one-line exit."""
+
+        class Busy(MemoryReactorClock):
+            def listenTCP(self, port: int, *args: Any, **kwargs: Any) -> Any:
+                raise CannotListenError("127.0.0.1", port, OSError(98, "Address in use"))
+
+        service, _ = make("--port", "tcp:80", clock=Busy())
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+        service, _ = make("--port", "tcp:80", clock=Busy(), owns_process=True)
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        message = str(caught.exception.code)
+        self.assertIn("Couldn't listen on 127.0.0.1:80", message)
+        self.assertNotIn("\n", message)
+
+    def test_owns_process_under_twistd(self) -> None:
+        """Options parsed as twistd's subcommand make the service own the process."""
+        options = parse()
+        self.assertFalse(tap.makeService(options, reactor=MemoryReactorClock())._owns_process)
+        options.parent = usage.Options()
+        self.assertTrue(tap.makeService(options, reactor=MemoryReactorClock())._owns_process)
+
+
+class ResourceTests(TestCase):
+    """What the site serves where, the service listening on loopback in this process."""
+
+    async def serve(self, *argv: str) -> str:
+        """Start the service for *argv* on a free loopback port; its base URL."""
+        service = tap.makeService(parse("--port", "tcp:0:interface=127.0.0.1", *argv))
+        service.startService()
+        self.addCleanup(service.stopService)
+        [listener] = list(service)
+        port = listener.port  # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{port.getHost().port}"
+
+    async def get(self, url: str) -> tuple[int, str, bytes]:
+        """GET *url* (bounded): status, content type, body."""
+        response = await treq.get(url, persistent=False).addTimeout(5, reactor)
+        body = await treq.content(response).addTimeout(5, reactor)
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+        return response.code, content_type.decode(), body
+
+    async def test_demo(self) -> None:
+        """Without --static, the demo directory is served at / (index.html first), without
+        its Python files."""
+        demo = temp_dir(self)
+        (demo / "index.html").write_text("<title>demo</title>")
+        (demo / "app.py").write_text("secret = 1")
+        (demo / "demo.js").write_text("// demo")
+        self.patch(tap, "DEMO_DIR", demo)
+        base = await self.serve()
+        self.assertEqual(await self.get(base + "/"), (200, "text/html", b"<title>demo</title>"))
+        status, content_type, body = await self.get(base + "/demo.js")
+        self.assertEqual((status, body), (200, b"// demo"))
+        self.assertIn("javascript", content_type)
+        for hidden in ["/app.py", "/__pycache__/", "/missing"]:
+            status, content_type, _ = await self.get(base + hidden)
+            self.assertEqual((status, content_type), (404, "text/plain; charset=utf-8"), hidden)
+
+    def test_demo_handlers(self) -> None:
+        """Without --app, the demo's handlers are installed (when the demo is there)."""
+        setup, name = tap._demo_setup()
+        service = tap.makeService(parse(), reactor=MemoryReactorClock())
+        self.assertEqual(service._app_name, name)
+        if setup is not None:
+            self.assertEqual(name, "txsio.demo.app:setup")
+
+    async def test_placeholder(self) -> None:
+        """Without --static nor a demo, / is a small page naming the endpoint; other paths
+        are plain-text 404s."""
+        self.patch(tap, "DEMO_DIR", temp_dir(self) / "none")
+        base = await self.serve("--path", "/rt")
+        status, content_type, body = await self.get(base + "/")
+        self.assertEqual((status, content_type), (200, "text/html; charset=utf-8"))
+        self.assertIn(b"<code>/rt/</code>", body)
+        status, content_type, _ = await self.get(base + "/other")
+        self.assertEqual((status, content_type), (404, "text/plain; charset=utf-8"))
+
+    async def test_no_demo_page_with_an_app(self) -> None:
+        """With --app and no --static, / is the placeholder: the demo page needs the demo's
+        handlers."""
+        base = await self.serve("--app", "tests.tap_app:setup")
+        status, _, body = await self.get(base + "/")
+        self.assertEqual(status, 200)
+        self.assertIn(b"txsio is running", body)
+
+    async def test_static(self) -> None:
+        """--static serves files and index.html, but no listings and no dotfiles."""
+        root = temp_dir(self)
+        (root / "sub").mkdir()
+        (root / "index.html").write_text("home")
+        (root / "sub" / "page.txt").write_text("page")
+        (root / ".env").write_text("SECRET=1")
+        base = await self.serve("--static", str(root))
+        self.assertEqual(await self.get(base + "/"), (200, "text/html", b"home"))
+        self.assertEqual(await self.get(base + "/sub/page.txt"), (200, "text/plain", b"page"))
+        for hidden in ["/.env", "/sub/", "/missing"]:
+            self.assertEqual((await self.get(base + hidden))[0], 404, hidden)
+
+    async def test_endpoint_and_client_js(self) -> None:
+        """<path>/socket.io.js is the --client-js file; the rest of <path> is Engine.IO,
+        however deep the path; the static root does not shadow it."""
+        root = temp_dir(self)
+        (root / "rt" / "io").mkdir(parents=True)
+        (root / "rt" / "io" / "index.html").write_text("shadowed")
+        script = root / "bundle.js"
+        script.write_text("window.io = 1;")
+        base = await self.serve("--static", str(root), "--path", "/rt/io",
+                                "--client-js", str(script))
+        status, content_type, body = await self.get(base + "/rt/io/socket.io.js")
+        self.assertEqual((status, body), (200, b"window.io = 1;"))
+        self.assertIn("javascript", content_type)
+        status, _, body = await self.get(base + "/rt/io/?EIO=4&transport=polling")
+        self.assertEqual(status, 200)
+        self.assertTrue(body.startswith(b'0{"sid":'), body)
+        status, _, body = await self.get(base + "/rt/io/")
+        self.assertEqual((status, json.loads(body)["code"]), (400, 0))
+
+    async def test_no_client_js(self) -> None:
+        """Without --client-js, <path>/socket.io.js is an Engine.IO request (refused)."""
+        base = await self.serve()
+        status, _, body = await self.get(base + "/socket.io/socket.io.js")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["message"], "Transport unknown")
+
+
+def _connection(service: tap.SocketIOService) -> tuple[Any, StringTransport]:
+    """An accepted connection to the service's site, over a StringTransport."""
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    protocol = service.connections.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class GracefulStopTests(SynchronousTestCase):
+    """``stopService``: stop accepting, disconnect every socket, close every connection."""
+
+    def test_graceful_stop(self) -> None:
+        """Sockets disconnect with "server shutting down" and their pending acks fail; idle
+        connections close at once, a held long-poll once it got the close packet, and a
+        connection still busy when the timeout passes is aborted."""
+        service, clock = make("--port", "tcp:0:interface=127.0.0.1", "--app",
+                              "tests.tap_app:setup")
+        seen: list[Any] = []
+
+        @service.io.on("connection")
+        def connected(socket: txsio.Socket) -> None:
+            socket.on("disconnect", lambda reason: seen.append(reason))
+            seen.append(socket.emit_with_ack("question"))
+
+        with capturedLogs() as events:
+            service.privilegedStartService()
+            service.startService()
+            MemoryClient(service.io).connect()
+            [ack] = seen
+            # A handshake over polling on one connection (then idle), the long-poll GET held
+            # on a second, a request whose headers are still arriving on a third.
+            idle, idle_transport = _connection(service)
+            idle.dataReceived(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
+                              b"Host: x\r\n\r\n")
+            match = re.search(rb'"sid":"([^"]+)"', idle_transport.value())
+            assert match is not None
+            poll, poll_transport = _connection(service)
+            poll.dataReceived(b"GET /socket.io/?EIO=4&transport=polling&sid="
+                              + match.group(1) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(poll_transport.value(), b"")
+            busy, busy_transport = _connection(service)
+            busy.dataReceived(b"GET / HTTP/1.1\r\n")
+
+            stopping = service.stopService()
+
+        self.assertEqual(seen[1:], ["server shutting down"])
+        self.failureResultOf(ack, txsio.DisconnectedError)
+        self.assertTrue(idle_transport.disconnecting)
+        self.assertTrue(poll_transport.disconnecting)
+        self.assertTrue(poll_transport.value().endswith(b"\r\n\r\n1"), poll_transport.value())
+        self.assertFalse(busy_transport.disconnecting)
+        for protocol in (idle, poll):
+            protocol.connectionLost(Failure(ConnectionDone()))
+        clock.advance(0)
+        self.assertNoResult(stopping)
+        clock.advance(tap.SHUTDOWN_TIMEOUT)
+        self.assertTrue(busy_transport.disconnected)  # aborted
+        busy.connectionLost(Failure(ConnectionDone()))
+        self.assertNoResult(stopping)  # the transport may still be inside connectionLost
+        clock.advance(0)
+        self.successResultOf(stopping)
+
+        lines = [(e["log_format"], e.get("reason")) for e in events
+                 if e.get("log_namespace") == "txsio.tap" and "sid" in e]
+        self.assertEqual(lines, [
+            ("client {sid} connected from {address} over {transport}", None),
+            ("client {sid} connected from {address} over {transport}", None),
+            ("client {sid} disconnected: {reason}", "server shutting down"),
+            ("client {sid} disconnected: {reason}", "server shutting down"),
+        ])
+
+
+# -- the real twistd ----------------------------------------------------------------------------
+
+TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+#: npm's socket.io-client (polling, then the upgrade), run with ``node -e SCRIPT URL PATH``:
+#: asks ``echo`` for an ack, is ``ready`` once on WebSocket, then reports the disconnect and
+#: its first reconnection attempt.  (It accepts the TLS tests' self-signed certificate.)
+NODE_CLIENT = """
+import { io } from "socket.io-client";
+const [url, path] = process.argv.slice(-2);
+const out = (event) => process.stdout.write(JSON.stringify({ who: "node", ...event }) + "\\n");
+setTimeout(() => { out({ event: "timeout" }); process.exit(3); }, 20000).unref();
+const socket = io(url, {
+  path, reconnectionDelay: 100, reconnectionDelayMax: 100, rejectUnauthorized: false,
+});
+socket.once("connect", () => {
+  socket.timeout(5000).emit("echo", "hi", 42, (err, ...args) => {
+    out(err ? { event: "error", message: err.message } : { event: "ack", args });
+    const engine = socket.io.engine;
+    const ready = () => out({ event: "ready", transport: engine.transport.name });
+    if (engine.transport.name === "websocket") ready();
+    else engine.once("upgrade", ready);
+  });
+});
+socket.on("connect_error", (e) => out({ event: "error", message: e.message }));
+socket.on("disconnect", (reason) => out({ event: "disconnect", reason }));
+socket.io.on("reconnect_attempt", () => {
+  out({ event: "reconnect_attempt" });
+  socket.close();
+});
+"""
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A private key and a self-signed certificate for 127.0.0.1, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment with the checkout first on PYTHONPATH (its twisted/plugins too)."""
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def twistd_argv(*args: str, json_log: bool = True) -> list[str]:
+    """``twistd -n`` with no pid file (and a JSON log on stdout) then *args*."""
+    logger = ["--logger", "tests.tap_app.json_log"] if json_log else []
+    return [sys.executable, "-c", TWISTD, "-n", "--pidfile=", *logger, *args]
+
+
+def tap_events(events: list[dict[str, Any]], prefix: str, **fields: Any) -> list[dict[str, Any]]:
+    """The logged events whose format starts with *prefix* and whose fields match."""
+    return [e for e in events if str(e.get("log_format", "")).startswith(prefix)
+            and all(e.get(k) == v for k, v in fields.items())]
+
+
+def assert_clean(test: TestCase, result: ProcessResult) -> None:
+    """No traceback and no logged failure anywhere in a twistd run's output."""
+    text = json.dumps(result.events) + "\n".join(result.other_output) + result.stderr
+    test.assertNotIn("Traceback", text, result.describe())
+    test.assertEqual([e for e in result.events if "log_failure" in e], [], result.describe())
+
+
+class Twistd:
+    """``twistd -n sio ARGS`` as a subprocess, its JSON log events in :attr:`log`."""
+
+    def __init__(self, test: TestCase, *args: str) -> None:
+        self.log = EventLog(reactor)
+        self.process: PeerProcess = spawn(twistd_argv("sio", *args), on_event=self.log.add,
+                                          env=checkout_env(), cwd=temp_dir(test))
+        test.addCleanup(self.process.stop)
+
+    async def listening(self, count: int) -> list[dict[str, Any]]:
+        """The ``listening on`` events, once there are *count* (bounded)."""
+        def found() -> list[dict[str, Any]] | None:
+            listening = tap_events(self.log.events, "listening on")
+            return listening if len(listening) >= count else None
+
+        try:
+            events: list[dict[str, Any]] = await self.log.wait_for(
+                found, f"{count} listeners", timeout=15)
+            return events
+        except AssertionError:
+            result = await self.process.stop()
+            raise AssertionError(f"twistd did not start\n{result.describe()}") from None
+
+    async def terminate(self, timeout: float = 8.0) -> tuple[ProcessResult, float]:
+        """SIGTERM; the process's result and how long it took to exit."""
+        started = reactor.seconds()
+        self.process.kill("TERM")
+        result = await self.process.wait(timeout)
+        return result, reactor.seconds() - started
+
+
+@implementer(IAgentEndpointFactory)
+class _UnixEndpoints:
+    """Every URL's connection goes to one UNIX socket."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
+        return UNIXClientEndpoint(reactor, self.path)
+
+
+async def fetch(url: str, agent: Any = None) -> tuple[int, bytes]:
+    """GET *url* (bounded): the status and body."""
+    if agent is None:
+        d = treq.get(url, persistent=False)
+    else:
+        d = treq.get(url, agent=agent)
+    response = await d.addTimeout(5, reactor)
+    body = await treq.content(response).addTimeout(5, reactor)
+    return response.code, body
+
+
+class TwistdTests(TestCase):
+    """The real ``twistd -n sio``, with the checkout on PYTHONPATH."""
+
+    async def test_plugin_is_listed(self) -> None:
+        """``twistd --help`` lists the sio plugin."""
+        peer = spawn(twistd_argv("--help", json_log=False), env=checkout_env())
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(any(re.match(r"sio\s+Socket\.IO server", line)
+                            for line in result.other_output), result.describe())
+
+    async def test_demo_over_tcp_and_unix(self) -> None:
+        """With no --app, the page at / answers on a TCP and a UNIX endpoint at once, and so
+        does the Engine.IO endpoint; SIGTERM then exits with status 0, cleanly."""
+        path = str(temp_dir(self) / "sio.sock")
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--port", f"unix:{path}")
+        tcp, unix = await server.listening(2)
+        self.assertEqual(unix["unix"], path)
+        status, body = await fetch(f"http://127.0.0.1:{tcp['port']}/")
+        self.assertEqual(status, 200)
+        self.assertIn(b"<title>", body)
+        agent = Agent.usingEndpointFactory(reactor, _UnixEndpoints(path),
+                                           pool=HTTPConnectionPool(reactor, persistent=False))
+        self.assertEqual((await fetch("http://sio/", agent))[0], 200)
+        status, body = await fetch("http://sio/socket.io/?EIO=4&transport=polling", agent)
+        self.assertEqual(status, 200)
+        self.assertTrue(body.startswith(b'0{"sid":'), body)
+
+        result, elapsed = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertLess(elapsed, 5.0)
+        assert_clean(self, result)
+        self.assertEqual(len(tap_events(result.events, "stopped")), 1, result.describe())
+
+    async def test_app_and_sigterm(self) -> None:
+        """An --app (ready through a Deferred) answers Socket.IO clients at a custom path,
+        next to the --client-js file; on SIGTERM each socket's disconnect handler runs
+        with "server shutting down", every client (python-socketio on polling and on
+        WebSocket, npm's socket.io-client) sees its connection close and npm's starts
+        reconnecting by itself, and twistd exits with status 0 within a few seconds."""
+        script = temp_dir(self) / "bundle.js"
+        script.write_text("/* the client bundle */")
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--path", "/rt/sio",
+                        "--app", "tests.tap_app:setup_soon", "--client-js", str(script))
+        [tcp] = await server.listening(1)
+        base = f"http://127.0.0.1:{tcp['port']}"
+        self.assertEqual(await fetch(base + "/rt/sio/socket.io.js"),
+                         (200, b"/* the client bundle */"))
+
+        clients = EventLog(reactor)
+        python = spawn([sys.executable, "-m", "tests.tap_app", base, "rt/sio"],
+                       on_event=clients.add, env=checkout_env(), cwd=REPO)
+        self.addCleanup(python.stop)
+        node = spawn([require_node(), "--input-type=module", "-e", NODE_CLIENT, base,
+                      "/rt/sio"], on_event=clients.add, cwd=NODE_DIR)
+        self.addCleanup(node.stop)
+
+        def ready_or_failed() -> Any:
+            if clients.where("error") or clients.where("timeout"):
+                return "failed"
+            return "ready" if len(clients.where("ready")) == 3 else None
+
+        outcome = await clients.wait_for(ready_or_failed, "three clients ready", timeout=15)
+        self.assertEqual(outcome, "ready", f"{clients}\n{python.result().describe()}\n"
+                                           f"{node.result().describe()}")
+        self.assertEqual([e["args"] for e in clients.where("ack")], [["hi", 42]] * 3)
+        self.assertEqual(sorted(e["transport"] for e in clients.where("ready")),
+                         ["polling", "websocket", "websocket"])
+
+        result, elapsed = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertLess(elapsed, 5.0)
+        assert_clean(self, result)
+        app_reasons = [e["reason"] for e in tap_events(result.events, "app: socket")
+                       if "reason" in e]
+        self.assertEqual(app_reasons, ["server shutting down"] * 3, result.describe())
+        self.assertEqual(len(tap_events(result.events, "client {sid} connected")), 3)
+        self.assertEqual(len(tap_events(result.events, "client {sid} disconnected",
+                                        reason="server shutting down")), 3)
+
+        seen = await python.wait(10)
+        self.assertEqual(seen.exit_code, 0, seen.describe())
+        self.assertEqual(sorted(e["who"] for e in seen.named("disconnect")),
+                         ["polling", "websocket"], seen.describe())
+        seen = await node.wait(10)
+        self.assertEqual(seen.exit_code, 0, seen.describe())
+        self.assertEqual([(e["event"], e.get("reason")) for e in seen.events[-2:]],
+                         [("disconnect", "transport close"), ("reconnect_attempt", None)],
+                         seen.describe())
+
+    async def test_tls_websocket(self) -> None:
+        """On an ssl: endpoint, npm's client connects over HTTPS and upgrades to a secure
+        WebSocket; SIGTERM closes it cleanly and the client tries to reconnect."""
+        key, cert = self_signed(temp_dir(self))
+        server = Twistd(self, "--port", f"ssl:0:privateKey={key}:certKey={cert}"
+                        ":interface=127.0.0.1", "--app", "tests.tap_app:setup")
+        [tls] = await server.listening(1)
+        clients = EventLog(reactor)
+        node = spawn([require_node(), "--input-type=module", "-e", NODE_CLIENT,
+                      f"https://127.0.0.1:{tls['port']}", "/socket.io"],
+                     on_event=clients.add, cwd=NODE_DIR)
+        self.addCleanup(node.stop)
+        ready = await clients.wait_for(lambda: next(iter(
+            clients.where("ready") + clients.where("error") + clients.where("timeout")), None),
+            "the client ready", timeout=15)
+        self.assertEqual(ready, {"who": "node", "event": "ready", "transport": "websocket"},
+                         node.result().describe())
+
+        result, elapsed = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertLess(elapsed, 5.0)
+        assert_clean(self, result)
+        self.assertEqual(len(tap_events(result.events, "client {sid} disconnected",
+                                        reason="server shutting down")), 1)
+        seen = await node.wait(10)
+        self.assertEqual([(e["event"], e.get("reason")) for e in seen.events[-2:]],
+                         [("disconnect", "transport close"), ("reconnect_attempt", None)],
+                         seen.describe())
+
+    async def test_usage_error(self) -> None:
+        """A bad option value ends twistd with a one-line usage error, no traceback."""
+        peer = spawn(twistd_argv("sio", "--ping-interval", "soon", json_log=False),
+                     env=checkout_env())
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 1, result.describe())
+        self.assertTrue(result.other_output[-1].endswith(
+            "--ping-interval 'soon': expected a positive number of seconds"), result.describe())
+        self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
+
+    async def test_port_in_use(self) -> None:
+        """A port already taken ends twistd with a one-line error and status 1."""
+        taken = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        server = Twistd(self, "--port", f"tcp:{port}:interface=127.0.0.1")
+        result = await server.process.wait(15)
+        self.assertEqual(result.exit_code, 1, result.describe())
+        output = "\n".join(result.other_output) + result.stderr + json.dumps(result.events)
+        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", output)
+        self.assertNotIn("Traceback", output)
