@@ -733,3 +733,31 @@ class TwistdTests(TestCase):
         output = "\n".join(result.other_output) + result.stderr + json.dumps(result.events)
         self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", output)
         self.assertNotIn("Traceback", output)
+
+
+class RedisOptionTests(SynchronousTestCase):
+    """--redis makes the server a cluster node on Redis; bad URLs are usage errors."""
+
+    def test_redis_adapter(self) -> None:
+        """--redis and --redis-key give the server a Redis adapter factory with that prefix."""
+        from txsio.redis import RedisAdapterFactory
+
+        options = tap.Options()
+        options.parseOptions(["--port", "tcp:0", "--redis", "redis://127.0.0.1:6390/2",
+                              "--redis-key", "chat"])
+        factory = tap._redis_adapter(options, MemoryReactorClock())
+        self.assertIsInstance(factory, RedisAdapterFactory)
+        self.assertEqual((factory.key, str(factory.address), factory.address.db),
+                         ("chat", "127.0.0.1:6390", 2))
+
+    def test_no_redis(self) -> None:
+        """Without --redis the server keeps its in-memory adapter."""
+        options = tap.Options()
+        options.parseOptions(["--port", "tcp:0"])
+        self.assertIsNone(tap._redis_adapter(options, None))
+
+    def test_bad_redis_url(self) -> None:
+        """A URL that is not redis:// is a one-line usage error."""
+        with self.assertRaises(usage.UsageError) as caught:
+            tap.Options().parseOptions(["--redis", "http://127.0.0.1:6379"])
+        self.assertIn("--redis", str(caught.exception))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .adapter import BroadcastFlags, BroadcastOptions
 from .exceptions import AckTimeoutError
@@ -150,11 +151,16 @@ class BroadcastOperator:
         nsp = self._nsp
         clock = nsp.server.clock
         responses: list[Any] = []
-        expected: list[int] = []
+        # As Node: done when every node reported its client count (the adapter's
+        # server_count() says how many nodes there are) and every client answered.
+        expected_servers = -1
+        actual_servers = 0
+        expected_clients = 0
         d: Deferred[list[Any]] = Deferred()
 
-        def done() -> None:
-            if not d.called:
+        def check() -> None:
+            if (not d.called and actual_servers >= expected_servers >= 0
+                    and len(responses) >= expected_clients):
                 if timer.active():
                     timer.cancel()
                 d.callback(responses)
@@ -164,21 +170,55 @@ class BroadcastOperator:
                 d.errback(AckTimeoutError(responses=list(responses)))
 
         def on_count(count: int) -> None:
-            expected.append(count)
-            if len(responses) >= count:
-                done()
+            nonlocal actual_servers, expected_clients
+            actual_servers += 1
+            expected_clients += count
+            check()
 
         def on_ack(args: list[Any]) -> None:
             if d.called:
                 return
             responses.append(ack_value(args))
-            if expected and len(responses) >= expected[0]:
-                done()
+            check()
+
+        def on_server_count(count: int) -> None:
+            nonlocal expected_servers
+            expected_servers = count
+            check()
+
+        def on_server_count_failed(failure: Failure) -> None:
+            # The cluster cannot be counted (e.g. its broker is away): fail now.
+            if not d.called:
+                if timer.active():
+                    timer.cancel()
+                d.errback(failure)
 
         timer = clock.callLater(timeout, on_timeout)
         packet = Packet(PacketType.EVENT, nsp.name, [event, *args], nsp._next_ack_id())
         self.adapter.broadcast_with_ack(packet, self._options(), on_count, on_ack)
+        if self._flags.local:
+            on_server_count(1)  # this node only: no need to count the others
+        else:
+            self.adapter.server_count().addCallbacks(on_server_count, on_server_count_failed)
         return d
+
+    def server_side_emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit ``event`` to the other nodes of the cluster and collect one answer per node
+        (the return value of its handler, ``io.on(event)``).
+
+        The rooms of this operator do not apply; :meth:`timeout` bounds the wait (default:
+        the adapter's own, 5 s for Redis).
+
+        :returns: a Deferred of the answers (``[]`` with no other node); it fails with
+            :class:`~txsio.AckTimeoutError`, its ``responses`` holding the answers that
+            arrived, when a node does not answer in time.
+        """
+        if event in RESERVED_EVENTS:
+            return fail(ValueError(f'"{event}" is a reserved event name'))
+        emit_with_ack = getattr(self.adapter, "server_side_emit_with_ack", None)
+        if emit_with_ack is None:
+            return succeed([])  # the in-memory adapter: no other node
+        return cast("Deferred[list[Any]]", emit_with_ack([event, *args], self._flags.timeout))
 
     def fetch_sockets(self) -> Deferred[list[Any]]:
         """The selected sockets (remote ones too, in a cluster)."""

@@ -20,6 +20,7 @@ from ._events import EventEmitter
 from .adapter import Adapter, BroadcastOptions, PersistedSession
 from .broadcast import BroadcastOperator
 from .exceptions import ConnectionRefusedError
+from .protocol import RESERVED_EVENTS
 from .socket import Socket, call_handler
 
 if TYPE_CHECKING:
@@ -54,11 +55,14 @@ class Namespace(EventEmitter):
         #: the dynamic namespace that created this one, whose middlewares and handlers apply
         self._parent: ParentNamespace | None = None
         self._ids = 0
-        self.adapter: Adapter = server._make_adapter(self)
+        self.adapter: Adapter = self._make_adapter()
         self.adapter.init()
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
+
+    def _make_adapter(self) -> Adapter:
+        return self.server._make_adapter(self)
 
     @overload
     def on(self, event: str) -> Callable[[_F], _F]: ...
@@ -150,7 +154,50 @@ class Namespace(EventEmitter):
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to the other nodes of the cluster (nothing with one node)."""
+        if event in RESERVED_EVENTS:
+            raise ValueError(f'"{event}" is a reserved event name')
         self.adapter.server_side_emit([event, *args])
+
+    def server_side_emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit ``event`` to the other nodes and collect one answer per node (the return
+        value of their handler); see
+        :meth:`~txsio.broadcast.BroadcastOperator.server_side_emit_with_ack`."""
+        return self._operator().server_side_emit_with_ack(event, *args)
+
+    def _on_server_side_emit(self, args: list[Any],
+                             ack: Callable[[Any], None] | None = None) -> None:
+        """Called by a cluster adapter with another node's server-side event ``[event,
+        *args]``: runs the namespace's handlers of that event (for ``/``, also those
+        registered with ``io.on(event)``).  With ``ack``, the first handler's return value
+        (plain, Deferred or coroutine result; the first item of a tuple) is the answer;
+        ``None`` when no handler is registered."""
+        event, params = args[0], args[1:]
+        if not isinstance(event, str) or event in RESERVED_EVENTS or event == "connection":
+            log.warn("ignoring the server-side event {event!r} of another node", event=event)
+            return
+        handlers = list(self._handlers.get(event, ()))
+        if self.name == "/":
+            handlers = [*self.server._server_events._handlers.get(event, ()), *handlers]
+        if not handlers:
+            if ack is not None:
+                ack(None)
+            return
+        for index, handler in enumerate(handlers):
+            try:
+                result = call_handler(handler, *params)
+            except Exception:
+                log.failure("error in the server-side handler of {event!r} (namespace {nsp})",
+                            event=event, nsp=self.name)
+                continue
+            if index == 0 and ack is not None:
+                if isinstance(result, Deferred):
+                    result.addCallback(lambda value: ack(_first(value)))
+                else:
+                    ack(_first(result))
+            if isinstance(result, Deferred):
+                result.addErrback(lambda f: log.failure(
+                    "error in the server-side handler of {event!r} (namespace {nsp})", f,
+                    event=event, nsp=self.name))
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -208,6 +255,13 @@ class Namespace(EventEmitter):
             del self.sockets[socket.id]
 
 
+def _first(value: Any) -> Any:
+    # A server-side acknowledgement carries one value (Node keeps the first argument).
+    if isinstance(value, tuple):
+        return value[0] if value else None
+    return value
+
+
 def _auth_without_recovery(auth: dict[str, Any]) -> dict[str, Any]:
     if "pid" in auth or "offset" in auth:
         return {k: v for k, v in auth.items() if k not in ("pid", "offset")}
@@ -237,7 +291,11 @@ class ParentNamespace(Namespace):
         super().__init__(server, f"/_{ParentNamespace._count}")
         self.matcher = matcher
         self.children: set[Namespace] = set()
-        self.adapter = _ParentAdapter(self)
+
+    def _make_adapter(self) -> Adapter:
+        # Not the server's adapter: a parent has no rooms of its own and is no cluster
+        # member (a Redis adapter would subscribe channels for its internal name).
+        return _ParentAdapter(self)
 
     def matches(self, name: str, auth: dict[str, Any]) -> Deferred[bool]:
         """Whether ``name`` belongs to this parent."""

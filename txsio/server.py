@@ -252,6 +252,11 @@ class Server:
         """Emit ``event`` to the other nodes of the cluster."""
         self.sockets.server_side_emit(event, *args)
 
+    def server_side_emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit ``event`` to the other nodes of the cluster; a Deferred of one answer per
+        node (``io.timeout(s).server_side_emit_with_ack(...)`` bounds the wait)."""
+        return self.sockets.server_side_emit_with_ack(event, *args)
+
     # -- connections -----------------------------------------------------------------------
 
     def _on_engine_connection(self, session: EngineSession) -> None:

@@ -140,6 +140,8 @@ class Options(usage.Options):
         self["ping-interval"] = 25.0
         self["ping-timeout"] = 20.0
         self["max-http-buffer-size"] = 1_000_000
+        self["redis"] = None
+        self["redis-key"] = "socket.io"
         #: the callable named by ``--app``, once loaded
         self.app: Callable[[Server], object] | None = None
 
@@ -216,6 +218,23 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--max-http-buffer-size {value!r}: expected a positive number of bytes")
         self["max-http-buffer-size"] = int(number)
+
+    def opt_redis(self, value: str) -> None:
+        """Join a cluster through Redis (redis://host:port[/db]), in the wire format of
+        Node's @socket.io/redis-adapter."""
+        from .redis import RedisAddress
+
+        try:
+            RedisAddress.parse(value.strip())
+        except ValueError as e:
+            raise usage.UsageError(f"--redis {value!r}: {e}") from None
+        self["redis"] = value.strip()
+
+    def opt_redis_key(self, value: str) -> None:
+        """The Redis channel prefix shared by the cluster [socket.io]."""
+        if not value.strip():
+            raise usage.UsageError("--redis-key: expected a non-empty prefix")
+        self["redis-key"] = value.strip()
 
     def postOptions(self) -> None:
         """Listen on :data:`DEFAULT_PORT` when no ``--port`` was given."""
@@ -307,6 +326,15 @@ def _positive_seconds(option: str, value: str) -> float:
 # -- the service ------------------------------------------------------------------------------
 
 
+def _redis_adapter(options: Options, reactor: Any) -> Any:
+    """The Redis adapter factory of ``--redis``, or ``None`` (the in-memory adapter)."""
+    if options["redis"] is None:
+        return None
+    from .redis import redis_adapter
+
+    return redis_adapter(options["redis"], key=options["redis-key"], reactor=reactor)
+
+
 def makeService(
     options: Options,
     *,
@@ -339,6 +367,7 @@ def makeService(
         max_http_buffer_size=options["max-http-buffer-size"],
         cors_allowed_origins="*" if "*" in cors else (cors or None),
         allow_eio3=bool(options["allow-eio3"]),
+        adapter=_redis_adapter(options, reactor),
         clock=reactor,
     )
     _log_sessions(io)

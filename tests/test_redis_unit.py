@@ -1,0 +1,933 @@
+"""The Redis adapter without Redis: its messages against bytes captured from Node's packages,
+channel and room mapping, own-echo rules, failure handling, and the RESP client — on a Clock,
+with in-memory connections.
+
+The fixtures in ``tests/fixtures/redis/`` are real traffic of two Node nodes (socket.io 4.8,
+@socket.io/redis-adapter 8.3) and @socket.io/redis-emitter 5.1 (see the README there):
+``index.json`` lists each message with its channel and its decoding by Node itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionRefusedError as TCPConnectionRefusedError
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+import txsio
+import txsio.redis as redis_module
+from txsio.adapter import BroadcastFlags, BroadcastOptions
+from txsio.protocol import Packet, PacketType
+from txsio.redis import (
+    Emitter,
+    RedisAdapter,
+    RedisAdapterFactory,
+    RedisAddress,
+    RedisConnection,
+    RedisProtocolError,
+    RedisReplyError,
+    RedisUnavailableError,
+    RemoteSocket,
+    RequestTimeoutError,
+    RespParser,
+    broadcast_channel,
+    decode_message,
+    dumps,
+    encode_broadcast,
+    encode_command,
+    pack,
+    unpack,
+)
+
+from .sio_memory import MemoryClient
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "redis"
+INDEX: list[dict[str, Any]] = json.loads((FIXTURES / "index.json").read_text("utf-8"))
+EVENT = PacketType.EVENT
+
+
+def fixture(label: str) -> tuple[str, bytes, Any]:
+    """The channel, bytes and Node's decoding of the fixture whose file name has ``label``."""
+    [entry] = [e for e in INDEX if e["file"][3:].startswith(label)]
+    return entry["channel"], (FIXTURES / entry["file"]).read_bytes(), entry["decoded"]
+
+
+def node_notation(value: Any) -> Any:
+    """Our decoding in the fixtures' notation: bytes as {"$bin": hex}."""
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, list):
+        return [node_notation(v) for v in value]
+    if isinstance(value, dict):
+        return {k: node_notation(v) for k, v in value.items()}
+    return value
+
+
+def dates_as_text(value: Any) -> Any:
+    """Node's decoding with dates as the text a client would see (Date.toJSON)."""
+    if isinstance(value, list):
+        return [dates_as_text(v) for v in value]
+    if isinstance(value, dict):
+        if list(value) == ["$date"]:
+            return value["$date"]
+        return {k: dates_as_text(v) for k, v in value.items()}
+    return value
+
+
+# -- in-memory Redis connections --------------------------------------------------------------
+
+
+class _Transport(StringTransport):
+    """A transport that hands what is written to a fake Redis, and whose closing reaches the
+    protocol at once."""
+
+    def __init__(self, redis: FakeRedis | None = None) -> None:
+        super().__init__()
+        self.redis = redis
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.redis is not None:
+            self.redis.written(self, data)
+
+    def loseConnection(self) -> None:
+        if not self.disconnecting:
+            super().loseConnection()
+            self.protocol.connectionLost(Failure(ConnectionError("closed")))
+
+    def abortConnection(self) -> None:
+        self.loseConnection()
+
+
+def commands(transport: StringTransport) -> list[list[bytes]]:
+    """The commands written on ``transport`` since the last call."""
+    data = transport.value()
+    transport.clear()
+    return RespParser().feed(data)
+
+
+def bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def push(kind: bytes, *parts: bytes) -> bytes:
+    return b"*%d\r\n" % (len(parts) + 1) + bulk(kind) + b"".join(bulk(p) for p in parts)
+
+
+class FakeRedis:
+    """An endpoint whose connections answer at once as Redis would (``PUBLISH``: 1,
+    ``PUBSUB NUMSUB``: :attr:`nodes`, subscriptions confirmed), or not at all when
+    :attr:`answer` is false; connecting fails while :attr:`refuse` is set."""
+
+    def __init__(self) -> None:
+        self.transports: list[_Transport] = []
+        self.refuse = False
+        self.answer = True
+        self.attempts = 0
+        self.nodes = 1
+        self.published: list[tuple[str, bytes]] = []
+        self.subscribed: list[list[bytes]] = []
+        #: every command, in order
+        self.commands: list[list[bytes]] = []
+
+    def connect(self, factory: Factory) -> Deferred[Any]:
+        self.attempts += 1
+        if self.refuse:
+            return fail(TCPConnectionRefusedError("refused"))
+        proto = factory.buildProtocol(None)
+        transport = _Transport(self)
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        self.transports.append(transport)
+        return succeed(proto)
+
+    def written(self, transport: _Transport, data: bytes) -> None:
+        for command in RespParser().feed(data):
+            self.commands.append(command)
+            name = command[0].upper()
+            if name == b"PUBLISH":
+                self.published.append((command[1].decode(), command[2]))
+                reply = b":1\r\n"
+            elif name == b"PUBSUB":
+                reply = b"*2\r\n" + bulk(command[2]) + b":%d\r\n" % self.nodes
+            elif name.endswith(b"SUBSCRIBE"):
+                self.subscribed.append(command)
+                reply = b"".join(b"*3\r\n" + bulk(name.lower()) + bulk(channel) + b":1\r\n"
+                                 for channel in command[1:])
+            else:
+                reply = b"+OK\r\n"
+            if self.answer:
+                transport.protocol.dataReceived(reply)
+
+
+class _Node:
+    """A txsio server on a Clock with a Redis adapter over in-memory connections."""
+
+    def __init__(self, **options: Any) -> None:
+        self.clock = Clock()
+        self.redis = FakeRedis()
+        self.factory = RedisAdapterFactory("redis://127.0.0.1:6379", reactor=self.clock,
+                                           endpoint=self.redis, **options)
+        self.io = txsio.Server(adapter=self.factory, clock=self.clock)
+        self.pub, self.sub = self.redis.transports
+        self.adapter = self.io.sockets.adapter
+        assert isinstance(self.adapter, RedisAdapter)
+
+    def subscriptions(self) -> list[list[bytes]]:
+        """The (P)(UN)SUBSCRIBE commands sent since the last call."""
+        sent, self.redis.subscribed = self.redis.subscribed, []
+        return sent
+
+    def published(self) -> list[tuple[str, bytes]]:
+        """``(channel, message)`` of each PUBLISH since the last call."""
+        sent, self.redis.published = self.redis.published, []
+        return sent
+
+    def request(self, message: bytes, nsp: str = "/") -> None:
+        channel = f"socket.io-request#{nsp}#".encode()
+        self.sub.protocol.dataReceived(push(b"message", channel, message))
+
+    def response(self, message: bytes, nsp: str = "/") -> None:
+        channel = f"socket.io-response#{nsp}#".encode()
+        self.sub.protocol.dataReceived(push(b"message", channel, message))
+
+    def broadcast(self, channel: str, message: bytes) -> None:
+        prefix, nsp = channel.split("#")[:2]
+        pattern = f"{prefix}#{nsp}#*".encode()
+        self.sub.protocol.dataReceived(push(b"pmessage", pattern, channel.encode(), message))
+
+    def client(self, nsp: str = "/", **auth: Any) -> tuple[MemoryClient, str]:
+        client = MemoryClient(self.io)
+        sid = client.connect_ok(nsp, auth)["sid"]
+        return client, str(sid)
+
+
+def _no_failures(test: SynchronousTestCase, events: list[dict[str, Any]]) -> None:
+    test.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
+
+
+# -- the captured messages ------------------------------------------------------------------
+
+
+class DecodeFixtures(SynchronousTestCase):
+    """Our decoder reads every captured message as Node does."""
+
+    def test_every_message_decodes_as_node_decodes_it(self) -> None:
+        """Each fixture (JSON or msgpack, told apart by the first byte) decodes to what
+        notepack.io / JSON.parse gave, dates as their JSON text."""
+        self.assertEqual(len(INDEX), 27)
+        for entry in INDEX:
+            data = (FIXTURES / entry["file"]).read_bytes()
+            ours = decode_message(data)
+            self.assertEqual(node_notation(ours), dates_as_text(entry["decoded"]), entry["file"])
+            self.assertEqual(entry["encoding"], "json" if data[:1] == b"{" else "msgpack")
+
+    def test_dates_are_their_json_text(self) -> None:
+        """notepack.io's timestamp extensions (64 and 32 bits) become Date.toJSON text."""
+        _, data, _ = fixture("broadcast-dates")
+        self.assertEqual(unpack(data)[1]["data"][1:],
+                         ["2026-11-27T02:20:12.497Z", "1970-01-01T00:00:00.000Z"])
+
+    def test_legacy_extensions(self) -> None:
+        """notepack.io's legacy ext 0 forms: undefined, date and ArrayBuffer."""
+        self.assertIsNone(unpack(b"\xd4\x00\x00"))
+        self.assertEqual(unpack(b"\xd7\x00" + (1000).to_bytes(8, "big")),
+                         "1970-01-01T00:00:01.000Z")
+        self.assertEqual(unpack(b"\xc7\x03\x00abc"), b"abc")
+        self.assertEqual(unpack(b"\xd5\x05ab"), [5, b"ab"])
+
+    def test_round_trip_is_byte_exact(self) -> None:
+        """Re-encoding each decoded message gives Node's bytes back."""
+        for entry in INDEX:
+            data = (FIXTURES / entry["file"]).read_bytes()
+            if data[:1] == b"{":
+                self.assertEqual(dumps(json.loads(data)), data, entry["file"])
+            elif "dates" not in entry["file"]:
+                self.assertEqual(pack(unpack(data)), data, entry["file"])
+
+
+class EncodeAsNode(SynchronousTestCase):
+    """What txsio sends is byte for byte what Node sends for the same operation."""
+
+    def setUp(self) -> None:
+        self.node = _Node()
+        self.adapter = self.node.adapter
+
+    def test_broadcasts(self) -> None:
+        """Broadcast messages and their channels: one room, except + binary, several rooms +
+        volatile, a socket's broadcast, another namespace."""
+        cases = [
+            ("broadcast-one-room", ["news", {"n": 1}], BroadcastOptions(frozenset({"r1"}))),
+            ("broadcast-except-binary",
+             ["bin", {"data": bytes([0, 1, 2, 253, 254, 255])}, "tail"],
+             BroadcastOptions(except_rooms=frozenset({"r3"}))),
+            ("broadcast-rooms-volatile",
+             ["multi", 1.5, -3, 70000, 2 ** 40, "ünï ✓", None, True, [1, [2]]],
+             BroadcastOptions(frozenset({"r1", "r2"}), flags=BroadcastFlags(volatile=True))),
+        ]
+        for label, data, opts in cases:
+            channel, expected, decoded = fixture(label)
+            uid = decoded[0]
+            message = encode_broadcast(uid, Packet(EVENT, "/", data), opts)
+            self.assertEqual(message, expected, label)
+            self.assertEqual(broadcast_channel("socket.io#/#", opts.rooms), channel)
+        channel, expected, decoded = fixture("broadcast-socket-broadcast")
+        opts = BroadcastOptions(except_rooms=frozenset(decoded[2]["except"]))
+        self.assertEqual(encode_broadcast(decoded[0], Packet(EVENT, "/", ["relayed", "x"]),
+                                          opts), expected)
+        channel, expected, decoded = fixture("broadcast-namespace")
+        self.assertEqual(encode_broadcast(decoded[0], Packet(EVENT, "/chat", ["hello", "chat"]),
+                                          BroadcastOptions()), expected)
+        self.assertEqual(channel, "socket.io#/chat#")
+
+    def test_the_adapter_publishes_broadcasts_once(self) -> None:
+        """``io.to(room).emit`` publishes one message on the one-room channel."""
+        channel, expected, decoded = fixture("broadcast-one-room")
+        self.adapter.uid = decoded[0]
+        self.node.io.to("r1").emit("news", {"n": 1})
+        self.assertEqual(self.node.published(), [(channel, expected)])
+
+    def _ids(self, *ids: str) -> None:
+        it = iter(ids)
+        self.patch(redis_module, "new_uid", lambda: next(it))
+
+    def test_requests(self) -> None:
+        """fetchSockets, allRooms, socketsJoin / socketsLeave / disconnectSockets,
+        serverSideEmit with and without ack, and broadcast with ack requests."""
+        node = self.node
+        for label, start in [
+            ("all-rooms-1", lambda: node.adapter.all_rooms()),
+            ("fetch-sockets-1", lambda: node.io.in_("r1").fetch_sockets()),
+            ("server-side-emit-ack-1",
+             lambda: node.io.server_side_emit_with_ack("ping", {"q": "from-A"})),
+        ]:
+            channel, expected, decoded = fixture(label)
+            self.adapter.uid = decoded["uid"]
+            self._ids(decoded["requestId"])
+            node.redis.nodes = 2
+            d = start()
+            self.assertEqual(node.published(), [(channel, expected)], label)
+            node.clock.advance(5)
+            self.failureResultOf(d)
+        simple = [
+            ("sockets-join", lambda: node.io.in_("r1").sockets_join("r2")),
+            ("sockets-leave", lambda: node.io.in_("r1").sockets_leave("r2")),
+            ("disconnect-sockets-1", lambda: node.io.in_("r3").disconnect_sockets(True)),
+            ("server-side-emit-1", lambda: node.io.server_side_emit("hello", {"q": 1})),
+            ("server-side-emit-buffer", lambda: node.io.server_side_emit("buf", b"\x01\x02")),
+        ]
+        for label, start in simple:
+            channel, expected, decoded = fixture(label)
+            self.adapter.uid = decoded["uid"]
+            start()
+            self.assertEqual(node.published(), [(channel, expected)], label)
+        channel, expected, decoded = fixture("broadcast-ack-1")
+        self.adapter.uid = decoded["uid"]
+        self._ids(decoded["requestId"])
+        d = node.io.to("r1").timeout(3).emit_with_ack("question", {"q": 42})
+        self.assertEqual(node.published(), [(channel, expected)])
+        node.clock.advance(3)
+        self.failureResultOf(d, txsio.AckTimeoutError)
+
+    def test_responses(self) -> None:
+        """allRooms, serverSideEmit-ack, client count and client-ack responses."""
+        node = self.node
+        channel, expected, decoded = fixture("all-rooms-2")
+        ids = [r for r in decoded["rooms"] if r not in ("r1", "r3")]
+        for sid, room in zip(ids, ["r1", "r3"], strict=True):
+            node.adapter.add_all(sid, [sid, room])
+        _, request, _ = fixture("all-rooms-1")
+        node.request(request)
+        self.assertEqual(node.published(), [(channel, expected)])
+
+        @node.io.on("ping")
+        def ping(arg: Any) -> Any:
+            return {"node": "node-B", "echo": arg}
+
+        channel, expected, _ = fixture("server-side-emit-ack-2")
+        _, request, _ = fixture("server-side-emit-ack-1")
+        node.request(request)
+        self.assertEqual(node.published(), [(channel, expected)])
+
+        client, sid = node.client(name="b1")
+        node.adapter.add_all(sid, ["r1"])
+        _, request, decoded = fixture("broadcast-ack-1")
+        node.request(request)
+        channel, expected, _ = fixture("broadcast-ack-2")
+        self.assertEqual(node.published(), [(channel, expected)])
+        [packet] = client.received()
+        self.assertEqual(packet.data, ["question", {"q": 42}])
+        assert packet.id is not None
+        client.ack(packet.id, {"from": "b1", "payload": {"q": 42}})
+        channel, expected, _ = fixture("broadcast-ack-3")
+        self.assertEqual(node.published(), [(channel, expected)])
+
+    def test_fetch_response_shape(self) -> None:
+        """A fetchSockets answer has Node's shape: id, handshake (Node's keys, ``time`` text,
+        ``issued`` ms), rooms (own id first) and data."""
+        node = self.node
+        _, sid = node.client(name="b1")
+        node.adapter.add_all(sid, ["r1"])
+        node.io.sockets.sockets[sid].data = {"node": "node-B", "name": "b1", "raw": b"\x01"}
+        _, request, _ = fixture("fetch-sockets-1")
+        node.request(request)
+        [(channel, message)] = node.published()
+        _, _, node_decoded = fixture("fetch-sockets-2")
+        self.assertEqual(channel, "socket.io-response#/#")
+        ours = json.loads(message)
+        self.assertEqual(list(ours), list(node_decoded))
+        [socket] = ours["sockets"]
+        [theirs] = node_decoded["sockets"]
+        self.assertEqual(list(socket), list(theirs))
+        self.assertEqual(list(socket["handshake"]), list(theirs["handshake"]))
+        self.assertEqual(socket["rooms"], [sid, "r1"])
+        self.assertEqual(socket["data"], {"node": "node-B", "name": "b1",
+                                          "raw": {"type": "Buffer", "data": [1]}})
+        self.assertIsInstance(socket["handshake"]["time"], str)
+        self.assertIsInstance(socket["handshake"]["issued"], int)
+
+    def test_emitter(self) -> None:
+        """txsio's Emitter writes what @socket.io/redis-emitter writes, on the same channels."""
+        sent: list[tuple[str, bytes]] = []
+        emitter = Emitter(publish=lambda channel, message: sent.append((channel, message)))
+        emitter.to("r1").emit("news", {"from": "emitter"})
+        emitter.except_("r3").emit("bin", {"data": bytes([0, 1, 2, 253, 254, 255])})
+        emitter.of("chat").to("lobby").volatile.emit("hi", 1)
+        emitter.in_("r1").sockets_join("r4")
+        emitter.in_("r1").sockets_leave(["r4", "r5"])
+        emitter.in_("r1").disconnect_sockets()
+        emitter.server_side_emit("hello", "from emitter")
+        expected = [fixture(label)[:2] for label in (
+            "emitter-room", "emitter-except-binary", "emitter-namespace",
+            "emitter-sockets-join", "emitter-sockets-leave", "emitter-disconnect-sockets",
+            "emitter-server-side-emit")]
+        self.assertEqual(sent, expected)
+        self.assertRaises(ValueError, emitter.emit, "connect")
+        self.assertRaises(ValueError, emitter.server_side_emit, "disconnect")
+
+
+# -- applying what other nodes send ---------------------------------------------------------
+
+
+class ApplyRemote(SynchronousTestCase):
+    """What other nodes publish reaches this node's clients; own echoes do not."""
+
+    def setUp(self) -> None:
+        self.node = _Node()
+        self.a, self.a_id = self.node.client(name="a")
+        self.b, self.b_id = self.node.client(name="b")
+        self.node.adapter.add_all(self.a_id, ["r1"])
+        self.node.adapter.add_all(self.b_id, ["r3"])
+
+    def test_node_broadcasts(self) -> None:
+        """Node's broadcasts reach the selected clients, binary as attachments."""
+        channel, data, _ = fixture("broadcast-one-room")
+        self.node.broadcast(channel, data)
+        self.assertEqual(self.a.events(), [["news", {"n": 1}]])
+        self.assertEqual(self.b.events(), [])
+        channel, data, _ = fixture("broadcast-except-binary")
+        self.node.broadcast(channel, data)
+        [packet] = self.a.received()
+        self.assertEqual(packet.type, PacketType.BINARY_EVENT)
+        self.assertEqual(packet.data, ["bin", {"data": bytes([0, 1, 2, 253, 254, 255])},
+                                       "tail"])
+        self.assertEqual(self.b.events(), [])
+        channel, data, _ = fixture("broadcast-dates")
+        self.node.broadcast(channel, data)
+        self.assertEqual(self.b.events(), [["dates", "2026-11-27T02:20:12.497Z",
+                                            "1970-01-01T00:00:00.000Z"]])
+
+    def test_emitter_messages(self) -> None:
+        """The emitter's messages (no uid on requests) are applied."""
+        channel, data, _ = fixture("emitter-room")
+        self.node.broadcast(channel, data)
+        self.assertEqual(self.a.events(), [["news", {"from": "emitter"}]])
+        self.node.request(fixture("emitter-sockets-join")[1])
+        self.assertIn("r4", self.node.io.sockets.sockets[self.a_id].rooms)
+        self.node.request(fixture("emitter-sockets-leave")[1])
+        self.assertNotIn("r4", self.node.io.sockets.sockets[self.a_id].rooms)
+        seen: list[Any] = []
+        self.node.io.on("hello", lambda *args: seen.append(args))
+        self.node.request(fixture("emitter-server-side-emit")[1])
+        self.assertEqual(seen, [("from emitter",)])
+        self.node.request(fixture("emitter-disconnect-sockets")[1])
+        self.assertNotIn(self.a_id, self.node.io.sockets.sockets)
+        self.assertIn(self.b_id, self.node.io.sockets.sockets)
+
+    def test_own_broadcast_echo_is_dropped(self) -> None:
+        """A broadcast carrying this adapter's uid is not delivered again."""
+        self.node.io.to("r1").emit("mine", 1)
+        [(channel, message)] = self.node.published()
+        self.assertEqual(self.a.events(), [["mine", 1]])
+        self.node.broadcast(channel, message)
+        self.assertEqual(self.a.events(), [])
+
+    def test_other_namespace_and_unknown_room_are_dropped(self) -> None:
+        """A broadcast for another namespace, or for a room without members here (not even
+        decoded), is dropped; a missing ``nsp`` means ``/``."""
+        other = pack(["x", {"type": 2, "data": ["n"], "nsp": "/chat"}, {"rooms": []}])
+        self.node.broadcast("socket.io#/#", other)
+        with capturedLogs() as events:
+            self.node.broadcast("socket.io#/#nowhere#", b"\xc1 not msgpack")
+        self.assertEqual(events, [])
+        no_nsp = pack(["x", {"type": 2, "data": ["plain"]}, {"rooms": ["r1"]}])
+        self.node.broadcast("socket.io#/#r1#", no_nsp)
+        self.assertEqual(self.a.events(), [["plain"]])
+
+    def test_rooms_with_hashes_and_numbers(self) -> None:
+        """The room is the channel minus the prefix and the last ``#`` (rooms may hold
+        ``#``); numeric room names are read as their text."""
+        self.node.adapter.add_all(self.a_id, ["a#b", "5"])
+        self.node.broadcast("socket.io#/#a#b#", pack(["x", {"type": 2, "data": ["h"],
+                                                            "nsp": "/"}, {"rooms": ["a#b"]}]))
+        self.node.broadcast("socket.io#/#5#", pack(["x", {"type": 2, "data": ["n"], "nsp": "/"},
+                                                   {"rooms": [5], "except": []}]))
+        self.assertEqual(self.a.events(), [["h"], ["n"]])
+        self.assertEqual(broadcast_channel("socket.io#/#", ["a#b"]), "socket.io#/#a#b#")
+        self.assertEqual(broadcast_channel("socket.io#/#", []), "socket.io#/#")
+        self.assertEqual(broadcast_channel("socket.io#/#", ["a", "b"]), "socket.io#/#")
+
+    def test_glob_characters_in_namespaces_are_escaped(self) -> None:
+        """The broadcast pattern matches the namespace literally."""
+        nsp = self.node.io.of("/a*[b]")
+        adapter = nsp.adapter
+        assert isinstance(adapter, RedisAdapter)
+        self.assertEqual(adapter.pattern, "socket.io#/a\\*\\[b\\]#*")
+        subscribed = self.node.subscriptions()
+        self.assertIn([b"PSUBSCRIBE", b"socket.io#/a\\*\\[b\\]#*"], subscribed)
+
+    def test_sockets_join_echo_applied_once(self) -> None:
+        """``sockets_join`` applies locally when called; its own echo is ignored; the same
+        request from another node is applied."""
+        self.node.io.in_("r1").sockets_join("x")
+        self.assertIn("x", self.node.io.sockets.sockets[self.a_id].rooms)
+        [(_, message)] = self.node.published()
+        self.node.io.sockets.sockets[self.a_id].leave("x")
+        self.node.request(message)  # our echo
+        self.assertNotIn("x", self.node.io.sockets.sockets[self.a_id].rooms)
+        self.node.request(fixture("sockets-join")[1].replace(b"r2", b"x"))  # Node's
+        self.assertIn("x", self.node.io.sockets.sockets[self.a_id].rooms)
+        self.node.request(fixture("sockets-leave")[1].replace(b"r2", b"x"))
+        self.assertNotIn("x", self.node.io.sockets.sockets[self.a_id].rooms)
+
+    def test_remote_disconnect(self) -> None:
+        """Node's disconnectSockets(true) closes the selected clients' connections."""
+        self.node.request(fixture("disconnect-sockets")[1])
+        self.assertNotIn(self.b_id, self.node.io.sockets.sockets)
+        self.assertTrue(self.b.closed)
+        self.assertFalse(self.a.closed)
+
+    def test_server_side_emit_own_echo_ignored(self) -> None:
+        """A server-side emit carrying this adapter's uid does not reach its handlers."""
+        seen: list[Any] = []
+        self.node.io.on("hello", lambda *args: seen.append(args))
+        self.node.io.on("buf", lambda *args: seen.append(args))
+        self.node.io.server_side_emit("hello", 1)
+        [(_, message)] = self.node.published()
+        self.node.request(message)
+        self.assertEqual(seen, [])
+        self.node.request(fixture("server-side-emit-1")[1])
+        self.assertEqual(seen, [({"q": 1},)])
+        self.node.request(fixture("server-side-emit-buffer")[1])
+        self.assertEqual(seen[-1], ({"type": "Buffer", "data": [1, 2]},))
+
+    def test_server_side_emit_acks(self) -> None:
+        """With a requestId the first handler's value answers, once, on the shared response
+        channel; a Deferred answers when it fires; no handler answers null; reserved events
+        are refused."""
+        pending: Deferred[Any] = Deferred()
+        self.node.io.on("later", lambda: pending)
+        self.node.io.of("/").on("later", lambda: "second handler")
+        self.node.request(dumps({"uid": "other", "requestId": "R1", "type": 6,
+                                 "data": ["later"]}))
+        self.assertEqual(self.node.published(), [])
+        pending.callback(("first", "dropped"))
+        self.assertEqual(self.node.published(), [
+            ("socket.io-response#/#", b'{"type":6,"requestId":"R1","data":"first"}')])
+        self.node.request(dumps({"uid": "other", "requestId": "R2", "type": 6,
+                                 "data": ["unknown"]}))
+        self.assertEqual(self.node.published(), [
+            ("socket.io-response#/#", b'{"type":6,"requestId":"R2"}')])
+        with capturedLogs() as events:
+            self.node.request(dumps({"uid": "o", "type": 6, "data": ["connection", 1]}))
+        self.assertEqual(len(events), 1)
+
+    def test_requests_this_node_is_waiting_for_are_not_answered(self) -> None:
+        """allRooms / fetchSockets / broadcast-with-ack requests are skipped by requestId
+        when they are this node's own, and always answered otherwise (empty answers too)."""
+        node = self.node
+        node.redis.nodes = 2
+        d = node.adapter.all_rooms()
+        [(_, own)] = node.published()
+        node.request(own)
+        self.assertEqual(node.published(), [])
+        node.request(dumps({"uid": "o", "requestId": "F1", "type": 5,
+                            "opts": {"rooms": ["nobody"], "except": []}}))
+        self.assertEqual(node.published(), [
+            ("socket.io-response#/#", b'{"requestId":"F1","sockets":[]}')])
+        node.request(pack({"uid": "o", "requestId": "B1", "type": 7,
+                           "packet": {"type": 2, "data": ["q"], "nsp": "/"},
+                           "opts": {"rooms": ["nobody"], "except": [], "flags": {}}}))
+        self.assertEqual(node.published(), [
+            ("socket.io-response#/#", b'{"type":8,"requestId":"B1","clientCount":0}')])
+        answer = {"requestId": json.loads(own)["requestId"], "rooms": ["elsewhere"]}
+        node.response(dumps(answer))
+        self.assertEqual(self.successResultOf(d), {self.a_id, self.b_id, "r1", "r3",
+                                                   "elsewhere"})
+
+    def test_specific_response_channel(self) -> None:
+        """With ``publish_on_specific_response_channel``, answers go to the requester's
+        channel (serverSideEmit acks excepted, as in Node)."""
+        node = _Node(publish_on_specific_response_channel=True)
+        node.request(dumps({"uid": "ABCDEF", "requestId": "A1", "type": 1}))
+        [(channel, _)] = node.published()
+        self.assertEqual(channel, "socket.io-response#/#ABCDEF#")
+
+    def test_legacy_single_socket_requests(self) -> None:
+        """8.x never sends them, but the legacy forms (sid + room) are answered."""
+        self.node.request(dumps({"uid": "o", "requestId": "L1", "type": 2,
+                                 "sid": self.a_id, "room": "old"}))
+        self.assertIn("old", self.node.io.sockets.sockets[self.a_id].rooms)
+        self.assertEqual(self.node.published(), [
+            ("socket.io-response#/#", b'{"requestId":"L1"}')])
+        self.node.request(dumps({"uid": "o", "requestId": "S1", "type": 0, "rooms": ["r1"]}))
+        self.assertEqual(json.loads(self.node.published()[0][1])["sockets"], [self.a_id])
+
+    def test_malformed_messages_are_ignored(self) -> None:
+        """Garbage on any channel is dropped without an error."""
+        with capturedLogs() as events:
+            self.node.request(b"{not json")
+            self.node.request(b"\xc1")
+            self.node.request(b"[1,2]")
+            self.node.request(dumps({"type": 99}))
+            self.node.response(b"\xc1")
+            self.node.broadcast("socket.io#/#", b"\xc1")
+            self.node.broadcast("socket.io#/#", pack(["x", {"data": "not a list"}, {}]))
+        _no_failures(self, events)
+
+
+# -- cluster requests -----------------------------------------------------------------------
+
+
+class Requests(SynchronousTestCase):
+    """Node counting, answers, timeouts and partial results."""
+
+    def setUp(self) -> None:
+        self.node = _Node(requests_timeout=2)
+        self.client, self.sid = self.node.client(name="a")
+
+    def test_fetch_alone_asks_nobody(self) -> None:
+        """With one node (NUMSUB 1) fetch_sockets answers locally, publishing nothing."""
+        d = self.node.io.fetch_sockets()
+        [socket] = self.successResultOf(d)
+        self.assertIs(socket, self.node.io.sockets.sockets[self.sid])
+        self.assertEqual(self.node.published(), [])
+
+    def test_fetch_collects_remote_sockets(self) -> None:
+        """Remote answers become RemoteSockets; the request completes with NUMSUB - 1
+        answers."""
+        self.node.redis.nodes = 3
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        request_id = json.loads(message)["requestId"]
+        _, _, decoded = fixture("fetch-sockets-2")
+        node_socket = decoded["sockets"][0]
+        self.node.response(dumps({"requestId": request_id, "sockets": [node_socket]}))
+        self.assertNoResult(d)
+        self.node.response(dumps({"requestId": "someone-else's", "sockets": []}))
+        self.assertNoResult(d)
+        self.node.response(dumps({"requestId": request_id, "sockets": []}))
+        local, remote = self.successResultOf(d)
+        self.assertEqual(local.id, self.sid)
+        self.assertIsInstance(remote, RemoteSocket)
+        self.assertEqual(remote.id, node_socket["id"])
+        self.assertEqual(remote.rooms, set(node_socket["rooms"]))
+        self.assertEqual(remote.data, {"node": "node-B", "name": "b1"})
+        self.assertEqual(remote.handshake.headers["host"], node_socket["handshake"]["headers"]
+                         ["host"])
+        self.assertEqual(remote.handshake.issued, node_socket["handshake"]["issued"])
+
+    def test_fetch_timeout(self) -> None:
+        """A node that does not answer fails the request after ``requests_timeout``, with
+        what arrived."""
+        self.node.redis.nodes = 3
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        self.node.response(dumps({"requestId": json.loads(message)["requestId"],
+                                  "sockets": []}))
+        self.node.clock.advance(2)
+        error = self.failureResultOf(d, RequestTimeoutError).value
+        self.assertEqual([s.id for s in error.responses], [self.sid])
+
+    def test_server_side_emit_with_ack(self) -> None:
+        """Answers are expected from NUMSUB - 1 nodes; none expected: ``[]`` at once; a
+        timeout reports the answers that arrived."""
+        d = self.node.io.server_side_emit_with_ack("ping")
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(self.node.published(), [])
+        self.node.redis.nodes = 3
+        d = self.node.io.timeout(0.5).server_side_emit_with_ack("ping", 1)
+        [(_, message)] = self.node.published()
+        request_id = json.loads(message)["requestId"]
+        self.node.response(dumps({"type": 6, "requestId": request_id, "data": "pong"}))
+        self.node.clock.advance(0.5)
+        error = self.failureResultOf(d, txsio.AckTimeoutError).value
+        self.assertEqual(error.responses, ["pong"])
+        self.assertIn("only 1 responses received out of 2", str(error))
+
+    def test_broadcast_with_ack_counts_every_node(self) -> None:
+        """The requester waits for every node's client count (NUMSUB of them, itself
+        included) and every client's answer."""
+        self.node.redis.answer = False  # NUMSUB answered below
+        d = self.node.io.timeout(5).emit_with_ack("question", 1)
+        [(_, message)] = self.node.published()
+        request = unpack(message)
+        self.assertNotIn("id", request["packet"])
+        self.assertEqual(request["opts"]["flags"], {"timeout": 5000})
+        [packet] = self.client.received()
+        assert packet.id is not None
+        self.client.ack(packet.id, "local")
+        self.assertNoResult(d)
+        self.node.pub.protocol.dataReceived(b":1\r\n")  # the PUBLISH
+        self.node.pub.protocol.dataReceived(b"*2\r\n" + bulk(b"x") + b":2\r\n")  # NUMSUB
+        self.assertNoResult(d)
+        rid = request["requestId"]
+        self.node.response(dumps({"type": 8, "requestId": rid, "clientCount": 2}))
+        self.node.response(pack({"type": 9, "requestId": rid, "packet": {"b": 1}}))
+        self.assertNoResult(d)
+        self.node.response(pack({"type": 9, "requestId": rid}))
+        self.assertEqual(self.successResultOf(d), ["local", {"b": 1}, None])
+
+    def test_local_operations_never_touch_redis(self) -> None:
+        """``local`` emits, fetches and room operations publish nothing and ask nothing."""
+        sent = len(self.node.redis.commands)
+        self.node.io.local.emit("x", 1)
+        self.node.io.local.sockets_join("y")
+        d = self.node.io.local.to("y").timeout(1).emit_with_ack("q")
+        found = self.successResultOf(self.node.io.local.fetch_sockets())
+        self.assertEqual([s.id for s in found], [self.sid])
+        self.assertEqual(self.node.redis.commands[sent:], [])
+        packets = self.client.received()
+        assert packets[1].id is not None
+        self.client.ack(packets[1].id, "yes")
+        self.assertEqual(self.successResultOf(d), ["yes"])
+        self.assertEqual(packets[0].data, ["x", 1])
+
+    def test_a_broadcast_does_not_wait_for_redis(self) -> None:
+        """Local clients get a broadcast before Redis answered anything."""
+        self.node.io.emit("now", 1)
+        self.assertEqual(self.client.events(), [["now", 1]])
+        self.assertEqual(len(self.node.published()), 1)
+
+    def test_close_fails_pending_requests(self) -> None:
+        """Closing the server fails requests still waiting and closes the connections."""
+        self.node.redis.nodes = 2
+        d = self.node.io.fetch_sockets()
+        self.node.io.close()
+        self.failureResultOf(d, redis_module.RedisError)
+        self.assertTrue(self.node.pub.disconnecting)
+        self.assertTrue(self.node.sub.disconnecting)
+        self.assertEqual(self.node.clock.getDelayedCalls(), [])
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+class Outage(SynchronousTestCase):
+    """Redis going away and coming back."""
+
+    def setUp(self) -> None:
+        self.node = _Node(min_reconnect_delay=0.1, max_reconnect_delay=1)
+        self.client, self.sid = self.node.client()
+
+    def _lose(self) -> None:
+        self.node.redis.refuse = True
+        self.node.pub.loseConnection()
+        self.node.sub.loseConnection()
+
+    def test_local_delivery_goes_on_and_cluster_operations_fail_fast(self) -> None:
+        """While Redis is away, broadcasts reach local clients and cluster operations fail at
+        once with RedisUnavailableError; the outage is logged once."""
+        with capturedLogs() as events:
+            self._lose()
+            for i in range(3):
+                self.node.io.emit("during", i)
+            self.failureResultOf(self.node.io.fetch_sockets(), RedisUnavailableError)
+            self.failureResultOf(self.node.io.sockets.adapter.all_rooms(),
+                                 RedisUnavailableError)
+            self.failureResultOf(self.node.io.server_side_emit_with_ack("x"),
+                                 RedisUnavailableError)
+            self.failureResultOf(self.node.io.timeout(1).emit_with_ack("q"),
+                                 RedisUnavailableError)
+            self.node.io.server_side_emit("fire-and-forget")
+            self.node.clock.advance(30)  # many failed reconnection attempts
+        self.assertEqual(self.client.events()[:3], [["during", 0], ["during", 1], ["during", 2]])
+        warnings = [e for e in events if e["log_level"] >= LogLevel.warn]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("is unavailable", warnings[0]["log_format"])
+        _no_failures(self, events)
+        error = self.failureResultOf(self.node.io.fetch_sockets()).value
+        self.assertIn("Redis at 127.0.0.1:6379 is unavailable", str(error))
+
+    def test_reconnect_with_backoff_and_resubscribe(self) -> None:
+        """Reconnection attempts back off (doubling, capped); once back, every channel is
+        subscribed again, once."""
+        self._lose()
+        attempts = self.node.redis.attempts
+        times = []
+        pub = self.node.factory.pub
+        for _ in range(8):
+            call = pub._retry
+            assert call is not None
+            times.append(call.getTime() - self.node.clock.seconds())
+            self.node.clock.advance(times[-1])
+        self.assertGreater(self.node.redis.attempts, attempts)
+        self.assertLessEqual(max(times), 1.0)
+        self.assertGreater(times[3], times[0] * 4)  # doubling, with jitter of at most 20%
+        self.assertGreater(times[-1], 0.75)
+        self.node.redis.refuse = False
+        self.node.subscriptions()
+        with capturedLogs() as events:
+            self.node.clock.advance(1)
+        pub, sub = self.node.redis.transports[-2:]
+        subscribed = self.node.subscriptions()
+        self.assertEqual(sorted(c[0] for c in subscribed), [b"PSUBSCRIBE", b"SUBSCRIBE"])
+        channels = sorted(name for c in subscribed for name in c[1:])
+        self.assertEqual(channels, sorted([b"socket.io#/#*", b"socket.io-request#/#",
+                                           b"socket.io-response#/#",
+                                           f"socket.io-response#/#{self.node.adapter.uid}#"
+                                           .encode()]))
+        self.assertTrue(any("is back" in e["log_format"] for e in events))
+        self.node.pub, self.node.sub = pub, sub
+        self.node.io.emit("after")
+        self.assertEqual(len(self.node.published()), 1)
+
+    def test_unanswered_command_drops_the_connection(self) -> None:
+        """A command without a reply for ``command_timeout`` fails, and the connection is
+        dropped and made again."""
+        self.node.redis.answer = False
+        d = self.node.io.fetch_sockets()
+        self.node.clock.advance(5)
+        self.failureResultOf(d, RedisUnavailableError)
+        self.assertTrue(self.node.pub.disconnecting)
+        self.node.clock.advance(1)
+        self.assertEqual(len(self.node.redis.transports), 3)
+
+
+class Connection(SynchronousTestCase):
+    """The RESP client."""
+
+    def test_parser(self) -> None:
+        """Every RESP2 type, fed one byte at a time."""
+        data = (b"+OK\r\n-ERR bad\r\n:42\r\n$3\r\n\x00\r\n\r\n$-1\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n"
+                b"*-1\r\n$0\r\n\r\n")
+        parser = RespParser()
+        replies: list[Any] = []
+        for i in range(len(data)):
+            replies.extend(parser.feed(data[i:i + 1]))
+        self.assertEqual(replies[0], "OK")
+        self.assertIsInstance(replies[1], RedisReplyError)
+        self.assertEqual(str(replies[1]), "ERR bad")
+        self.assertEqual(replies[2:], [42, b"\x00\r\n", None, [b"a", [1]], None, b""])
+        self.assertRaises(RedisProtocolError, RespParser().feed, b"?what\r\n")
+        self.assertRaises(RedisProtocolError, RespParser().feed, b":x\r\n")
+        self.assertRaises(RedisProtocolError, RespParser(max_depth=2).feed,
+                          b"*1\r\n*1\r\n*1\r\n:1\r\n")
+        self.assertEqual(encode_command([b"PUBLISH", "ch", 5]),
+                         b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$1\r\n5\r\n")
+
+    def test_payloads_stay_bytes(self) -> None:
+        """Bulk replies are never decoded: UTF-8-valid and numeric payloads stay bytes."""
+        self.assertEqual(RespParser().feed(b"$2\r\n42\r\n$2\r\n\xc3\xa9\r\n"), [b"42", b"\xc3\xa9"])
+
+    def test_auth_select_and_first_attempt_queue(self) -> None:
+        """AUTH and SELECT run first; commands sent during the first attempt wait for it."""
+        clock = Clock()
+        pending: Deferred[Any] = Deferred()
+
+        class Endpoint:
+            def connect(self, factory: Factory) -> Deferred[Any]:
+                self.proto = factory.buildProtocol(None)
+                self.transport = _Transport()
+                self.transport.protocol = self.proto
+                self.proto.makeConnection(self.transport)
+                return pending
+
+        endpoint = Endpoint()
+        address = RedisAddress.parse("redis://user:s%40cret@example:6380/2")
+        self.assertEqual((address.host, address.port, address.username, address.password,
+                          address.db), ("example", 6380, "user", "s@cret", 2))
+        connection = RedisConnection(endpoint, address, clock=clock)
+        connection.start()
+        d = connection.command(b"PING")
+        pending.callback(endpoint.proto)
+        self.assertEqual(commands(endpoint.transport), [[b"AUTH", b"user", b"s@cret"]])
+        endpoint.proto.dataReceived(b"+OK\r\n")
+        self.assertEqual(commands(endpoint.transport), [[b"SELECT", b"2"]])
+        endpoint.proto.dataReceived(b"+OK\r\n")
+        self.assertEqual(commands(endpoint.transport), [[b"PING"]])
+        endpoint.proto.dataReceived(b"+PONG\r\n")
+        self.assertEqual(self.successResultOf(d), "PONG")
+        closing = connection.close()
+        self.successResultOf(closing)
+        self.failureResultOf(connection.command(b"PING"), RedisUnavailableError)
+
+    def test_urls(self) -> None:
+        """Only redis:// URLs with a numeric database are accepted."""
+        self.assertEqual(RedisAddress.parse("redis://"), RedisAddress())
+        self.assertRaises(ValueError, RedisAddress.parse, "rediss://host")
+        self.assertRaises(ValueError, RedisAddress.parse, "redis://host/db")
+        self.assertRaises(ValueError, RedisAddress.parse, "redis://host:port")
+
+    def test_json(self) -> None:
+        """JSON as JSON.stringify writes it: compact, UTF-8, NaN as null, Buffers."""
+        self.assertEqual(dumps({"a": [1.5, float("nan")], "b": "é", "c": b"\x01"}),
+                         '{"a":[1.5,null],"b":"é","c":{"type":"Buffer","data":[1]}}'.encode())
+        self.assertRaises(TypeError, dumps, {"x": object()})
+        self.assertEqual(dumps({"x": object()}, lenient=True), b'{"x":null}')
+        self.assertEqual(dumps("\ud800"), b'"\\ud800"')
+
+    def test_one_factory_per_server(self) -> None:
+        """Two servers on one factory would count as one node: refused."""
+        node = _Node()
+        self.assertRaises(ValueError, txsio.Server, adapter=node.factory, clock=node.clock)
+
+
+class ServerAPI(SynchronousTestCase):
+    """The server-side pieces the cluster adapter relies on."""
+
+    def test_in_memory_server_side_emit(self) -> None:
+        """Without a cluster, server_side_emit_with_ack fires with no answers and reserved
+        event names are refused."""
+        io = txsio.Server(clock=Clock())
+        self.assertEqual(self.successResultOf(io.server_side_emit_with_ack("x", 1)), [])
+        self.assertEqual(self.successResultOf(io.timeout(1).server_side_emit_with_ack("x")), [])
+        self.assertRaises(ValueError, io.server_side_emit, "disconnect")
+        self.failureResultOf(io.server_side_emit_with_ack("connect"), ValueError)
+
+    def test_dynamic_namespaces(self) -> None:
+        """A dynamic namespace's parent is no cluster member; its children are."""
+        import re
+
+        node = _Node()
+        node.subscriptions()
+        parent = node.io.of(re.compile(r"^/team-\d+$"))
+        self.assertEqual(node.subscriptions(), [])
+        self.assertNotIsInstance(parent.adapter, RedisAdapter)
+        client = MemoryClient(node.io)
+        client.connect_ok("/team-7")
+        child = node.io.of("/team-7").adapter
+        assert isinstance(child, RedisAdapter)
+        self.assertIn([b"SUBSCRIBE", b"socket.io-request#/team-7#",
+                       b"socket.io-response#/team-7#",
+                       f"socket.io-response#/team-7#{child.uid}#".encode()],
+                      node.subscriptions())
