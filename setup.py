@@ -28,6 +28,8 @@ setup(
             "hypothesis>=6.100",
             "python-engineio>=4.9",
             "python-socketio[client]>=5.11",
+            # python-socketio's server on aiohttp, a peer of the client's interop tests
+            "aiohttp>=3.9",
             "requests>=2.31",
             "websocket-client>=1.7",
             "mypy>=1.10",

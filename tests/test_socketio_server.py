@@ -1767,6 +1767,7 @@ class PublicAPITests(SynchronousTestCase):
     def test_exports_are_the_implementations(self) -> None:
         """Each exported name is the implementation object of its module."""
         from txsio import adapter, broadcast, exceptions, namespace, server, socket
+        from txsio import client as txsio_client
 
         expected = {
             "AckTimeoutError": exceptions.AckTimeoutError,
@@ -1780,6 +1781,9 @@ class PublicAPITests(SynchronousTestCase):
             "SessionAwareAdapter": adapter.SessionAwareAdapter,
             "Socket": socket.Socket,
             "SocketIOError": exceptions.SocketIOError,
+            "Client": txsio_client.Client,
+            "ClientSocket": txsio_client.ClientSocket,
+            "ConnectError": exceptions.ConnectError,
         }
         self.assertEqual(set(txsio.__all__), set(expected) | {"__version__"})
         for name, obj in expected.items():

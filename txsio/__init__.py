@@ -18,8 +18,10 @@
 from ._version import __version__
 from .adapter import Adapter, SessionAwareAdapter
 from .broadcast import BroadcastOperator
+from .client import Client, ClientSocket
 from .exceptions import (
     AckTimeoutError,
+    ConnectError,
     ConnectionRefusedError,
     DisconnectedError,
     SocketIOError,
@@ -32,6 +34,9 @@ __all__ = [
     "AckTimeoutError",
     "Adapter",
     "BroadcastOperator",
+    "Client",
+    "ClientSocket",
+    "ConnectError",
     "ConnectionRefusedError",
     "DisconnectedError",
     "Handshake",

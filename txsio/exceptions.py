@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AckTimeoutError", "ConnectionRefusedError", "DisconnectedError", "SocketIOError"]
+__all__ = [
+    "AckTimeoutError",
+    "ConnectError",
+    "ConnectionRefusedError",
+    "DisconnectedError",
+    "SocketIOError",
+]
 
 
 class SocketIOError(Exception):
@@ -48,3 +54,28 @@ class DisconnectedError(SocketIOError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the socket disconnected ({reason}) before acknowledging")
         self.reason = reason
+
+
+class ConnectError(SocketIOError):
+    """The client could not connect to a namespace (its ``connect_error`` event).
+
+    Either the server refused (:attr:`refused`; :attr:`message` and :attr:`data` are what the
+    server's middleware gave, e.g. ``ConnectionRefusedError("not authorized", {"code": 401})``)
+    or the connection failed (:attr:`message` says how, as Node's client does: ``"xhr poll
+    error"``, ``"websocket error"``, ``"timeout"``, ``"transport close"``...; :attr:`data`
+    holds the detail).
+
+    :param message: the reason.
+    :param data: the server's details (a refusal), or the transport's (a failure).
+    :param refused: whether this is final for the namespace: the server refused it (or the
+        ``auth`` callable failed); the client does not try that namespace again by itself.
+    """
+
+    def __init__(self, message: str, data: Any = None, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+        self.refused = refused
+
+    def __repr__(self) -> str:
+        return f"ConnectError({self.message!r}, {self.data!r}, refused={self.refused})"
