@@ -122,6 +122,15 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Tell the session its transport went away."""
+        # Autobahn leaves its close handshake timer behind when the peer drops the TCP
+        # connection before answering our close frame: cancel it, or it outlives us.
+        timer = getattr(self, "closeHandshakeTimeoutCall", None)
+        if timer is not None:
+            self.closeHandshakeTimeoutCall = None
+            try:
+                timer.cancel()
+            except Exception:  # already fired or cancelled
+                pass
         self._closing = True
         session, self.session = self.session, None
         if session is None:
