@@ -65,7 +65,7 @@ from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, su
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._events import EventEmitter
+from ._events import CatchAllEmitter, EventEmitter
 from .broadcast import ack_value
 from .engineio.client import (
     DEFAULT_MAX_PAYLOAD,
@@ -215,7 +215,7 @@ class _Emitter:
         return self._socket._emit_with_ack(event, args, self._flags)
 
 
-class ClientSocket:
+class ClientSocket(CatchAllEmitter):
     """The client's connection to one namespace (socket.io-client's ``Socket``).
 
     Get one with :meth:`Client.socket`.  Events (:meth:`on`): ``"connect"`` (),
@@ -233,6 +233,7 @@ class ClientSocket:
     """
 
     def __init__(self, io: Manager, nsp: str, auth: Auth = None) -> None:
+        super().__init__()
         self.io = io
         self.nsp = nsp
         self.auth: Auth = auth
@@ -242,8 +243,6 @@ class ClientSocket:
         self._pid: str | None = None
         self._last_offset: str | None = None
         self._active = False
-        self._handlers: dict[Any, list[Callable[..., Any]]] = {}
-        self._any: list[Callable[..., Any]] = []
         self._receive_buffer: list[tuple[list[Any], int | None]] = []
         self._send_buffer: list[tuple[int | None, list[str | bytes]]] = []
         self._queue: list[_Queued] = []
@@ -261,57 +260,9 @@ class ClientSocket:
 
     # -- handlers --------------------------------------------------------------------------
 
-    @overload
-    def on(self, event: str) -> Callable[[_F], _F]: ...
-
-    @overload
-    def on(self, event: str, handler: _F) -> _F: ...
-
-    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
-        """Register *handler* for *event*, or return a decorator that does.
-
-        :param event: an event of the server, or ``"connect"``, ``"connect_error"``,
-            ``"disconnect"``.
-        :param handler: called with the event's arguments; its return value is the ack.
-        :returns: *handler* (or the decorator).
-        """
-        if handler is None:
-            def decorator(f: _F) -> _F:
-                self._handlers.setdefault(event, []).append(f)
-                return f
-            return decorator
-        self._handlers.setdefault(event, []).append(handler)
-        return handler
-
-    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
-        """Remove *handler* (or every handler) of *event*."""
-        if handler is None:
-            self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
-
-    def on_any(self, handler: _F) -> _F:
-        """Register ``handler(event, *args)`` for every event the server sends."""
-        self._any.append(handler)
-        return handler
-
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove *handler* (or every catch-all handler)."""
-        if handler is None:
-            self._any.clear()
-        elif handler in self._any:
-            self._any.remove(handler)
-
     def _emit_local(self, event: str, *args: Any) -> None:
-        for handler in tuple(self._handlers.get(event, ())):
-            try:
-                result = call_handler(handler, *args)
-            except Exception:
-                log.failure("error in the {event!r} handler of {socket}", event=event,
-                            socket=self)
-                continue
-            if isinstance(result, Deferred):
-                result.addErrback(_log_handler_failure, event, self.nsp)
+        # ClientSocket.emit sends to the server: local events go through EventEmitter's.
+        EventEmitter.emit(self, event, *args)
 
     # -- connecting ------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._events import EventEmitter
+from ._events import CatchAllEmitter, EventEmitter
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
 from .broadcast import BroadcastOperator, ack_value
 from .exceptions import AckTimeoutError, DisconnectedError
@@ -166,7 +166,7 @@ class _Emitter:
         return self._socket._emit_with_ack(event, args, self._timeout, self._volatile)
 
 
-class Socket(EventEmitter):
+class Socket(CatchAllEmitter):
     """A client connected to a namespace.
 
     :ivar id: the socket id (not the Engine.IO session id).
@@ -201,7 +201,6 @@ class Socket(EventEmitter):
             self.data = {}
         self.handshake = conn.handshake(auth)
         self.connected = False
-        self._any: list[Callable[..., Any]] = []
         self._middlewares: list[Callable[[list[Any]], Any]] = []
         self._acks: dict[int, Callable[[list[Any]], None]] = {}
         self._ack_timers: dict[int, IDelayedCall] = {}
@@ -211,18 +210,6 @@ class Socket(EventEmitter):
         return f"<Socket {self.id} {self.nsp.name}>"
 
     # -- handlers --------------------------------------------------------------------------
-
-    def on_any(self, handler: _F) -> _F:
-        """Register ``handler(event, *args)`` for every incoming event."""
-        self._any.append(handler)
-        return handler
-
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove ``handler`` (or every catch-all handler)."""
-        if handler is None:
-            self._any.clear()
-        elif handler in self._any:
-            self._any.remove(handler)
 
     def use(self, middleware: Callable[[list[Any]], Any]) -> None:
         """Run ``middleware([event, *args])`` before each incoming event's handlers.
