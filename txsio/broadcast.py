@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .adapter import Adapter
     from .namespace import Namespace
 
-__all__ = ["BroadcastOperator", "ack_value"]
+__all__ = ["BroadcastOperator", "Broadcasting", "Selecting", "ack_value"]
 
 log = Logger()
 
@@ -238,3 +238,70 @@ class BroadcastOperator:
         :param close: also close their underlying connections.
         """
         self.adapter.disconnect_sockets(self._options(), close)
+
+
+class Selecting:
+    """``to`` / ``in_`` / ``except_`` on whatever :meth:`_operator` selects (every socket of a
+    namespace; for a socket, every *other* socket of its namespace)."""
+
+    def _operator(self) -> BroadcastOperator:
+        raise NotImplementedError
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """The sockets in ``room`` (a name or several)."""
+        return self._operator().to(room)
+
+    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Same as :meth:`to`."""
+        return self._operator().to(room)
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Leave out the sockets in ``room`` (a name or several)."""
+        return self._operator().except_(room)
+
+
+class Broadcasting(Selecting):
+    """The broadcast operations of a namespace (and of the server, for its main namespace),
+    each a shortcut for the same on :class:`BroadcastOperator`."""
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Broadcasts dropped for clients not ready to receive them."""
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Broadcasts to this node's sockets only."""
+        return self._operator().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Bound the wait of :meth:`BroadcastOperator.emit_with_ack`."""
+        return self._operator().timeout(seconds)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` to every socket."""
+        self._operator().emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event to every socket."""
+        self._operator().emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
+        """Emit to every socket and collect their acknowledgements (needs :meth:`timeout`)."""
+        return self._operator().emit_with_ack(event, *args)
+
+    def fetch_sockets(self) -> Deferred[list[Any]]:
+        """Every socket (remote ones too, in a cluster)."""
+        return self._operator().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        """Make every socket join ``room``."""
+        self._operator().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        """Make every socket leave ``room``."""
+        self._operator().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect every socket (``close``: their connections too)."""
+        self._operator().disconnect_sockets(close)

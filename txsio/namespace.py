@@ -10,7 +10,7 @@ reaches every child.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from ._events import EventEmitter
 from .adapter import Adapter, BroadcastOptions, PersistedSession
-from .broadcast import BroadcastOperator
+from .broadcast import Broadcasting, BroadcastOperator
 from .exceptions import ConnectionRefusedError
 from .protocol import RESERVED_EVENTS
 from .socket import Socket, call_handler
@@ -36,7 +36,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 Middleware = Callable[[Socket], Any]
 
 
-class Namespace(EventEmitter):
+class Namespace(Broadcasting, EventEmitter):
     """One namespace of a :class:`~txsio.Server` (``io.of("/chat")``).
 
     Events: ``"connection"`` (alias ``"connect"``) with the new :class:`~txsio.socket.Socket`.
@@ -97,60 +97,6 @@ class Namespace(EventEmitter):
 
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator(self)
-
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """The sockets in ``room`` (a name or several)."""
-        return self._operator().to(room)
-
-    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Same as :meth:`to`."""
-        return self.to(room)
-
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Every socket but those in ``room``."""
-        return self._operator().except_(room)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        """Broadcasts dropped for clients not ready to receive them."""
-        return self._operator().volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        """Broadcasts to this node's sockets only."""
-        return self._operator().local
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """Bound the wait of :meth:`~txsio.broadcast.BroadcastOperator.emit_with_ack`."""
-        return self._operator().timeout(seconds)
-
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` to every socket of the namespace."""
-        self._operator().emit(event, *args)
-
-    def send(self, *args: Any) -> None:
-        """Emit the ``message`` event to every socket."""
-        self._operator().emit("message", *args)
-
-    def emit_with_ack(self, event: str, *args: Any) -> Deferred[list[Any]]:
-        """Emit to every socket and collect their acknowledgements (needs :meth:`timeout`)."""
-        return self._operator().emit_with_ack(event, *args)
-
-    def fetch_sockets(self) -> Deferred[list[Any]]:
-        """Every socket of the namespace."""
-        return self._operator().fetch_sockets()
-
-    def sockets_join(self, room: str | Iterable[str]) -> None:
-        """Make every socket join ``room``."""
-        self._operator().sockets_join(room)
-
-    def sockets_leave(self, room: str | Iterable[str]) -> None:
-        """Make every socket leave ``room``."""
-        self._operator().sockets_leave(room)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect every socket (``close``: their connections too)."""
-        self._operator().disconnect_sockets(close)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to the other nodes of the cluster (nothing with one node)."""

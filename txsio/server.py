@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from ._events import EventEmitter
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
-from .broadcast import BroadcastOperator
+from .broadcast import Broadcasting, BroadcastOperator
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import CorsOrigins, EngineServer
@@ -72,7 +72,7 @@ def _recovery(value: bool | Mapping[str, Any] | RecoveryOptions | None) -> Recov
     return RecoveryOptions(**dict(value))
 
 
-class Server:
+class Server(Broadcasting):
     """A Socket.IO server.
 
     :param path: where the endpoint is meant to be mounted (informational for
@@ -198,55 +198,9 @@ class Server:
 
     # -- main namespace shortcuts ----------------------------------------------------------
 
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """The main namespace's sockets in ``room``."""
-        return self.sockets.to(room)
-
-    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Same as :meth:`to`."""
-        return self.sockets.to(room)
-
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """The main namespace's sockets except those in ``room``."""
-        return self.sockets.except_(room)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        """Volatile broadcasts on the main namespace."""
-        return self.sockets.volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        """Broadcasts to this node only, on the main namespace."""
-        return self.sockets.local
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """Bound the wait for broadcast acknowledgements."""
-        return self.sockets.timeout(seconds)
-
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit to every socket of the main namespace."""
-        self.sockets.emit(event, *args)
-
-    def send(self, *args: Any) -> None:
-        """Emit ``message`` to every socket of the main namespace."""
-        self.sockets.send(*args)
-
-    def fetch_sockets(self) -> Deferred[list[Any]]:
-        """Every socket of the main namespace."""
-        return self.sockets.fetch_sockets()
-
-    def sockets_join(self, room: str | Iterable[str]) -> None:
-        """Make every socket of the main namespace join ``room``."""
-        self.sockets.sockets_join(room)
-
-    def sockets_leave(self, room: str | Iterable[str]) -> None:
-        """Make every socket of the main namespace leave ``room``."""
-        self.sockets.sockets_leave(room)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect every socket of the main namespace."""
-        self.sockets.disconnect_sockets(close)
+    def _operator(self) -> BroadcastOperator:
+        # The broadcast shortcuts (to, emit, fetch_sockets, ...) act on the main namespace.
+        return self.sockets._operator()
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to the other nodes of the cluster."""

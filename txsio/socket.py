@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from ._events import CatchAllEmitter, EventEmitter
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
-from .broadcast import BroadcastOperator, ack_value
+from .broadcast import BroadcastOperator, Selecting, ack_value
 from .exceptions import AckTimeoutError, DisconnectedError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
 
@@ -166,7 +166,7 @@ class _Emitter:
         return self._socket._emit_with_ack(event, args, self._timeout, self._volatile)
 
 
-class Socket(CatchAllEmitter):
+class Socket(Selecting, CatchAllEmitter):
     """A client connected to a namespace.
 
     :ivar id: the socket id (not the Engine.IO session id).
@@ -331,18 +331,6 @@ class Socket(CatchAllEmitter):
     def broadcast(self) -> BroadcastOperator:
         """Every other socket of the namespace."""
         return self._operator()
-
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """The sockets in ``room``, except this one."""
-        return self._operator().to(room)
-
-    def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Same as :meth:`to`."""
-        return self.to(room)
-
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Every other socket of the namespace, minus those in ``room``."""
-        return self._operator().except_(room)
 
     # -- disconnecting ---------------------------------------------------------------------
 
