@@ -11,9 +11,18 @@ import txsio
 io = txsio.Server()
 
 
+NEWS = {"text": "hello world, this is a broadcast message", "n": 42}
+
+
+def burst(n: int) -> None:
+    for _ in range(n):
+        io.emit("news", NEWS)
+
+
 @io.on("connection")
 def connected(socket: txsio.Socket) -> None:
     socket.on("echo", lambda data: data)
+    socket.on("burst", burst)
 
 
 root = Resource()

@@ -1071,3 +1071,35 @@ class WebSocketTests(ResourceTestCase):
         self.assertEqual([opcode for opcode, _ in second.frames()], [8])
         second.lose()
         self.assertIs(session.state, SessionState.OPEN)
+
+
+class WebSocketTakeoverTests(SynchronousTestCase):
+    """The upgrade through the resource hands the connection to Autobahn and frees HTTP."""
+
+    def test_http_channel_released(self) -> None:
+        """After the takeover the HTTP channel is no longer the transport's producer, so it
+        and its request are not kept alive for the WebSocket's whole life."""
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        clock = Clock()
+        server = EngineServer(clock=clock)
+        server.resource()._ws_factory.setProtocolOptions(openHandshakeTimeout=0,
+                                                         closeHandshakeTimeout=0)
+        root = Resource()
+        root.putChild(b"engine.io", server.resource())
+        site = Site(root, reactor=clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport.protocol = channel  # as a TCP transport has; Autobahn replaces it
+        channel.makeConnection(transport)
+        self.assertIsNotNone(transport.producer)
+        channel.dataReceived(
+            b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertIsNone(transport.producer)
+        self.assertEqual(len(server.sessions), 1)
+        self.assertEqual(clock.getDelayedCalls()[0].func.__self__.id,  # the ping timer
+                         next(iter(server.sessions)))

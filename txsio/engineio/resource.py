@@ -154,7 +154,16 @@ class EngineIOResource(Resource):
         return polling.handle_get(request)
 
     def _websocket(self, request: Request) -> int | bytes:
+        channel = request.channel
+        transport = channel.transport
         result: int | bytes = self._ws_resource.render(request)
+        if transport is not None and channel.transport is None:
+            # Autobahn took the connection over.  The HTTP channel registered itself as the
+            # transport's producer and may hold a timeout: detach it, or the channel and its
+            # request stay alive (and in the flow control) for the WebSocket's whole life.
+            if getattr(transport, "producer", None) is channel:
+                transport.unregisterProducer()  # type: ignore[attr-defined]
+            channel.setTimeout(None)
         return result
 
 
