@@ -1103,3 +1103,83 @@ class WebSocketTakeoverTests(SynchronousTestCase):
         self.assertEqual(len(server.sessions), 1)
         self.assertEqual(clock.getDelayedCalls()[0].func.__self__.id,  # the ping timer
                          next(iter(server.sessions)))
+
+
+class WebSocketFastPathTests(ResourceTestCase):
+    """Small unfragmented data frames are read directly; everything else stays Autobahn's."""
+
+    def open_session(self) -> tuple[WebSocketClient, EngineSession, list[object]]:
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        client.frames()  # the open packet
+        session = self.sessions[-1]
+        received: list[object] = []
+        session.on("message", received.append)
+        return client, session, received
+
+    def test_several_frames_in_one_read(self) -> None:
+        """Every frame of one read is delivered, in order, text and binary alike."""
+        client, _, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4a") + _client_frame(b"\x01\x02", 2)
+                                     + _client_frame("4é".encode()))
+        self.assertEqual(received, ["a", b"\x01\x02", "é"])
+
+    def test_frame_split_across_reads(self) -> None:
+        """A frame cut by the read is completed by the next one (through Autobahn)."""
+        client, _, received = self.open_session()
+        data = _client_frame(b"4first") + _client_frame(b"4second") + _client_frame(b"4third")
+        client.protocol.dataReceived(data[:12])
+        self.assertEqual(received, ["first"])
+        client.protocol.dataReceived(data[12:])
+        self.assertEqual(received, ["first", "second", "third"])
+
+    def test_medium_frame(self) -> None:
+        """A frame with a 16-bit length takes the fast path too."""
+        client, _, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4" + b"x" * 1000))
+        self.assertEqual(received, ["x" * 1000])
+
+    def test_ping_between_frames(self) -> None:
+        """A WebSocket ping among data frames is answered by Autobahn; order is kept."""
+        client, _, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4a") + _client_frame(b"hi", 9)
+                                     + _client_frame(b"4b"))
+        self.assertEqual(received, ["a", "b"])
+        # The echo app answers each message: the pong sits between the two echoes.
+        self.assertEqual(client.frames(), [(1, b"4a"), (10, b"hi"), (1, b"4b")])
+
+    def test_fragmented_message(self) -> None:
+        """A message in fragments is assembled by Autobahn."""
+        client, _, received = self.open_session()
+        first = bytearray(_client_frame(b"4frag"))
+        first[0] = 0x01  # not FIN, text
+        last = bytearray(_client_frame(b"mented", 0))
+        last[0] = 0x80  # FIN, continuation
+        client.protocol.dataReceived(bytes(first) + bytes(last) + _client_frame(b"4after"))
+        self.assertEqual(received, ["fragmented", "after"])
+
+    def test_invalid_utf8(self) -> None:
+        """A text frame of invalid UTF-8 fails the connection, as Autobahn does."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4\xff\xfe") + _client_frame(b"4b"))
+        self.assertEqual(received, [])
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.assertEqual(self.closed, {session.id: CloseReason.TRANSPORT_ERROR})
+
+    def test_unmasked_frame(self) -> None:
+        """An unmasked client frame fails the connection, as the RFC requires."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(b"\x81\x024a")
+        self.assertEqual(received, [])
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.assertEqual(self.closed, {session.id: CloseReason.TRANSPORT_ERROR})
+
+    def test_nothing_after_a_parse_error(self) -> None:
+        """Frames after one that closed the session are not delivered."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4a") + _client_frame(b"x")
+                                     + _client_frame(b"4b"))
+        self.assertEqual(received, ["a"])
+        self.assertEqual(self.closed, {session.id: CloseReason.PARSE_ERROR})

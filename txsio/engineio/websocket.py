@@ -40,7 +40,16 @@ __all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
 log = Logger()
 
-_MESSAGE_PREFIX = ord("4")
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte ``mask`` (RFC 6455 section 5.3), via big ints."""
+    n = len(payload)
+    if not n:
+        return b""
+    repeats = n // 4 + 1
+    key = int.from_bytes(mask * repeats, "big") >> (8 * (4 * repeats - n))
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
 
 
 class EngineWebSocketProtocol(WebSocketServerProtocol):
@@ -95,30 +104,106 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         session.begin_upgrade(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        """Decode one frame into a packet for the session."""
+        """A message Autobahn assembled (the path for what the fast path leaves to it)."""
+        if isBinary:
+            self._binary_message(payload)
+        else:
+            self._text_message(payload.decode("utf-8"))  # Autobahn validated the UTF-8
+
+    def _text_message(self, text: str) -> None:
+        session = self.session
+        if session is None:
+            return
+        if text and text[0] == "4":
+            # A text message (EIO v3 and v4 alike): handed over without building a packet.
+            session.receive_message(text[1:], self)
+            return
+        try:
+            packet = decode_packet(text) if self._engine_protocol == 4 else \
+                decode_packet_v3(text)
+        except EngineIOParseError as e:
+            session.parse_error(self, e)
+            return
+        session.receive(packet, self)
+
+    def _binary_message(self, payload: bytes) -> None:
         session = self.session
         if session is None:
             return
         if self._engine_protocol == 4:
-            if isBinary:
-                session.receive_message(payload, self)
-                return
-            if payload and payload[0] == _MESSAGE_PREFIX:
-                # The hot path: a text message, handed over without building a packet.
-                session.receive_message(payload[1:].decode("utf-8"), self)
-                return
-            try:
-                packet = decode_packet(payload.decode("utf-8"))
-            except EngineIOParseError as e:
-                session.parse_error(self, e)
-                return
-        else:
-            try:
-                packet = decode_packet_v3(payload if isBinary else payload.decode("utf-8"))
-            except EngineIOParseError as e:
-                session.parse_error(self, e)
-                return
+            session.receive_message(payload, self)
+            return
+        try:
+            packet = decode_packet_v3(payload)
+        except EngineIOParseError as e:
+            session.parse_error(self, e)
+            return
         session.receive(packet, self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Read complete, small, unfragmented data frames directly; leave the rest to Autobahn.
+
+        Theory of operation: almost every frame a Socket.IO client sends is one masked,
+        unfragmented text or binary frame under 64 KiB, often several in one read.  While the
+        connection is open and Autobahn holds no partial frame or message, such frames are
+        unmasked and dispatched here, which skips Autobahn's per-frame machinery (a masker
+        object, several callbacks and Deferreds, debug formatting) — most of the server's time
+        under load.  Anything else — control frames (ping, pong, close), fragments, larger
+        or oversized frames, invalid UTF-8, a frame cut by the read, or any state but open —
+        goes to Autobahn from that byte on, which then handles it (and fails the connection
+        where the RFC says so) exactly as it would have.
+        """
+        if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
+                or self._perMessageCompress is not None or self.logOctets):
+            self._dataReceived(data)
+            return
+        pos = 0
+        end_of_data = len(data)
+        limit = self._fast_limit
+        while pos + 6 <= end_of_data:
+            first = data[pos]
+            second = data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break  # not FIN + text/binary, or not masked
+            length = second & 0x7F
+            start = pos + 2
+            if length == 126:
+                if start + 2 > end_of_data:
+                    break
+                length = (data[start] << 8) | data[start + 1]
+                start += 2
+            elif length == 127:
+                break
+            if length > limit:
+                break
+            end = start + 4 + length
+            if end > end_of_data:
+                break
+            payload = _unmask(data[start + 4:end], data[start:start + 4])
+            if first == 0x81:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # Autobahn fails the connection (1007)
+                pos = end
+                self._text_message(text)
+            else:
+                pos = end
+                self._binary_message(payload)
+            if self.state != self.STATE_OPEN:
+                break
+        if pos < end_of_data:
+            self._dataReceived(data[pos:] if pos else data)
+
+    @property
+    def _fast_limit(self) -> int:
+        # The largest payload the fast path reads: 16-bit lengths, within Autobahn's limits.
+        limit = 65535
+        for bound in (getattr(self, "maxMessagePayloadSize", 0),
+                      getattr(self, "maxFramePayloadSize", 0)):
+            if bound and bound < limit:
+                limit = bound
+        return limit
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """Tell the session its transport went away."""
