@@ -1183,3 +1183,15 @@ class WebSocketFastPathTests(ResourceTestCase):
                                      + _client_frame(b"4b"))
         self.assertEqual(received, ["a"])
         self.assertEqual(self.closed, {session.id: CloseReason.PARSE_ERROR})
+
+    def test_outgoing_frame_lengths(self) -> None:
+        """Frames written directly carry 7-bit, 16-bit and 64-bit lengths correctly."""
+        client, session, _ = self.open_session()
+        sizes = [0, 124, 125, 126, 65534, 65535, 70000]
+        for size in sizes:
+            session.send("y" * size)
+        session.send(b"\x00" * 300)
+        frames = client.frames()
+        self.assertEqual([(op, len(p)) for op, p in frames],
+                         [(1, size + 1) for size in sizes] + [(2, 300)])
+        self.assertEqual(frames[3][1], b"4" + b"y" * 126)

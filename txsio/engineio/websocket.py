@@ -262,6 +262,22 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
                 self._send_message(data, True)
 
     def _send_message(self, payload: bytes, binary: bool) -> None:
+        transport = self.transport
+        if (self._perMessageCompress is None and not self.send_queue
+                and transport is not None and not getattr(self, "logFrames", True)
+                and not getattr(self, "autoFragmentSize", 0)):
+            # One unmasked, unfragmented frame (RFC 6455 section 5.2), written directly:
+            # what Autobahn's sendMessage would write, without its per-frame machinery.
+            length = len(payload)
+            opcode = 0x82 if binary else 0x81
+            if length < 126:
+                header = bytes((opcode, length))
+            elif length < 65536:
+                header = bytes((opcode, 126)) + length.to_bytes(2, "big")
+            else:
+                header = bytes((opcode, 127)) + length.to_bytes(8, "big")
+            transport.write(header + payload)
+            return
         if len(payload) > self.factory.engine.options.max_http_buffer_size:
             # max_http_buffer_size bounds what the client sends (Node's maxHttpBufferSize), but
             # Autobahn's sendMessage applies maxMessagePayloadSize to outgoing messages too and
