@@ -477,7 +477,7 @@ class TwoTxsioNodes(_Cluster):
         self.assertEqual(answers, [])
 
 
-class MixedCluster(_Cluster):
+class _MixedNodes(_Cluster):
     """A txsio node and a Node node (socket.io 4.8 + @socket.io/redis-adapter 8.3)."""
 
     def create_nodes(self) -> None:
@@ -492,6 +492,20 @@ class MixedCluster(_Cluster):
         self.p2 = await self.connect("p2", self.py.url, rooms=["r2"])
         self.j1 = await self.connect("j1", self.js_url, rooms=["r1"])
         self.j2 = await self.connect("j2", self.js_url, rooms=["r2"])
+
+    async def _fetch_until(self, rooms: list[str], ids: set[str]) -> list[Any]:
+        deadline = self.reactor.seconds() + 5
+        while True:
+            found = await self.peer.call("fetch", rooms=rooms)
+            if {s["id"] for s in found} == ids:
+                return list(found)
+            if self.reactor.seconds() > deadline:
+                raise AssertionError(f"fetch {rooms}: {found}, not {ids}")
+            await task.deferLater(self.reactor, 0.02, lambda: None)
+
+
+class MixedCluster(_MixedNodes):
+    """Cluster operations between a txsio node and a Node node, both ways."""
 
     @_async
     async def test_broadcasts_both_ways(self) -> None:
@@ -584,16 +598,6 @@ class MixedCluster(_Cluster):
         await self.peer.wait_event("disconnect", who="p1")
         await self.peer.wait_event("disconnect", who="j1")
 
-    async def _fetch_until(self, rooms: list[str], ids: set[str]) -> list[Any]:
-        deadline = self.reactor.seconds() + 5
-        while True:
-            found = await self.peer.call("fetch", rooms=rooms)
-            if {s["id"] for s in found} == ids:
-                return list(found)
-            if self.reactor.seconds() > deadline:
-                raise AssertionError(f"fetch {rooms}: {found}, not {ids}")
-            await task.deferLater(self.reactor, 0.02, lambda: None)
-
     @_async
     async def test_server_side_emit_with_acks_both_ways(self) -> None:
         """Server-side events and their acknowledgements travel both ways."""
@@ -635,6 +639,46 @@ class MixedCluster(_Cluster):
         self.assertEqual(set(await self.peer.call("all-rooms")), expected)
         self.assertEqual(await self.py.io.sockets.adapter.server_count(), 2)
         self.assertEqual(await self.peer.call("server-count"), 2)
+
+    @_async
+    async def test_redis_restart_heals_the_cluster(self) -> None:
+        """Redis killed: local delivery goes on, cluster operations fail at once, the outage
+        is logged once; Redis back: both nodes are full peers again without a restart."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.redis.stop()
+        await until(self.reactor, lambda: not self.py.factory.pub.ready, "the loss noticed")
+        self.py.io.to("r1").emit("during", 1)
+        self.py.io.to("r1").emit("during", 2)
+        self.assertEqual(await self.received("p1", "during", 2), [[1], [2]])
+        with self.assertRaises(RedisUnavailableError):
+            await self.py.io.fetch_sockets()
+        with self.assertRaises(RedisUnavailableError):
+            await self.py.io.to("r1").timeout(1).emit_with_ack("question", "x")
+        with self.assertRaises(RedisUnavailableError):
+            await self.py.io.server_side_emit_with_ack("ping")
+        self.py.io.sockets_join("during-outage")  # local part still applied
+        self.assertIn("during-outage", self.py.io.sockets.sockets[self.p1].rooms)
+        await self.redis.start()
+        await self.py.factory.ready().addTimeout(10, self.reactor)
+        await wait_numsub(self.reactor, self.redis.url, "socket.io-request#/#", 2)
+        self.py.io.to("r1").emit("after", "py")
+        await self.received("j1", "after")
+        await self.peer.call("emit", rooms=["r2"], event="after-js")
+        await self.received("p2", "after-js")
+        sockets = await self.py.io.fetch_sockets()
+        self.assertEqual(_ids(sockets), sorted([self.p1, self.p2, self.j1, self.j2]))
+        answers = await self.peer.call("server-side-emit-with-ack", event="ping", args=[1])
+        self.assertEqual(answers, [{"node": "py", "echo": 1}])
+        texts = [formatEvent(e) for e in events if e.get("log_namespace") == "txsio.redis"
+                 and e["log_level"] >= LogLevel.info]
+        self.assertEqual(len([t for t in texts if "is unavailable" in t]), 1, texts)
+        self.assertEqual(len([t for t in texts if "is back after" in t]), 1, texts)
+
+
+class MixedClusterEmitters(_MixedNodes):
+    """Node's @socket.io/redis-emitter and txsio's Emitter reaching both kinds of node."""
 
     @_async
     async def test_node_emitter_reaches_txsio_clients(self) -> None:
@@ -688,42 +732,6 @@ class MixedCluster(_Cluster):
         await emitter.in_("z").disconnect_sockets(True)
         await self.peer.wait_event("disconnect", who="p2")
         await self.peer.wait_event("disconnect", who="j2")
-
-    @_async
-    async def test_redis_restart_heals_the_cluster(self) -> None:
-        """Redis killed: local delivery goes on, cluster operations fail at once, the outage
-        is logged once; Redis back: both nodes are full peers again without a restart."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        await self.redis.stop()
-        await until(self.reactor, lambda: not self.py.factory.pub.ready, "the loss noticed")
-        self.py.io.to("r1").emit("during", 1)
-        self.py.io.to("r1").emit("during", 2)
-        self.assertEqual(await self.received("p1", "during", 2), [[1], [2]])
-        with self.assertRaises(RedisUnavailableError):
-            await self.py.io.fetch_sockets()
-        with self.assertRaises(RedisUnavailableError):
-            await self.py.io.to("r1").timeout(1).emit_with_ack("question", "x")
-        with self.assertRaises(RedisUnavailableError):
-            await self.py.io.server_side_emit_with_ack("ping")
-        self.py.io.sockets_join("during-outage")  # local part still applied
-        self.assertIn("during-outage", self.py.io.sockets.sockets[self.p1].rooms)
-        await self.redis.start()
-        await self.py.factory.ready().addTimeout(10, self.reactor)
-        await wait_numsub(self.reactor, self.redis.url, "socket.io-request#/#", 2)
-        self.py.io.to("r1").emit("after", "py")
-        await self.received("j1", "after")
-        await self.peer.call("emit", rooms=["r2"], event="after-js")
-        await self.received("p2", "after-js")
-        sockets = await self.py.io.fetch_sockets()
-        self.assertEqual(_ids(sockets), sorted([self.p1, self.p2, self.j1, self.j2]))
-        answers = await self.peer.call("server-side-emit-with-ack", event="ping", args=[1])
-        self.assertEqual(answers, [{"node": "py", "echo": 1}])
-        texts = [formatEvent(e) for e in events if e.get("log_namespace") == "txsio.redis"
-                 and e["log_level"] >= LogLevel.info]
-        self.assertEqual(len([t for t in texts if "is unavailable" in t]), 1, texts)
-        self.assertEqual(len([t for t in texts if "is back after" in t]), 1, texts)
 
 
 class BehindProxies(_Cluster):

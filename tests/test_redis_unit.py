@@ -154,7 +154,7 @@ class FakeRedis:
         for command in RespParser().feed(data):
             self.commands.append(command)
             name = command[0].upper()
-            if name == b"PUBLISH":
+            if name in (b"PUBLISH", b"SPUBLISH"):
                 self.published.append((command[1].decode(), command[2]))
                 reply = b":1\r\n"
             elif name == b"PUBSUB":

@@ -750,6 +750,20 @@ class RedisOptionTests(SynchronousTestCase):
         self.assertEqual((factory.key, str(factory.address), factory.address.db),
                          ("chat", "127.0.0.1:6390", 2))
 
+    def test_redis_sharded(self) -> None:
+        """--redis-sharded gives a factory of Node's sharded format; alone it is a usage error."""
+        options = tap.Options()
+        options.parseOptions(["--port", "tcp:0", "--redis", "redis://127.0.0.1:6390",
+                              "--redis-sharded"])
+        factory = tap._redis_adapter(options, MemoryReactorClock())
+        self.assertEqual((factory.sharded, factory.subscription_mode), (True, "dynamic"))
+        options = tap.Options()
+        options.parseOptions(["--port", "tcp:0", "--redis", "redis://127.0.0.1:6390"])
+        self.assertFalse(tap._redis_adapter(options, MemoryReactorClock()).sharded)
+        with self.assertRaises(usage.UsageError) as caught:
+            tap.Options().parseOptions(["--redis-sharded"])
+        self.assertIn("--redis", str(caught.exception))
+
     def test_no_redis(self) -> None:
         """Without --redis the server keeps its in-memory adapter."""
         options = tap.Options()

@@ -21,6 +21,9 @@ What is here, bottom to top:
 - :class:`RedisAdapter`, one per namespace, and :class:`RedisAdapterFactory` (what
   :func:`redis_adapter` returns), which shares one publishing and one subscribed connection
   between the namespaces of one :class:`~txsio.Server`;
+- :class:`ShardedRedisAdapter`, the same in the format of Node's ``createShardedAdapter``
+  (``redis_adapter(url, sharded=True)``: Redis 7 sharded pub/sub, ``{type, data, uid, nsp}``
+  messages, room channels), sharing everything but the messages with the classic one;
 - :class:`RemoteSocket` for the sockets that ``fetch_sockets`` finds on other nodes;
 - :class:`Emitter`, for any Python process that is not a Socket.IO server.
 
@@ -90,6 +93,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Emitter",
     "EmitterBroadcastOperator",
+    "MessageType",
     "RedisAdapter",
     "RedisAdapterFactory",
     "RedisAddress",
@@ -102,6 +106,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestType",
     "RespParser",
+    "ShardedRedisAdapter",
     "encode_command",
     "redis_adapter",
 ]
@@ -297,7 +302,8 @@ class _RedisProtocol(Protocol):
 
     Twisted calls ``connectionMade``, ``dataReceived`` and ``connectionLost``;
     :class:`RedisConnection` calls :meth:`command`.  Replies are matched to commands in order;
-    on a subscribed connection, ``message`` / ``pmessage`` pushes go to ``on_push`` instead.
+    on a subscribed connection, ``message`` / ``pmessage`` / ``smessage`` pushes go to
+    ``on_push`` instead.
     A command left unanswered for ``timeout`` seconds drops the connection (replies could no
     longer be matched), failing every pending command.
     """
@@ -359,7 +365,7 @@ class _RedisProtocol(Protocol):
 
     def _reply(self, reply: Any) -> None:
         if self._on_push is not None and isinstance(reply, list) and reply and (
-                reply[0] == b"message" or reply[0] == b"pmessage"):
+                reply[0] in _PUSHES):
             self._on_push(reply)
             return
         if not self._pending:
@@ -392,6 +398,11 @@ class _RedisProtocol(Protocol):
         self._fail(self.why or f"connection lost: {reason.getErrorMessage()}")
         if self.on_lost is not None:
             self.on_lost(self, reason)
+
+
+#: The replies a subscribed connection gets unasked: messages of (sharded) channels and
+#: patterns.
+_PUSHES = frozenset((b"message", b"pmessage", b"smessage"))
 
 
 def _ignore_cancelled(failure: Failure) -> None:
@@ -979,11 +990,18 @@ class _AckRequest:
         self.timer: IDelayedCall | None = None
 
 
+#: What handles the messages of a channel: ``handler(channel, message)``.
+_Handler = Callable[[bytes, bytes], None]
+
+
 class RedisAdapter(Adapter):
-    """The Redis adapter of one namespace (made by :class:`RedisAdapterFactory`).
+    """The Redis adapter of one namespace (made by :class:`RedisAdapterFactory`), in the
+    classic format (Node's ``createAdapter``).
 
     Rooms and local delivery are the in-memory adapter's; this class adds the cluster: it
-    publishes what other nodes must see and applies what they publish.
+    publishes what other nodes must see and applies what they publish.  What travels how is
+    in the ``_..._message`` and ``_reply_...`` methods, which :class:`ShardedRedisAdapter`
+    overrides; the rest is shared.
 
     :param nsp: the namespace.
     :param factory: the factory that owns the Redis connections.
@@ -993,24 +1011,31 @@ class RedisAdapter(Adapter):
     def __init__(self, nsp: Namespace, factory: RedisAdapterFactory) -> None:
         super().__init__(nsp)
         self.factory = factory
-        self.uid = new_uid()
+        self.uid = self._new_id()
         self._clock = nsp.server.clock
         key = factory.key
         name = nsp.name
         self.channel = f"{key}#{name}#"
-        self.request_channel = f"{key}-request#{name}#"
-        self.response_channel = f"{key}-response#{name}#"
-        self.specific_response_channel = f"{self.response_channel}{self.uid}#"
-        self.pattern = _glob_escape(self.channel) + "*"
         self._channel_bytes = self.channel.encode("utf-8")
-        self._request_bytes = self.request_channel.encode("utf-8")
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, _AckRequest] = {}
         self._timers: set[IDelayedCall] = set()
         self._closed = False
+        self._init_channels(key, name)
+
+    def _init_channels(self, key: str, name: str) -> None:
+        self.request_channel = f"{key}-request#{name}#"
+        self.response_channel = f"{key}-response#{name}#"
+        self.specific_response_channel = f"{self.response_channel}{self.uid}#"
+        self.pattern = _glob_escape(self.channel) + "*"
+        self._request_bytes = self.request_channel.encode("utf-8")
+
+    @staticmethod
+    def _new_id() -> str:
+        return new_uid()
 
     def __repr__(self) -> str:
-        return f"<RedisAdapter {self.nsp.name} uid={self.uid}>"
+        return f"<{type(self).__name__} {self.nsp.name} uid={self.uid}>"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -1018,6 +1043,15 @@ class RedisAdapter(Adapter):
         """Subscribe this namespace's channels; fires once Redis confirmed them (or, without
         failing, when the factory is closed first)."""
         return self.factory._attach(self).addErrback(lambda _: None)
+
+    def _subscriptions(self) -> tuple[dict[bytes, _Handler], dict[bytes, _Handler]]:
+        """The channels and the patterns this adapter listens to, with their handlers."""
+        channels: dict[bytes, _Handler] = {
+            self.request_channel.encode("utf-8"): self._on_request,
+            self.response_channel.encode("utf-8"): self._on_response,
+            self.specific_response_channel.encode("utf-8"): self._on_response,
+        }
+        return channels, {self.pattern.encode("utf-8"): self._on_broadcast}
 
     def close(self) -> Deferred[None]:
         """Unsubscribe, fail the requests still waiting, and let the factory close its
@@ -1050,26 +1084,95 @@ class RedisAdapter(Adapter):
         away."""
         return self.factory._numsub(self._request_bytes)
 
+    # -- the classic messages (ShardedRedisAdapter has its own) ----------------------------
+
+    def _broadcast_message(self, packet: Packet, opts: BroadcastOptions) -> tuple[str, bytes]:
+        message = encode_broadcast(self.uid, replace_nsp(packet, self.nsp.name), opts)
+        return broadcast_channel(self.channel, opts.rooms), message
+
+    def _broadcast_ack_message(self, request_id: str, packet: Packet,
+                               opts: BroadcastOptions) -> tuple[str, bytes]:
+        return self.request_channel, pack({
+            "uid": self.uid,
+            "requestId": request_id,
+            "type": RequestType.BROADCAST,
+            "packet": _wire_packet(packet, self.nsp.name),
+            "opts": {**_wire_opts(opts), "flags": _flags_to_wire(opts.flags)},
+        })
+
+    def _operation_message(self, rtype: int, opts: BroadcastOptions,
+                           fields: dict[str, Any]) -> tuple[str, bytes]:
+        # sockets_join / sockets_leave / disconnect_sockets (classic request types 2, 3, 4)
+        return self.request_channel, dumps({"uid": self.uid, "type": rtype,
+                                            "opts": _wire_opts(opts), **fields})
+
+    def _fetch_message(self, request_id: str, opts: BroadcastOptions) -> tuple[str, bytes]:
+        return self.request_channel, dumps({"uid": self.uid, "requestId": request_id,
+                                            "type": RequestType.REMOTE_FETCH,
+                                            "opts": _wire_opts(opts)})
+
+    def _server_side_emit_message(self, args: list[Any],
+                                  request_id: str | None) -> tuple[str, bytes]:
+        body: dict[str, Any] = {"uid": self.uid}
+        if request_id is not None:
+            body["requestId"] = request_id
+        body.update(type=RequestType.SERVER_SIDE_EMIT, data=args)
+        return self.request_channel, dumps(body)
+
+    def _response_channel(self, request: Mapping[str, Any]) -> str:
+        channel = self.response_channel
+        uid = request.get("uid")
+        if self.factory.publish_on_specific_response_channel and isinstance(uid, str):
+            channel = f"{channel}{uid}#"
+        return channel
+
+    def _publish_response(self, request: Mapping[str, Any], message: bytes) -> None:
+        self._publish(self._response_channel(request), message, "a response")
+
+    def _reply_sockets(self, request: Mapping[str, Any], request_id: Any,
+                       sockets: list[dict[str, Any]]) -> None:
+        self._publish_response(request, dumps({"requestId": request_id, "sockets": sockets},
+                                              lenient=True))
+
+    def _reply_answer(self, request: Mapping[str, Any], request_id: Any, value: Any) -> None:
+        body: dict[str, Any] = {"type": RequestType.SERVER_SIDE_EMIT, "requestId": request_id}
+        if value is not None:
+            body["data"] = value
+        # Always the shared response channel (Node ignores the specific one here).
+        self._publish(self.response_channel, dumps(body, lenient=True), "an acknowledgement")
+
+    def _reply_client_count(self, request: Mapping[str, Any], request_id: Any,
+                            count: int) -> None:
+        self._publish_response(request, dumps({
+            "type": RequestType.BROADCAST_CLIENT_COUNT,
+            "requestId": request_id,
+            "clientCount": count,
+        }))
+
+    def _reply_client_ack(self, request: Mapping[str, Any], request_id: Any,
+                          args: list[Any]) -> None:
+        body: dict[str, Any] = {"type": RequestType.BROADCAST_ACK, "requestId": request_id}
+        if args:
+            body["packet"] = args[0]
+        try:
+            message = pack(body)
+        except (TypeError, ValueError, OverflowError) as e:
+            log.warn("cannot forward a client's acknowledgement: {why}", why=e)
+            return
+        self._publish_response(request, message)
+
     # -- publishing ------------------------------------------------------------------------
 
     def _publish(self, channel: str | bytes, message: bytes, what: str) -> None:
         d = self.factory._publish(channel, message)
         d.addErrback(self.factory._publish_failed, what, self.nsp.name)
 
-    def _publish_response(self, request: Mapping[str, Any], message: bytes) -> None:
-        channel = self.response_channel
-        uid = request.get("uid")
-        if self.factory.publish_on_specific_response_channel and isinstance(uid, str):
-            channel = f"{channel}{uid}#"
-        self._publish(channel, message, "a response")
-
     # -- broadcasts ------------------------------------------------------------------------
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Deliver locally, and publish once for the other nodes (unless ``local``)."""
         if not opts.flags.local:
-            message = encode_broadcast(self.uid, replace_nsp(packet, self.nsp.name), opts)
-            self._publish(broadcast_channel(self.channel, opts.rooms), message, "a broadcast")
+            self._publish(*self._broadcast_message(packet, opts), "a broadcast")
         super().broadcast(packet, opts)
 
     def broadcast_with_ack(
@@ -1082,23 +1185,17 @@ class RedisAdapter(Adapter):
         """Deliver locally with acknowledgements and ask the other nodes to do the same: each
         answers with its client count, then with each client's acknowledgement."""
         if not opts.flags.local:
-            request_id = new_uid()
+            request_id = self._new_id()
             timeout = opts.flags.timeout
             if timeout is None:
                 timeout = self.factory.requests_timeout
-            message = pack({
-                "uid": self.uid,
-                "requestId": request_id,
-                "type": RequestType.BROADCAST,
-                "packet": _wire_packet(packet, self.nsp.name),
-                "opts": {**_wire_opts(opts), "flags": _flags_to_wire(opts.flags)},
-            })
+            channel, message = self._broadcast_ack_message(request_id, packet, opts)
             entry = _AckRequest(client_count_callback, ack)
             self._ack_requests[request_id] = entry
             # Answers cannot be told complete here: forget the request after its timeout.
             entry.timer = self._clock.callLater(timeout, self._ack_requests.pop, request_id,
                                                 None)
-            self._publish(self.request_channel, message, "a broadcast with acknowledgements")
+            self._publish(channel, message, "a broadcast with acknowledgements")
         super().broadcast_with_ack(packet, opts, client_count_callback, ack)
 
     def _on_broadcast(self, channel: bytes, data: bytes) -> None:
@@ -1121,6 +1218,10 @@ class RedisAdapter(Adapter):
             return
         if wire_packet.get("nsp", "/") != self.nsp.name:
             return
+        self._apply_broadcast(wire_packet, opts)
+
+    def _apply_broadcast(self, wire_packet: Mapping[str, Any], opts: Any) -> None:
+        # Another node's broadcast, to the sockets here.
         data_list = wire_packet.get("data")
         if not isinstance(data_list, list) or not data_list:
             return
@@ -1133,16 +1234,20 @@ class RedisAdapter(Adapter):
 
     # -- requests from other nodes ---------------------------------------------------------
 
+    def _decode(self, data: bytes, what: str) -> dict[str, Any] | None:
+        try:
+            message = decode_message(data)
+        except ValueError as e:
+            log.debug("ignoring a malformed {what}: {why}", what=what, why=e)
+            return None
+        return message if isinstance(message, dict) else None
+
     def _on_request(self, channel: bytes, data: bytes) -> None:
         """A message on ``P-request#NSP#`` (called by the factory)."""
         if self._closed:
             return
-        try:
-            request = decode_message(data)
-        except ValueError as e:
-            log.debug("ignoring a malformed request: {why}", why=e)
-            return
-        if not isinstance(request, dict):
+        request = self._decode(data, "request")
+        if request is None:
             return
         rtype = request.get("type")
         handler = self._request_handlers.get(rtype) if isinstance(rtype, int) else None
@@ -1176,11 +1281,22 @@ class RedisAdapter(Adapter):
     def _legacy_done(self, request: dict[str, Any]) -> None:
         self._publish_response(request, dumps({"requestId": request.get("requestId")}))
 
+    def _apply_join(self, request: Mapping[str, Any]) -> None:
+        rooms = sorted(_room_names(request.get("rooms")))
+        Adapter.add_sockets(self, _options_from_wire(request.get("opts")), rooms)
+
+    def _apply_leave(self, request: Mapping[str, Any]) -> None:
+        rooms = sorted(_room_names(request.get("rooms")))
+        Adapter.del_sockets(self, _options_from_wire(request.get("opts")), rooms)
+
+    def _apply_disconnect(self, request: Mapping[str, Any]) -> None:
+        Adapter.disconnect_sockets(self, _options_from_wire(request.get("opts")),
+                                   bool(request.get("close")))
+
     def _on_remote_join(self, request: dict[str, Any]) -> None:
         if "opts" in request:
             if request.get("uid") != self.uid:  # applied locally when it was sent
-                rooms = sorted(_room_names(request.get("rooms")))
-                Adapter.add_sockets(self, _options_from_wire(request["opts"]), rooms)
+                self._apply_join(request)
             return
         socket = self._legacy_socket(request)
         room = request.get("room")
@@ -1191,8 +1307,7 @@ class RedisAdapter(Adapter):
     def _on_remote_leave(self, request: dict[str, Any]) -> None:
         if "opts" in request:
             if request.get("uid") != self.uid:
-                rooms = sorted(_room_names(request.get("rooms")))
-                Adapter.del_sockets(self, _options_from_wire(request["opts"]), rooms)
+                self._apply_leave(request)
             return
         socket = self._legacy_socket(request)
         room = request.get("room")
@@ -1201,33 +1316,35 @@ class RedisAdapter(Adapter):
             self._legacy_done(request)
 
     def _on_remote_disconnect(self, request: dict[str, Any]) -> None:
-        close = bool(request.get("close"))
         if "opts" in request:
             if request.get("uid") != self.uid:
-                Adapter.disconnect_sockets(self, _options_from_wire(request["opts"]), close)
+                self._apply_disconnect(request)
             return
         socket = self._legacy_socket(request)
         if socket is not None:
-            socket.disconnect(close)
+            socket.disconnect(bool(request.get("close")))
             self._legacy_done(request)
 
     def _on_remote_fetch(self, request: dict[str, Any]) -> None:
         if self._own(request):
             return
+        self._answer_fetch(request, request)
+
+    def _answer_fetch(self, request: Mapping[str, Any], body: Mapping[str, Any]) -> None:
         found: list[Any] = []
-        self._apply(_options_from_wire(request.get("opts")), found.append)
-        self._publish_response(request, dumps({
-            "requestId": request.get("requestId"),
-            "sockets": [socket_details(socket) for socket in found],
-        }, lenient=True))
+        self._apply(_options_from_wire(body.get("opts")), found.append)
+        self._reply_sockets(request, body.get("requestId"),
+                            [socket_details(socket) for socket in found])
 
     def _on_server_side_emit(self, request: dict[str, Any]) -> None:
         if request.get("uid") == self.uid:
             return
-        args = request.get("data")
+        self._answer_server_side_emit(request, request.get("data"), request.get("requestId"))
+
+    def _answer_server_side_emit(self, request: Mapping[str, Any], args: Any,
+                                 request_id: Any) -> None:
         if not isinstance(args, list) or not args or not isinstance(args[0], str):
             return
-        request_id = request.get("requestId")
         if request_id is None:
             self.nsp._on_server_side_emit(args, None)
             return
@@ -1238,26 +1355,25 @@ class RedisAdapter(Adapter):
             if answered or self._closed:
                 return
             answered = True
-            body: dict[str, Any] = {"type": RequestType.SERVER_SIDE_EMIT,
-                                    "requestId": request_id}
-            if value is not None:
-                body["data"] = value
-            # Always the shared response channel (Node ignores the specific one here).
-            self._publish(self.response_channel, dumps(body, lenient=True), "an acknowledgement")
+            self._reply_answer(request, request_id, value)
 
         self.nsp._on_server_side_emit(args, answer)
 
     def _on_broadcast_request(self, request: dict[str, Any]) -> None:
-        request_id = request.get("requestId")
-        if request_id in self._ack_requests:
+        if request.get("requestId") in self._ack_requests:
             return  # our own
-        wire_packet = request.get("packet")
+        self._answer_broadcast_with_ack(request, request)
+
+    def _answer_broadcast_with_ack(self, request: Mapping[str, Any],
+                                   body: Mapping[str, Any]) -> None:
+        request_id = body.get("requestId")
+        wire_packet = body.get("packet")
         if not isinstance(wire_packet, dict):
             return
         data_list = wire_packet.get("data")
         if not isinstance(data_list, list) or not data_list:
             return
-        opts = _options_from_wire(request.get("opts"))
+        opts = _options_from_wire(body.get("opts"))
         try:
             packet = Packet(PacketType.EVENT, self.nsp.name, data_list, self.nsp._next_ack_id())
         except (TypeError, ValueError) as e:
@@ -1265,22 +1381,10 @@ class RedisAdapter(Adapter):
             return
 
         def client_count(count: int) -> None:
-            self._publish_response(request, dumps({
-                "type": RequestType.BROADCAST_CLIENT_COUNT,
-                "requestId": request_id,
-                "clientCount": count,
-            }))
+            self._reply_client_count(request, request_id, count)
 
         def ack(args: list[Any]) -> None:
-            body: dict[str, Any] = {"type": RequestType.BROADCAST_ACK, "requestId": request_id}
-            if args:
-                body["packet"] = args[0]
-            try:
-                message = pack(body)
-            except (TypeError, ValueError, OverflowError) as e:
-                log.warn("cannot forward a client's acknowledgement: {why}", why=e)
-                return
-            self._publish_response(request, message)
+            self._reply_client_ack(request, request_id, args)
 
         Adapter.broadcast_with_ack(self, packet, opts, client_count, ack)
         # The requester stops waiting after the timeout: so do the sockets here.
@@ -1318,45 +1422,61 @@ class RedisAdapter(Adapter):
         """A message on ``P-response#NSP#`` or this adapter's own response channel."""
         if self._closed:
             return
-        try:
-            response = decode_message(data)
-        except ValueError as e:
-            log.debug("ignoring a malformed response: {why}", why=e)
-            return
-        if not isinstance(response, dict):
+        response = self._decode(data, "response")
+        if response is None:
             return
         request_id = response.get("requestId")
         if not isinstance(request_id, str):
             return
+        rtype = response.get("type")
+        if rtype == RequestType.BROADCAST_CLIENT_COUNT:
+            self._got_client_count(request_id, response.get("clientCount"))
+        elif rtype == RequestType.BROADCAST_ACK:
+            self._got_client_ack(request_id, response)
+        elif rtype == RequestType.SERVER_SIDE_EMIT:
+            self._got_answer(request_id, response.get("data"))
+        else:
+            request = self._requests.get(request_id)
+            if request is None:
+                return
+            if request.type == RequestType.REMOTE_FETCH:
+                self._got_sockets(request_id, response.get("sockets"))
+            elif request.type == RequestType.ALL_ROOMS:
+                rooms = response.get("rooms")
+                if isinstance(rooms, list):
+                    request.items.update(_room_names(rooms))
+                self._got_one(request_id, request)
+
+    def _got_client_count(self, request_id: Any, count: Any) -> None:
+        ack_request = self._ack_requests.get(request_id)
+        if ack_request is not None and isinstance(count, int):
+            ack_request.client_count_callback(count)
+
+    def _got_client_ack(self, request_id: Any, body: Mapping[str, Any]) -> None:
         ack_request = self._ack_requests.get(request_id)
         if ack_request is not None:
-            rtype = response.get("type")
-            if rtype == RequestType.BROADCAST_CLIENT_COUNT:
-                count = response.get("clientCount")
-                if isinstance(count, int):
-                    ack_request.client_count_callback(count)
-            elif rtype == RequestType.BROADCAST_ACK:
-                ack_request.ack([response["packet"]] if "packet" in response else [])
-            return
+            ack_request.ack([body["packet"]] if "packet" in body else [])
+
+    def _got_answer(self, request_id: Any, value: Any) -> None:
         request = self._requests.get(request_id)
-        if request is None:
+        if request is None or request.type != RequestType.SERVER_SIDE_EMIT:
             return
-        if request.type == RequestType.SERVER_SIDE_EMIT:
-            request.items.append(response.get("data"))
-            if len(request.items) >= request.num_sub:
-                self._finish(request_id, request.items)
+        request.items.append(value)
+        if len(request.items) >= request.num_sub:
+            self._finish(request_id, request.items)
+
+    def _got_sockets(self, request_id: Any, sockets: Any) -> None:
+        request = self._requests.get(request_id)
+        if request is None or request.type != RequestType.REMOTE_FETCH:
             return
+        if isinstance(sockets, list):
+            for details in sockets:
+                if isinstance(details, dict) and "id" in details:
+                    request.items.append(RemoteSocket(self.nsp, details))
+        self._got_one(request_id, request)
+
+    def _got_one(self, request_id: str, request: _Request) -> None:
         request.msg_count += 1
-        if request.type == RequestType.REMOTE_FETCH:
-            sockets = response.get("sockets")
-            if isinstance(sockets, list):
-                for details in sockets:
-                    if isinstance(details, dict) and "id" in details:
-                        request.items.append(RemoteSocket(self.nsp, details))
-        elif request.type == RequestType.ALL_ROOMS:
-            rooms = response.get("rooms")
-            if isinstance(rooms, list):
-                request.items.update(_room_names(rooms))
         if request.msg_count >= request.num_sub:
             self._finish(request_id, request.items)
 
@@ -1370,10 +1490,9 @@ class RedisAdapter(Adapter):
 
     # -- cluster requests ------------------------------------------------------------------
 
-    def _request(self, rtype: int, num_sub: int, items: Any, body: dict[str, Any],
-                 on_timeout: Callable[[_Request], Exception],
+    def _request(self, rtype: int, num_sub: int, items: Any, request_id: str,
+                 message: tuple[str, bytes], on_timeout: Callable[[_Request], Exception],
                  timeout: float | None = None) -> Deferred[Any]:
-        request_id = new_uid()
         d: Deferred[Any] = Deferred()
         request = _Request(rtype, num_sub, d, items)
         self._requests[request_id] = request
@@ -1385,9 +1504,7 @@ class RedisAdapter(Adapter):
 
         request.timer = self._clock.callLater(
             self.factory.requests_timeout if timeout is None else timeout, expire)
-        published = self.factory._publish(self.request_channel,
-                                          dumps({"uid": self.uid, "requestId": request_id,
-                                                 **body}))
+        published = self.factory._publish(*message)
 
         def not_sent(failure: Failure) -> None:
             if self._requests.pop(request_id, None) is not None:
@@ -1416,8 +1533,11 @@ class RedisAdapter(Adapter):
             return RequestTimeoutError("timeout reached while waiting for allRooms response",
                                        responses=sorted(request.items))
 
+        request_id = self._new_id()
+        message = (self.request_channel, dumps({"uid": self.uid, "requestId": request_id,
+                                                "type": RequestType.ALL_ROOMS}))
         result: set[str] = await self._request(RequestType.ALL_ROOMS, num_sub, local,
-                                               {"type": RequestType.ALL_ROOMS}, timed_out)
+                                               request_id, message, timed_out)
         return result
 
     def fetch_sockets(self, opts: BroadcastOptions) -> Deferred[list[Any]]:
@@ -1442,40 +1562,39 @@ class RedisAdapter(Adapter):
             return RequestTimeoutError("timeout reached while waiting for fetchSockets response",
                                        responses=list(request.items))
 
+        request_id = self._new_id()
         result: list[Any] = await self._request(
-            RequestType.REMOTE_FETCH, num_sub, local,
-            {"type": RequestType.REMOTE_FETCH, "opts": _wire_opts(opts)}, timed_out)
+            RequestType.REMOTE_FETCH, num_sub, local, request_id,
+            self._fetch_message(request_id, opts), timed_out, self._fetch_timeout(opts))
         return result
+
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float | None:
+        return None
 
     def add_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         """Make the selected sockets of every node join ``rooms``."""
         if not opts.flags.local:
-            self._publish(self.request_channel, dumps({
-                "uid": self.uid, "type": RequestType.REMOTE_JOIN, "opts": _wire_opts(opts),
-                "rooms": list(rooms)}), "sockets_join")
+            self._publish(*self._operation_message(RequestType.REMOTE_JOIN, opts,
+                                                   {"rooms": list(rooms)}), "sockets_join")
         super().add_sockets(opts, rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         """Make the selected sockets of every node leave ``rooms``."""
         if not opts.flags.local:
-            self._publish(self.request_channel, dumps({
-                "uid": self.uid, "type": RequestType.REMOTE_LEAVE, "opts": _wire_opts(opts),
-                "rooms": list(rooms)}), "sockets_leave")
+            self._publish(*self._operation_message(RequestType.REMOTE_LEAVE, opts,
+                                                   {"rooms": list(rooms)}), "sockets_leave")
         super().del_sockets(opts, rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         """Disconnect the selected sockets of every node."""
         if not opts.flags.local:
-            self._publish(self.request_channel, dumps({
-                "uid": self.uid, "type": RequestType.REMOTE_DISCONNECT,
-                "opts": _wire_opts(opts), "close": close}), "disconnect_sockets")
+            self._publish(*self._operation_message(RequestType.REMOTE_DISCONNECT, opts,
+                                                   {"close": close}), "disconnect_sockets")
         super().disconnect_sockets(opts, close)
 
     def server_side_emit(self, args: list[Any]) -> None:
         """Send ``[event, *args]`` to the other nodes' server-side handlers."""
-        self._publish(self.request_channel, dumps({
-            "uid": self.uid, "type": RequestType.SERVER_SIDE_EMIT, "data": list(args)}),
-            "server_side_emit")
+        self._publish(*self._server_side_emit_message(list(args), None), "server_side_emit")
 
     def server_side_emit_with_ack(self, args: list[Any],
                                   timeout: float | None = None) -> Deferred[list[Any]]:
@@ -1486,14 +1605,15 @@ class RedisAdapter(Adapter):
             (its ``responses`` holding those that arrived) when a node does not answer in
             time, or with :class:`RedisUnavailableError`.
         """
-        body = {"type": RequestType.SERVER_SIDE_EMIT, "data": list(args)}
-        try:
-            dumps(body)  # fail now for what JSON cannot carry
-        except (TypeError, ValueError) as e:
+        request_id = self._new_id()
+        try:  # fail now for what the message cannot carry
+            message = self._server_side_emit_message(list(args), request_id)
+        except (TypeError, ValueError, OverflowError) as e:
             return fail(e)
-        return Deferred.fromCoroutine(self._server_side_emit_with_ack(body, timeout))
+        return Deferred.fromCoroutine(
+            self._server_side_emit_with_ack(request_id, message, timeout))
 
-    async def _server_side_emit_with_ack(self, body: dict[str, Any],
+    async def _server_side_emit_with_ack(self, request_id: str, message: tuple[str, bytes],
                                          timeout: float | None) -> list[Any]:
         num_sub = await self.server_count() - 1  # not this node
         if num_sub <= 0:
@@ -1505,8 +1625,267 @@ class RedisAdapter(Adapter):
                                    responses=list(request.items))
 
         result: list[Any] = await self._request(RequestType.SERVER_SIDE_EMIT, num_sub, [],
-                                                body, timed_out, timeout)
+                                                request_id, message, timed_out, timeout)
         return result
+
+
+class MessageType:
+    """Message types of the sharded adapter (socket.io-adapter's ``ClusterAdapter``)."""
+
+    INITIAL_HEARTBEAT = 1
+    HEARTBEAT = 2
+    BROADCAST = 3
+    SOCKETS_JOIN = 4
+    SOCKETS_LEAVE = 5
+    DISCONNECT_SOCKETS = 6
+    FETCH_SOCKETS = 7
+    FETCH_SOCKETS_RESPONSE = 8
+    SERVER_SIDE_EMIT = 9
+    SERVER_SIDE_EMIT_RESPONSE = 10
+    BROADCAST_CLIENT_COUNT = 11
+    BROADCAST_ACK = 12
+    ADAPTER_CLOSE = 13
+
+
+#: The types whose ``data`` Node checks for binary (then msgpack, else JSON).
+_MAY_CONTAIN_BINARY = frozenset((
+    MessageType.BROADCAST, MessageType.BROADCAST_ACK, MessageType.FETCH_SOCKETS_RESPONSE,
+    MessageType.SERVER_SIDE_EMIT, MessageType.SERVER_SIDE_EMIT_RESPONSE))
+
+#: The classic operation types, as the sharded adapter numbers them.
+_SHARDED_OPERATIONS = {
+    RequestType.REMOTE_JOIN: MessageType.SOCKETS_JOIN,
+    RequestType.REMOTE_LEAVE: MessageType.SOCKETS_LEAVE,
+    RequestType.REMOTE_DISCONNECT: MessageType.DISCONNECT_SOCKETS,
+}
+
+SUBSCRIPTION_MODES = ("dynamic", "dynamic-private", "static")
+
+
+def has_binary(value: Any) -> bool:
+    """Whether ``value`` holds ``bytes`` anywhere (Node's ``hasBinary``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def encode_cluster_message(mtype: int, data: Mapping[str, Any], uid: str, nsp: str, *,
+                           lenient: bool = False) -> bytes:
+    """A message of the sharded adapter, ``{type, data, uid, nsp}``: msgpack when ``data``
+    holds binary (types 3, 8, 9, 10 and 12 only), else JSON."""
+    message = {"type": mtype, "data": data, "uid": uid, "nsp": nsp}
+    if mtype in _MAY_CONTAIN_BINARY and has_binary(data):
+        return pack(message)
+    return dumps(message, lenient=lenient)
+
+
+def _cluster_opts(opts: BroadcastOptions) -> dict[str, Any]:
+    return {**_wire_opts(opts), "flags": _flags_to_wire(opts.flags)}
+
+
+def looks_like_a_socket_id(room: str) -> bool:
+    """Node's sharded adapter takes a 20-character room for a socket id (no own channel)."""
+    return len(room) == 20
+
+
+class ShardedRedisAdapter(RedisAdapter):
+    """The Redis adapter of one namespace in the sharded format (Node's
+    ``createShardedAdapter``: ``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7 or later); made by
+    :class:`RedisAdapterFactory` with ``sharded=True``.
+
+    Channels: ``P#NSP#`` for every node, ``P#NSP#<uid>#`` for the answers to this node, and
+    in the ``dynamic`` subscription mode ``P#NSP#<room>#`` for each room that exists here
+    and is not a socket id (``dynamic-private``: socket ids too; ``static``: none).  Every
+    message is ``{type, data, uid, nsp}``; messages with this adapter's ``uid`` are dropped
+    (the sender applies everything locally itself).  Nodes are counted with
+    ``PUBSUB SHARDNUMSUB P#NSP#``.  There is no ``all_rooms`` request in this format.
+    """
+
+    def _init_channels(self, key: str, name: str) -> None:
+        self.mode = self.factory.subscription_mode
+        self.response_channel = f"{self.channel}{self.uid}#"
+        self._response_bytes = self.response_channel.encode("utf-8")
+        #: room -> its channel, for the rooms whose channel this adapter subscribed
+        self._room_channels: dict[str, bytes] = {}
+
+    @staticmethod
+    def _new_id() -> str:
+        return secrets.token_hex(8)
+
+    def _subscriptions(self) -> tuple[dict[bytes, _Handler], dict[bytes, _Handler]]:
+        channels: dict[bytes, _Handler] = {self._channel_bytes: self._on_message,
+                    self._response_bytes: self._on_message}
+        channels.update(dict.fromkeys(self._room_channels.values(), self._on_message))
+        return channels, {}
+
+    def server_count(self) -> Deferred[int]:
+        """The number of nodes that serve this namespace (``PUBSUB SHARDNUMSUB P#NSP#``),
+        this one included."""
+        return self.factory._numsub(self._channel_bytes)
+
+    def all_rooms(self) -> Deferred[set[str]]:
+        """Not in the sharded format: fails with :class:`RedisError`."""
+        return fail(RedisError("all_rooms is not available with the sharded Redis adapter"))
+
+    # -- dynamic room channels -------------------------------------------------------------
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        """Add socket ``sid`` to ``rooms``; subscribe the channel of each room created
+        (in the dynamic modes)."""
+        if self.mode == "static":
+            super().add_all(sid, rooms)
+            return
+        rooms = list(rooms)
+        created = [room for room in rooms if room not in self.rooms]
+        super().add_all(sid, rooms)
+        if self._closed:
+            return
+        for room in created:
+            if self.mode == "dynamic-private" or room not in self.sids:
+                channel = f"{self.channel}{room}#".encode()
+                self._room_channels[room] = channel
+                self.factory._add_channel(channel, self._on_message)
+
+    def _del(self, room: str, sid: str) -> None:
+        super()._del(room, sid)
+        channel = self._room_channels.get(room)
+        if channel is not None and room not in self.rooms:
+            del self._room_channels[room]
+            self.factory._remove_channel(channel)
+
+    # -- the sharded messages --------------------------------------------------------------
+
+    def _message(self, mtype: int, data: dict[str, Any], *, lenient: bool = False) -> bytes:
+        return encode_cluster_message(mtype, data, self.uid, self.nsp.name, lenient=lenient)
+
+    def _broadcast_message(self, packet: Packet, opts: BroadcastOptions) -> tuple[str, bytes]:
+        channel = self.channel
+        if len(opts.rooms) == 1 and self.mode != "static":
+            [room] = opts.rooms
+            if self.mode == "dynamic-private" or not looks_like_a_socket_id(room):
+                channel = f"{self.channel}{room}#"
+        return channel, self._message(MessageType.BROADCAST, {
+            "packet": {"type": int(PacketType.EVENT), "data": packet.data},
+            "opts": _cluster_opts(opts)})
+
+    def _broadcast_ack_message(self, request_id: str, packet: Packet,
+                               opts: BroadcastOptions) -> tuple[str, bytes]:
+        # Always the namespace's channel: every node counts its clients.
+        return self.channel, self._message(MessageType.BROADCAST, {
+            "packet": {"type": int(PacketType.EVENT), "data": packet.data},
+            "requestId": request_id, "opts": _cluster_opts(opts)})
+
+    def _operation_message(self, rtype: int, opts: BroadcastOptions,
+                           fields: dict[str, Any]) -> tuple[str, bytes]:
+        return self.channel, self._message(_SHARDED_OPERATIONS[rtype],
+                                           {"opts": _cluster_opts(opts), **fields})
+
+    def _fetch_message(self, request_id: str, opts: BroadcastOptions) -> tuple[str, bytes]:
+        return self.channel, self._message(MessageType.FETCH_SOCKETS,
+                                           {"opts": _cluster_opts(opts),
+                                            "requestId": request_id})
+
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float | None:
+        return opts.flags.timeout
+
+    def _server_side_emit_message(self, args: list[Any],
+                                  request_id: str | None) -> tuple[str, bytes]:
+        data: dict[str, Any] = {"packet": args}
+        if request_id is not None:
+            data = {"requestId": request_id, **data}
+        return self.channel, self._message(MessageType.SERVER_SIDE_EMIT, data)
+
+    def _respond(self, request: Mapping[str, Any], mtype: int, data: dict[str, Any]) -> None:
+        uid = request.get("uid")
+        if not isinstance(uid, str):
+            return
+        try:
+            message = self._message(mtype, data, lenient=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            log.warn("cannot answer a request of another node: {why}", why=e)
+            return
+        self._publish(f"{self.channel}{uid}#", message, "a response")
+
+    def _reply_sockets(self, request: Mapping[str, Any], request_id: Any,
+                       sockets: list[dict[str, Any]]) -> None:
+        self._respond(request, MessageType.FETCH_SOCKETS_RESPONSE,
+                      {"requestId": request_id, "sockets": sockets})
+
+    def _reply_answer(self, request: Mapping[str, Any], request_id: Any, value: Any) -> None:
+        data: dict[str, Any] = {"requestId": request_id}
+        if value is not None:
+            data["packet"] = value
+        self._respond(request, MessageType.SERVER_SIDE_EMIT_RESPONSE, data)
+
+    def _reply_client_count(self, request: Mapping[str, Any], request_id: Any,
+                            count: int) -> None:
+        self._respond(request, MessageType.BROADCAST_CLIENT_COUNT,
+                      {"requestId": request_id, "clientCount": count})
+
+    def _reply_client_ack(self, request: Mapping[str, Any], request_id: Any,
+                          args: list[Any]) -> None:
+        data: dict[str, Any] = {"requestId": request_id}
+        if args:
+            data["packet"] = args[0]
+        self._respond(request, MessageType.BROADCAST_ACK, data)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        """A message on any of this adapter's channels (called by the factory)."""
+        if self._closed:
+            return
+        message = self._decode(data, "message")
+        if message is None:
+            return
+        if channel == self._response_bytes:
+            self._on_cluster_response(message)
+            return
+        if message.get("uid") == self.uid or message.get("nsp") != self.nsp.name:
+            return
+        mtype = message.get("type")
+        body = message.get("data")
+        if not isinstance(body, dict):
+            return
+        if mtype == MessageType.BROADCAST:
+            if "requestId" in body:
+                self._answer_broadcast_with_ack(message, body)
+            elif isinstance(body.get("packet"), dict):
+                self._apply_broadcast(body["packet"], body.get("opts"))
+        elif mtype == MessageType.SOCKETS_JOIN:
+            self._apply_join(body)
+        elif mtype == MessageType.SOCKETS_LEAVE:
+            self._apply_leave(body)
+        elif mtype == MessageType.DISCONNECT_SOCKETS:
+            self._apply_disconnect(body)
+        elif mtype == MessageType.FETCH_SOCKETS:
+            self._answer_fetch(message, body)
+        elif mtype == MessageType.SERVER_SIDE_EMIT:
+            self._answer_server_side_emit(message, body.get("packet"), body.get("requestId"))
+        else:
+            self._on_cluster_response(message)
+
+    def _on_cluster_response(self, message: Mapping[str, Any]) -> None:
+        body = message.get("data")
+        if not isinstance(body, dict) or not isinstance(body.get("requestId"), str):
+            return
+        request_id = body["requestId"]
+        mtype = message.get("type")
+        if mtype == MessageType.BROADCAST_CLIENT_COUNT:
+            self._got_client_count(request_id, body.get("clientCount"))
+        elif mtype == MessageType.BROADCAST_ACK:
+            self._got_client_ack(request_id, body)
+        elif mtype == MessageType.FETCH_SOCKETS_RESPONSE:
+            self._got_sockets(request_id, body.get("sockets"))
+        elif mtype == MessageType.SERVER_SIDE_EMIT_RESPONSE:
+            self._got_answer(request_id, body.get("packet"))
 
 
 def replace_nsp(packet: Packet, nsp: str) -> Packet:
@@ -1541,6 +1920,13 @@ class RedisAdapterFactory:
     :param max_reconnect_delay: the longest delay between two attempts.
     :param endpoint: how to reach Redis instead of the URL's host and port (any
         ``IStreamClientEndpoint``: a UNIX socket, TLS, or an in-memory one in tests).
+    :param sharded: speak the format of Node's ``createShardedAdapter`` (sharded pub/sub,
+        ``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7 or later) instead of ``createAdapter``'s:
+        each namespace gets a :class:`ShardedRedisAdapter` and ``key`` is Node's
+        ``channelPrefix``.  Every node of a cluster must use the same format.
+    :param subscription_mode: with ``sharded``, Node's ``subscriptionMode``: ``"dynamic"``
+        (a channel per room that is not a socket id), ``"dynamic-private"`` (a channel per
+        room) or ``"static"`` (only the namespace's channels).  All nodes must agree.
     """
 
     def __init__(
@@ -1555,7 +1941,12 @@ class RedisAdapterFactory:
         min_reconnect_delay: float = 0.1,
         max_reconnect_delay: float = 5.0,
         endpoint: IStreamClientEndpoint | None = None,
+        sharded: bool = False,
+        subscription_mode: str = "dynamic",
     ) -> None:
+        if subscription_mode not in SUBSCRIPTION_MODES:
+            raise ValueError(f"subscription_mode must be one of {', '.join(SUBSCRIPTION_MODES)}"
+                             f", not {subscription_mode!r}")
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -1564,6 +1955,13 @@ class RedisAdapterFactory:
         self.key = key
         self.requests_timeout = float(requests_timeout)
         self.publish_on_specific_response_channel = publish_on_specific_response_channel
+        self.sharded = sharded
+        self.subscription_mode = subscription_mode
+        # The commands of (sharded) pub/sub.
+        self._publish_command = b"SPUBLISH" if sharded else b"PUBLISH"
+        self._numsub_command = b"SHARDNUMSUB" if sharded else b"NUMSUB"
+        self._subscribe_command = b"SSUBSCRIBE" if sharded else b"SUBSCRIBE"
+        self._unsubscribe_command = b"SUNSUBSCRIBE" if sharded else b"UNSUBSCRIBE"
         self.reactor = reactor
         if endpoint is None:
             endpoint = _endpoint(reactor, self.address, command_timeout)
@@ -1590,10 +1988,11 @@ class RedisAdapterFactory:
 
     def __call__(self, nsp: Namespace) -> RedisAdapter:
         """The adapter of ``nsp`` (``txsio.Server(adapter=factory)`` calls this)."""
-        return RedisAdapter(nsp, self)
+        return (ShardedRedisAdapter if self.sharded else RedisAdapter)(nsp, self)
 
     def __repr__(self) -> str:
-        return f"<RedisAdapterFactory {self.address} key={self.key!r}>"
+        sharded = f" sharded={self.subscription_mode}" if self.sharded else ""
+        return f"<RedisAdapterFactory {self.address} key={self.key!r}{sharded}>"
 
     # -- connections -----------------------------------------------------------------------
 
@@ -1646,7 +2045,7 @@ class RedisAdapterFactory:
     def _sub_ready(self) -> None:
         # A new connection: subscribe everything again (NUMSUB then counts this node once).
         if self._channels:
-            self._subscribe(b"SUBSCRIBE", list(self._channels))
+            self._subscribe(self._subscribe_command, list(self._channels))
         if self._patterns:
             self._subscribe(b"PSUBSCRIBE", list(self._patterns))
         self._up()
@@ -1692,41 +2091,49 @@ class RedisAdapterFactory:
             raise ValueError(f"namespace {name} already has an adapter of this factory: "
                              "use one redis_adapter() per txsio.Server")
         self.adapters[name] = adapter
-        channels = [adapter.request_channel.encode("utf-8"),
-                    adapter.response_channel.encode("utf-8"),
-                    adapter.specific_response_channel.encode("utf-8")]
-        pattern = adapter.pattern.encode("utf-8")
-        self._channels[channels[0]] = adapter._on_request
-        self._channels[channels[1]] = adapter._on_response
-        self._channels[channels[2]] = adapter._on_response
-        self._patterns[pattern] = adapter._on_broadcast
+        channels, patterns = adapter._subscriptions()
+        self._channels.update(channels)
+        self._patterns.update(patterns)
+        if self.sub.ready:  # else _sub_ready subscribes everything once connected
+            self._subscribe(self._subscribe_command, list(channels))
+            if patterns:
+                self._subscribe(b"PSUBSCRIBE", list(patterns))
         self._start()
-        if self.sub.ready:
-            self._subscribe(b"SUBSCRIBE", channels)
-            self._subscribe(b"PSUBSCRIBE", [pattern])
         return self.ready()
 
     def _detach(self, adapter: RedisAdapter) -> Deferred[None]:
         if self.adapters.get(adapter.nsp.name) is not adapter:
             return succeed(None)
         del self.adapters[adapter.nsp.name]
-        channels = [adapter.request_channel.encode("utf-8"),
-                    adapter.response_channel.encode("utf-8"),
-                    adapter.specific_response_channel.encode("utf-8")]
-        pattern = adapter.pattern.encode("utf-8")
+        channels, patterns = adapter._subscriptions()
         for channel in channels:
             self._channels.pop(channel, None)
-        self._patterns.pop(pattern, None)
+        for pattern in patterns:
+            self._patterns.pop(pattern, None)
         if not self.adapters:
             return self.close()  # e.g. io.close(): no need to unsubscribe first
         if self.sub.ready:
-            self._subscribe(b"UNSUBSCRIBE", channels).addErrback(lambda _: None)
-            self._subscribe(b"PUNSUBSCRIBE", [pattern]).addErrback(lambda _: None)
+            self._subscribe(self._unsubscribe_command, list(channels))
+            if patterns:
+                self._subscribe(b"PUNSUBSCRIBE", list(patterns))
         return succeed(None)
+
+    def _add_channel(self, channel: bytes, handler: Callable[[bytes, bytes], None]) -> None:
+        """Subscribe one more channel (a room's, for the sharded adapter)."""
+        if channel in self._channels:
+            return
+        self._channels[channel] = handler
+        if self.sub.ready:
+            self._subscribe(self._subscribe_command, [channel])
+
+    def _remove_channel(self, channel: bytes) -> None:
+        """Unsubscribe a channel :meth:`_add_channel` subscribed."""
+        if self._channels.pop(channel, None) is not None and self.sub.ready:
+            self._subscribe(self._unsubscribe_command, [channel])
 
     def _on_push(self, reply: list[Any]) -> None:
         try:
-            if reply[0] == b"message" and len(reply) == 3:
+            if reply[0] != b"pmessage" and len(reply) == 3:  # message, smessage
                 handler = self._channels.get(reply[1])
                 channel, data = reply[1], reply[2]
             elif reply[0] == b"pmessage" and len(reply) == 4:
@@ -1742,7 +2149,7 @@ class RedisAdapterFactory:
     # -- commands --------------------------------------------------------------------------
 
     def _publish(self, channel: str | bytes, message: bytes) -> Deferred[Any]:
-        return self.pub.command(b"PUBLISH", channel, message)
+        return self.pub.command(self._publish_command, channel, message)
 
     def _publish_failed(self, failure: Failure, what: str, nsp: str) -> None:
         why = failure.getErrorMessage()
@@ -1757,12 +2164,12 @@ class RedisAdapterFactory:
                      what=what, nsp=nsp, why=why)
 
     def _numsub(self, channel: bytes) -> Deferred[int]:
-        d = self.pub.command(b"PUBSUB", b"NUMSUB", channel)
+        d = self.pub.command(b"PUBSUB", self._numsub_command, channel)
 
         def count(reply: Any) -> int:
             if isinstance(reply, list) and len(reply) >= 2 and isinstance(reply[1], int):
                 return reply[1]
-            raise RedisProtocolError(f"unexpected PUBSUB NUMSUB reply {reply!r}")
+            raise RedisProtocolError(f"unexpected PUBSUB reply {reply!r}")
 
         return d.addCallback(count)
 
@@ -1790,11 +2197,13 @@ def _endpoint(reactor: Any, address: RedisAddress, timeout: float) -> IStreamCli
 
 
 def redis_adapter(url: str = "redis://127.0.0.1:6379", **options: Any) -> RedisAdapterFactory:
-    """The adapter factory for ``txsio.Server(adapter=...)`` (Node's ``createAdapter``).
+    """The adapter factory for ``txsio.Server(adapter=...)`` (Node's ``createAdapter``, or
+    with ``sharded=True`` its ``createShardedAdapter``).
 
     ::
 
         io = txsio.Server(adapter=redis_adapter("redis://127.0.0.1:6379", key="socket.io"))
+        io = txsio.Server(adapter=redis_adapter(url, sharded=True, subscription_mode="static"))
 
     :param url: where Redis is.
     :param options: see :class:`RedisAdapterFactory`.

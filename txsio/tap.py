@@ -127,6 +127,8 @@ class Options(usage.Options):
     optFlags = [
         ["allow-eio3", None, "Also serve socket.io-client 2.x (Engine.IO v3, Socket.IO v4)."],
         ["access-log", None, "Log every HTTP request (long-polling clients make many)."],
+        ["redis-sharded", None, "With --redis: Node's sharded Redis adapter "
+         "(createShardedAdapter: SPUBLISH/SSUBSCRIBE, Redis 7 or later)."],
     ]
 
     def __init__(self) -> None:
@@ -237,9 +239,12 @@ class Options(usage.Options):
         self["redis-key"] = value.strip()
 
     def postOptions(self) -> None:
-        """Listen on :data:`DEFAULT_PORT` when no ``--port`` was given."""
+        """Listen on :data:`DEFAULT_PORT` when no ``--port`` was given; ``--redis-sharded``
+        needs ``--redis``."""
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
+        if self["redis-sharded"] and self["redis"] is None:
+            raise usage.UsageError("--redis-sharded: needs --redis URL")
 
 
 def endpoint_description(value: str) -> str:
@@ -332,7 +337,8 @@ def _redis_adapter(options: Options, reactor: Any) -> Any:
         return None
     from .redis import redis_adapter
 
-    return redis_adapter(options["redis"], key=options["redis-key"], reactor=reactor)
+    return redis_adapter(options["redis"], key=options["redis-key"], reactor=reactor,
+                         sharded=bool(options["redis-sharded"]))
 
 
 def makeService(

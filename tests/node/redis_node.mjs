@@ -7,8 +7,9 @@
 //   {"event": "server-event", "node", "name", "args"} a server-side event reached this node
 //
 // Commands:
-//   start-server {redis, key?, node}   a socket.io 4.8 server with @socket.io/redis-adapter 8.3
-//       (classic pub/sub, node-redis 4 clients) on 127.0.0.1, port 0; result {url}. Its
+//   start-server {redis, key?, node, sharded?, subscriptionMode?}   a socket.io 4.8 server with
+//       @socket.io/redis-adapter 8.3 (classic pub/sub, or createShardedAdapter with `sharded`;
+//       node-redis 4 clients) on 127.0.0.1, port 0; result {url}. Its
 //       connection handler joins auth.rooms and sets socket.data = {node, name: auth.name};
 //       io.on("ping") answers {node, echo}, io.on("notify") is reported.
 //   connect {who, url, nsp?, auth?, transports?, withCredentials?}   a socket.io-client 4.8
@@ -32,7 +33,7 @@ import { createServer } from "node:http";
 import { createInterface } from "node:readline";
 import { Server } from "socket.io";
 import { io as connect } from "socket.io-client";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { Emitter } from "@socket.io/redis-emitter";
 import { createClient } from "redis";
 import { errorText, fromJson, toJson } from "./sio_json.mjs";
@@ -73,7 +74,11 @@ const commands = {
     redisClients.push(sub);
     await Promise.all([pub.connect(), sub.connect()]);
     httpServer = createServer();
-    io = new Server(httpServer, { adapter: createAdapter(pub, sub, { key: msg.key ?? "socket.io" }) });
+    const adapter = msg.sharded
+      ? createShardedAdapter(pub, sub, { channelPrefix: msg.key ?? "socket.io",
+        subscriptionMode: msg.subscriptionMode ?? "dynamic" })
+      : createAdapter(pub, sub, { key: msg.key ?? "socket.io" });
+    io = new Server(httpServer, { adapter });
     const onConnection = (socket) => {
       const auth = socket.handshake.auth ?? {};
       socket.data = { node, name: auth.name ?? null };
