@@ -422,28 +422,12 @@ class SessionRecord:
     close_reason: str | None = None
 
 
-class EchoRecord:
-    """Server-side observations, with bounded waits for the ones still to come."""
+class _Observations:
+    """Observations that tests wait for: :meth:`wait_for` fires once a check passes."""
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        #: the sessions by id, in the order they connected
-        self.sessions: dict[str, SessionRecord] = {}
         self._waiters: list[tuple[Callable[[], Any], defer.Deferred[Any]]] = []
-
-    def connected(self, sid: str, protocol: int) -> None:
-        self.sessions[sid] = SessionRecord(sid, protocol)
-        self._changed()
-
-    def received(self, sid: str, data: str | bytes) -> None:
-        self.sessions[sid].messages.append(data)
-        self._changed()
-
-    def closed(self, sid: str, reason: str) -> None:
-        record = self.sessions[sid]
-        if record.close_reason is None:
-            record.close_reason = reason
-        self._changed()
 
     def _changed(self) -> None:
         for entry in list(self._waiters):
@@ -469,10 +453,33 @@ class EchoRecord:
             if entry in self._waiters:
                 self._waiters.remove(entry)
             return Failure(
-                AssertionError(f"server side: {what} not seen within {timeout} s; saw {self}")
+                AssertionError(f"server side: {what} not seen within {timeout} s\n{self!r}")
             )
 
         return waiting.addTimeout(timeout, self._clock).addErrback(timed_out)
+
+
+class EchoRecord(_Observations):
+    """Server-side observations, with bounded waits for the ones still to come."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        super().__init__(clock)
+        #: the sessions by id, in the order they connected
+        self.sessions: dict[str, SessionRecord] = {}
+
+    def connected(self, sid: str, protocol: int) -> None:
+        self.sessions[sid] = SessionRecord(sid, protocol)
+        self._changed()
+
+    def received(self, sid: str, data: str | bytes) -> None:
+        self.sessions[sid].messages.append(data)
+        self._changed()
+
+    def closed(self, sid: str, reason: str) -> None:
+        record = self.sessions[sid]
+        if record.close_reason is None:
+            record.close_reason = reason
+        self._changed()
 
     def session(self, sid: str, timeout: float = 5.0) -> defer.Deferred[SessionRecord]:
         """Fire with the record of session *sid* once the server has seen it connect."""
@@ -668,22 +675,16 @@ def bytes_from_json(value: Any) -> Any:
     return value
 
 
-class EventLog:
+class EventLog(_Observations):
     """Observations as dicts (``{"event": name, ...}``) in order, with bounded waits."""
 
     def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
+        super().__init__(clock)
         self.events: list[dict[str, Any]] = []
-        self._waiters: list[tuple[Callable[[], Any], defer.Deferred[Any]]] = []
 
     def add(self, event: dict[str, Any]) -> None:
         self.events.append(event)
-        for entry in list(self._waiters):
-            check, waiting = entry
-            value = check()
-            if value is not None:
-                self._waiters.remove(entry)
-                waiting.callback(value)
+        self._changed()
 
     def where(self, event: str, **match: Any) -> list[dict[str, Any]]:
         """The events named *event* whose fields equal *match*."""
@@ -692,27 +693,6 @@ class EventLog:
             for e in self.events
             if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
         ]
-
-    def wait_for(
-        self, check: Callable[[], Any], what: str, timeout: float = 5.0
-    ) -> defer.Deferred[Any]:
-        """Fire with ``check()`` once it is not None; fail with AssertionError after *timeout*."""
-        value = check()
-        if value is not None:
-            return defer.succeed(value)
-        waiting: defer.Deferred[Any] = defer.Deferred()
-        entry = (check, waiting)
-        self._waiters.append(entry)
-
-        def timed_out(failure: Failure) -> Failure:
-            failure.trap(defer.TimeoutError)
-            if entry in self._waiters:
-                self._waiters.remove(entry)
-            return Failure(
-                AssertionError(f"server side: {what} not seen within {timeout} s\n{self}")
-            )
-
-        return waiting.addTimeout(timeout, self._clock).addErrback(timed_out)
 
     def first(self, event: str, timeout: float = 5.0, **match: Any) -> defer.Deferred[Any]:
         """Fire with the first event named *event* matching *match*, once there is one."""

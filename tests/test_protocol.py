@@ -14,9 +14,16 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from txsio.protocol import (
+    ACK,
+    BINARY_ACK,
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
     DEFAULT_MAX_ATTACHMENTS,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_NSP_LENGTH,
+    DISCONNECT,
+    EVENT,
     MAX_ACK_ID,
     RESERVED_EVENTS,
     Decoder,
@@ -26,14 +33,6 @@ from txsio.protocol import (
     encode,
     has_binary,
 )
-
-CONNECT = PacketType.CONNECT
-DISCONNECT = PacketType.DISCONNECT
-EVENT = PacketType.EVENT
-ACK = PacketType.ACK
-CONNECT_ERROR = PacketType.CONNECT_ERROR
-BINARY_EVENT = PacketType.BINARY_EVENT
-BINARY_ACK = PacketType.BINARY_ACK
 
 SETTINGS = settings(max_examples=75, deadline=None)
 FUZZ = settings(max_examples=200, deadline=None)

@@ -28,17 +28,15 @@ from txsio import (
     Socket,
 )
 from txsio.engineio.session import CloseReason
-from txsio.protocol import PacketType
+from txsio.protocol import (
+    BINARY_EVENT,
+    CONNECT,
+    CONNECT_ERROR,
+    EVENT,
+    PacketType,
+)
 
 from .sio_memory import MemoryClient
-
-CONNECT = PacketType.CONNECT
-DISCONNECT = PacketType.DISCONNECT
-EVENT = PacketType.EVENT
-ACK = PacketType.ACK
-CONNECT_ERROR = PacketType.CONNECT_ERROR
-BINARY_EVENT = PacketType.BINARY_EVENT
-BINARY_ACK = PacketType.BINARY_ACK
 
 
 def texts(events: Any, level: LogLevel | None = None) -> list[str]:
