@@ -696,7 +696,7 @@ class _Target:
     query: dict[str, str]
 
 
-class Manager:
+class Manager(EventEmitter):
     """One Engine.IO connection, its reconnection, and the namespaces over it.
 
     Made by :class:`Client` (``client.io``), which documents the options.  Events
@@ -727,6 +727,7 @@ class Manager:
         max_payload: int,
         close_timeout: float,
     ) -> None:
+        super().__init__()
         self.reconnection = reconnection
         self.reconnection_attempts = (
             math.inf if reconnection_attempts is None else reconnection_attempts
@@ -743,7 +744,6 @@ class Manager:
         }
         self._backoff = Backoff(reconnection_delay, reconnection_delay_max,
                                 randomization_factor, random=random)
-        self._events = EventEmitter()
         self._nsps: dict[str, ClientSocket] = {}
         self._decoder = Decoder()
         self.state = ManagerState.CLOSED
@@ -759,19 +759,6 @@ class Manager:
 
     # -- events ----------------------------------------------------------------------------
 
-    @overload
-    def on(self, event: str) -> Callable[[_F], _F]: ...
-
-    @overload
-    def on(self, event: str, handler: _F) -> _F: ...
-
-    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
-        """Register *handler* for a manager event, or return a decorator that does."""
-        return self._events.on(event, handler) if handler is not None else self._events.on(event)
-
-    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
-        """Remove *handler* (or every handler) of *event*."""
-        self._events.off(event, handler)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -873,7 +860,7 @@ class Manager:
                      callback: Callable[[ConnectError | None], None] | None) -> None:
         self._cleanup()
         self.state = ManagerState.CLOSED
-        self._events.emit("error", error)
+        self.emit("error", error)
         for socket in self._active_sockets():
             socket._on_error(error)
         if callback is not None:
@@ -892,7 +879,7 @@ class Manager:
 
         def on_ping() -> None:
             if current():
-                self._events.emit("ping")
+                self.emit("ping")
 
         def on_message(data: str | bytes) -> None:
             if current():
@@ -900,7 +887,7 @@ class Manager:
 
         def on_error(error: TransportError) -> None:
             if current():
-                self._events.emit("error", ConnectError(error.message, error.description))
+                self.emit("error", ConnectError(error.message, error.description))
 
         def on_close(reason: str, description: Any) -> None:
             if current():
@@ -910,7 +897,7 @@ class Manager:
         engine.on("message", on_message)
         engine.on("error", on_error)
         engine.on("close", on_close)
-        self._events.emit("open")
+        self.emit("open")
         for socket in self._active_sockets():
             if self._generation != generation:
                 break
@@ -978,7 +965,7 @@ class Manager:
         was_closed = self.state is ManagerState.CLOSED
         self.state = ManagerState.CLOSED
         if not was_closed:
-            self._events.emit("close", reason, description)
+            self.emit("close", reason, description)
             for socket in self._active_sockets():
                 socket._on_close(reason, description)
         if self.reconnection and not self._skip_reconnect:
@@ -1000,7 +987,7 @@ class Manager:
             log.info("reconnection failed")
             self._backoff.reset()
             self._reconnecting = False
-            self._events.emit("reconnect_failed")
+            self.emit("reconnect_failed")
             error = ConnectError("reconnect failed")
             for socket in list(self._nsps.values()):
                 socket._fire_waiters(error)
@@ -1013,7 +1000,7 @@ class Manager:
     def _attempt(self) -> None:
         if self._skip_reconnect:
             return
-        self._events.emit("reconnect_attempt", self._backoff.attempts)
+        self.emit("reconnect_attempt", self._backoff.attempts)
         if self._skip_reconnect:
             return
         self.open(self._attempt_done)
@@ -1022,12 +1009,12 @@ class Manager:
         if error is not None:
             self._reconnecting = False
             self._reconnect()
-            self._events.emit("reconnect_error", error)
+            self.emit("reconnect_error", error)
         else:
             attempts = self._backoff.attempts
             self._reconnecting = False
             self._backoff.reset()
-            self._events.emit("reconnect", attempts)
+            self.emit("reconnect", attempts)
 
 
 # ---- the client ---------------------------------------------------------------------------

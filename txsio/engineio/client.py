@@ -61,7 +61,7 @@ import json
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
@@ -919,7 +919,7 @@ class EngineState(enum.Enum):
 TransportFactory = Callable[[str, dict[str, str]], ClientTransport]
 
 
-class EngineClient:
+class EngineClient(EventEmitter):
     """An Engine.IO v4 client session.
 
     Events (:meth:`on`): ``"open"`` (), ``"handshake"`` (the handshake dict),
@@ -970,6 +970,7 @@ class EngineClient:
         transport_factory: TransportFactory | None = None,
         close_timeout: float = 2.0,
     ) -> None:
+        super().__init__()
         names = tuple(transports)
         if not names:
             raise ValueError("no transports")
@@ -990,7 +991,6 @@ class EngineClient:
         self._ws_connector = ws_connector
         self._transport_factory = transport_factory
         self._close_timeout = close_timeout
-        self._events = EventEmitter()
 
         self.state = EngineState.NEW
         #: the session id, from the handshake (``None`` before and after)
@@ -1019,19 +1019,6 @@ class EngineClient:
 
     # -- events ----------------------------------------------------------------------------
 
-    @overload
-    def on(self, event: str) -> Callable[[_F], _F]: ...
-
-    @overload
-    def on(self, event: str, handler: _F) -> _F: ...
-
-    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
-        """Register *handler* for *event*, or return a decorator that does."""
-        return self._events.on(event, handler) if handler is not None else self._events.on(event)
-
-    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
-        """Remove *handler* (or every handler) of *event*."""
-        self._events.off(event, handler)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -1159,11 +1146,11 @@ class EngineClient:
         if ptype is PacketType.PING:
             # EIO v4: the server pings, the client answers at once.
             self._send_packet(Packet(PacketType.PONG))
-            self._events.emit("ping")
+            self.emit("ping")
             self._reset_ping_timeout()
         elif ptype is PacketType.MESSAGE:
             assert packet.data is not None
-            self._events.emit("message", packet.data)
+            self.emit("message", packet.data)
         elif ptype is PacketType.CLOSE:
             self._on_close("transport close", "transport closed by the server")
         elif ptype is PacketType.OPEN:
@@ -1190,7 +1177,7 @@ class EngineClient:
         del self._write_buffer[: self._prev_buffer_len]
         self._prev_buffer_len = 0
         if not self._write_buffer:
-            self._events.emit("drain")
+            self.emit("drain")
             if self.state is EngineState.CLOSING and not self._upgrading:
                 self._force_close()
         else:
@@ -1227,10 +1214,10 @@ class EngineClient:
         self._upgrades = [
             u for u in upgrades if u in self._transports and u != self.transport.name
         ]
-        self._events.emit("handshake", info)
+        self.emit("handshake", info)
         self.state = EngineState.OPEN
         log.info("engine {sid}: open on {transport}", sid=sid, transport=self.transport.name)
-        self._events.emit("open")
+        self.emit("open")
         self._flush()
         if self.state is EngineState.OPEN and self._upgrade:
             for name in self._upgrades[:1]:
@@ -1291,7 +1278,7 @@ class EngineClient:
 
     def _on_error(self, error: TransportError) -> None:
         log.info("engine {sid}: {error}", sid=self.sid, error=error)
-        self._events.emit("error", error)
+        self.emit("error", error)
         self._on_close("transport error", error)
 
     def _on_close(self, reason: str, description: Any = None) -> None:
@@ -1310,7 +1297,7 @@ class EngineClient:
             transport.listener = None
             transport.close()
         self.sid = None
-        self._events.emit("close", reason, description)
+        self.emit("close", reason, description)
         self._write_buffer = []
         self._prev_buffer_len = 0
         waiters, self._closed_waiters = self._closed_waiters, []
@@ -1333,7 +1320,7 @@ class EngineClient:
             self._probe_failed(TransportError("probe error", f"got {packet.type.name}"))
             return
         self._upgrading = True
-        self._events.emit("upgrading", probe.name)
+        self.emit("upgrading", probe.name)
         current = self.transport
         if current is None or self._probe is not probe:
             return
@@ -1349,7 +1336,7 @@ class EngineClient:
             old.discard()
         probe.send([Packet(PacketType.UPGRADE)])
         log.info("engine {sid}: upgraded to {name}", sid=self.sid, name=probe.name)
-        self._events.emit("upgrade", probe.name)
+        self.emit("upgrade", probe.name)
         self._upgrading = False
         if self.state is EngineState.CLOSING and not self._write_buffer:
             self._force_close()
@@ -1364,7 +1351,7 @@ class EngineClient:
         probe.discard()
         was_upgrading, self._upgrading = self._upgrading, False
         log.info("engine {sid}: upgrade failed ({error})", sid=self.sid, error=error)
-        self._events.emit("upgrade_error", error)
+        self.emit("upgrade_error", error)
         if self.state is EngineState.CLOSED:
             return
         if was_upgrading and self.transport is not None:
