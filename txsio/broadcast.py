@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .adapter import Adapter
     from .namespace import Namespace
 
-__all__ = ["BroadcastOperator", "Broadcasting", "Selecting", "ack_value"]
+__all__ = ["BroadcastOperator", "Broadcasting", "Selecting", "ack_args", "ack_value"]
 
 log = Logger()
 
@@ -43,6 +43,16 @@ def ack_value(args: list[Any]) -> Any:
     if len(args) == 1:
         return args[0]
     return tuple(args)
+
+
+def ack_args(result: Any) -> list[Any]:
+    """A handler's return value as acknowledgement arguments: none for ``None``, a tuple's
+    items, or the single value (the inverse of :func:`ack_value`)."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
 
 
 class BroadcastOperator:

@@ -66,7 +66,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._events import CatchAllEmitter, EventEmitter
-from .broadcast import ack_value
+from .broadcast import ack_args, ack_value
 from .engineio.client import (
     DEFAULT_MAX_PAYLOAD,
     EngineClient,
@@ -643,14 +643,8 @@ class ClientSocket(CatchAllEmitter):
             self._last_offset = args[-1]
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
-        if result is None:
-            args: list[Any] = []
-        elif isinstance(result, tuple):
-            args = list(result)
-        else:
-            args = [result]
         if self.connected:
-            self._packet(Packet(PacketType.ACK, self.nsp, args, ack_id))
+            self._packet(Packet(PacketType.ACK, self.nsp, ack_args(result), ack_id))
 
     def _on_close(self, reason: str, description: Any = None) -> None:
         was_connected = self.connected

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from ._events import CatchAllEmitter, EventEmitter
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
-from .broadcast import BroadcastOperator, Selecting, ack_value
+from .broadcast import BroadcastOperator, Selecting, ack_args, ack_value
 from .exceptions import AckTimeoutError, DisconnectedError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
 
@@ -439,13 +439,7 @@ class Socket(Selecting, CatchAllEmitter):
             first = False
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
-        if result is None:
-            args: list[Any] = []
-        elif isinstance(result, tuple):
-            args = list(result)
-        else:
-            args = [result]
-        self._write_packet(Packet(PacketType.ACK, self.nsp.name, args, ack_id))
+        self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
 
     def _on_close(self, reason: str) -> None:
         if not self.connected:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from .broadcast import ack_value
+from .broadcast import ack_args, ack_value
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import HandshakeRequest
@@ -188,9 +188,7 @@ class TestSocket:
         d = result if isinstance(result, Deferred) else succeed(result)
 
         def reply(value: Any) -> None:
-            answer = list(value) if isinstance(value, tuple) else ([] if value is None
-                                                                  else [value])
-            self.client._send(Packet(PacketType.ACK, self.nsp, answer, ack_id))
+            self.client._send(Packet(PacketType.ACK, self.nsp, ack_args(value), ack_id))
 
         d.addCallback(reply)
         d.addErrback(lambda f: log.failure("test handler for {event!r} failed", f,
