@@ -316,6 +316,20 @@ class ResourceTests(TestCase):
             status, content_type, _ = await self.get(base + hidden)
             self.assertEqual((status, content_type), (404, "text/plain; charset=utf-8"), hidden)
 
+    async def test_demo_on_another_path(self) -> None:
+        """With another --path, / redirects to the demo page told where the endpoint is."""
+        demo = temp_dir(self)
+        (demo / "index.html").write_text("<title>demo</title>")
+        self.patch(tap, "DEMO_DIR", demo)
+        base = await self.serve("--path", "/rt/io")
+        response = await treq.get(base + "/", persistent=False,
+                                  allow_redirects=False).addTimeout(5, reactor)
+        await treq.content(response).addTimeout(5, reactor)
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"location")),
+                         (302, [b"/?path=/rt/io"]))
+        self.assertEqual(await self.get(base + "/?path=/rt/io"),
+                         (200, "text/html", b"<title>demo</title>"))
+
     def test_demo_handlers(self) -> None:
         """Without --app, the demo's handlers are installed (when the demo is there)."""
         setup, name = tap._demo_setup()

@@ -55,7 +55,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
@@ -383,7 +383,9 @@ def makeService(
         content = f"static files from {options['static']}"
     elif options.app is None and (DEMO_DIR / "index.html").is_file():
         # The demo page needs the demo's handlers: only without --app.
-        site_root = _DemoFiles(str(DEMO_DIR))
+        demo = _DemoFiles(str(DEMO_DIR))
+        demo.sio_path = options["path"]
+        site_root = demo
         content = "the demo page at /"
     else:
         site_root = _Placeholder(options["path"])
@@ -905,10 +907,38 @@ class _StaticFiles(File):
 
 
 class _DemoFiles(_StaticFiles):
-    """The demo page's directory, without its Python modules."""
+    """The demo page's directory, without its Python modules.
+
+    The page finds the endpoint at ``?path=`` (default ``/socket.io``): with another
+    ``--path``, ``/`` redirects to ``/?path=<path>`` so that the page finds this server's.
+    """
+
+    sio_path = "/socket.io"
 
     def hidden(self, name: str) -> bool:
         return super().hidden(name) or name.startswith("_") or name.endswith((".py", ".pyc"))
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if (path == b"" and not request.postpath and self.sio_path != "/socket.io"
+                and b"path" not in (request.args or {})):
+            return _Redirect("/?path=" + quote(self.sio_path, safe="/"))
+        return super().getChild(path, request)
+
+
+class _Redirect(Resource):
+    """A 302 to ``location``."""
+
+    isLeaf = True
+
+    def __init__(self, location: str) -> None:
+        super().__init__()
+        self._location = location.encode("ascii")
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(302)
+        request.setHeader(b"location", self._location)
+        request.setHeader(b"content-length", b"0")
+        return b""
 
 
 class _Placeholder(Resource):
