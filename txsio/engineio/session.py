@@ -232,6 +232,12 @@ class EngineSession(EventEmitter):
         """
         if self.state is not SessionState.OPEN:
             return
+        if not self._queue:
+            # The hot path: a transport that can write one message now does so, with no packet
+            # object and no queue (a WebSocket; polling always queues).
+            write = getattr(self.transport, "write_message", None)
+            if write is not None and write(data):
+                return
         self._queue.append(Packet(PacketType.MESSAGE, data))
         self.flush()
 

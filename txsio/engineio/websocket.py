@@ -261,6 +261,21 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             else:
                 self._send_message(data, True)
 
+    def write_message(self, data: str | bytes) -> bool:
+        """Write one message packet now, if the connection is open.
+
+        :returns: whether it was written (else the session queues it).
+        """
+        if not self.writable:
+            return False
+        if isinstance(data, str):
+            self._send_message(("4" + data).encode("utf-8"), False)
+        elif self._engine_protocol == 4:
+            self._send_message(data, True)
+        else:
+            self._send_message(b"\x04" + data, True)
+        return True
+
     def _send_message(self, payload: bytes, binary: bool) -> None:
         transport = self.transport
         if (self._perMessageCompress is None and not self.send_queue
