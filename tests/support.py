@@ -35,6 +35,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from .peers.peerlib import from_json as bytes_from_json
+from .peers.peerlib import to_json as bytes_to_json
+
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
 PEERS_DIR = TESTS_DIR / "peers"
@@ -651,28 +654,6 @@ def event_data(event: dict[str, Any]) -> str | bytes:
 
 
 # -- Socket.IO servers ----------------------------------------------------------------------
-
-
-def bytes_to_json(value: Any) -> Any:
-    """``bytes`` anywhere in *value* as ``{"$bytes": [...]}`` (the peers' notation)."""
-    if isinstance(value, (bytes, bytearray)):
-        return {"$bytes": list(value)}
-    if isinstance(value, (list, tuple)):
-        return [bytes_to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: bytes_to_json(v) for k, v in value.items()}
-    return value
-
-
-def bytes_from_json(value: Any) -> Any:
-    """``{"$bytes": [...]}`` anywhere in *value* (as the peers print binary) as ``bytes``."""
-    if isinstance(value, list):
-        return [bytes_from_json(v) for v in value]
-    if isinstance(value, dict):
-        if list(value) == ["$bytes"]:
-            return bytes(value["$bytes"])
-        return {k: bytes_from_json(v) for k, v in value.items()}
-    return value
 
 
 class EventLog(_Observations):

@@ -19,13 +19,13 @@ Scenarios:
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
 from typing import Any
 
 import engineio
+from peerlib import emit, start_deadline
 
 DEFAULT_MESSAGES: list[dict[str, Any]] = [
     {"text": "hello"},
@@ -33,15 +33,6 @@ DEFAULT_MESSAGES: list[dict[str, Any]] = [
     {"bytes": [0, 1, 2, 3, 253, 254, 255]},
     {"bytes": [i % 256 for i in range(2000)]},
 ]
-
-_print_lock = threading.Lock()
-
-
-def emit(event: dict[str, Any]) -> None:
-    with _print_lock:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
-
 
 def describe(data: str | bytes) -> dict[str, Any]:
     if isinstance(data, str):
@@ -62,13 +53,7 @@ def main(argv: list[str]) -> int:
     path = options.get("path", "/engine.io").strip("/")
     messages = options.get("messages", DEFAULT_MESSAGES)
 
-    def on_deadline() -> None:
-        emit({"event": "timeout"})
-        os._exit(3)
-
-    watchdog = threading.Timer(options.get("deadline", 10.0), on_deadline)
-    watchdog.daemon = True
-    watchdog.start()
+    start_deadline(options.get("deadline", 10.0))
 
     client = engineio.Client(request_timeout=5, handle_sigint=False)
     received: queue.Queue[str | bytes] = queue.Queue()

@@ -23,13 +23,13 @@ Scenarios:
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
 from typing import Any
 
 import socketio
+from peerlib import emit, from_json, start_deadline
 
 DEFAULT_PAYLOAD: list[Any] = [
     "text ünïcödé ✓ 😀",
@@ -40,37 +40,6 @@ DEFAULT_PAYLOAD: list[Any] = [
     },
     {"$bytes": [i % 251 for i in range(2000)]},
 ]
-
-_print_lock = threading.Lock()
-
-
-def to_json(value: Any) -> Any:
-    """``bytes`` anywhere in *value* as ``{"$bytes": [...]}``."""
-    if isinstance(value, (bytes, bytearray)):
-        return {"$bytes": list(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    return value
-
-
-def from_json(value: Any) -> Any:
-    """``{"$bytes": [...]}`` anywhere in *value* as ``bytes``."""
-    if isinstance(value, list):
-        return [from_json(v) for v in value]
-    if isinstance(value, dict):
-        if list(value) == ["$bytes"]:
-            return bytes(value["$bytes"])
-        return {k: from_json(v) for k, v in value.items()}
-    return value
-
-
-def emit(event: dict[str, Any]) -> None:
-    with _print_lock:
-        sys.stdout.write(json.dumps(to_json(event)) + "\n")
-        sys.stdout.flush()
-
 
 def ack_args(value: Any) -> list[Any]:
     """python-socketio's ``call()`` result as the list of ack arguments."""
@@ -202,13 +171,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"unknown scenario: {scenario}\n")
         return 2
 
-    def on_deadline() -> None:
-        emit({"event": "timeout"})
-        os._exit(3)
-
-    watchdog = threading.Timer(options.get("deadline", 10.0), on_deadline)
-    watchdog.daemon = True
-    watchdog.start()
+    start_deadline(options.get("deadline", 10.0))
     client = socketio.Client(reconnection=False, request_timeout=5, handle_sigint=False)
     try:
         code = run(client, url, options)

@@ -23,34 +23,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-
-
-def to_json(value: Any) -> Any:
-    """*value* with ``bytes`` as ``{"$bytes": [...]}``."""
-    if isinstance(value, (bytes, bytearray)):
-        return {"$bytes": list(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    return value
-
-
-def from_json(value: Any) -> Any:
-    """*value* with ``{"$bytes": [...]}`` as ``bytes``."""
-    if isinstance(value, list):
-        return [from_json(v) for v in value]
-    if isinstance(value, dict):
-        if list(value) == ["$bytes"]:
-            return bytes(value["$bytes"])
-        return {k: from_json(v) for k, v in value.items()}
-    return value
-
-
-def emit(obj: dict[str, Any]) -> None:
-    """Print one event line."""
-    sys.stdout.write(json.dumps(to_json(obj)) + "\n")
-    sys.stdout.flush()
+from peerlib import emit, from_json
 
 
 def make_app(options: dict[str, Any]) -> web.Application:

@@ -1,0 +1,57 @@
+"""What the Python peer scripts share: the ``{"$bytes": [...]}`` notation for binary values,
+one JSON event per stdout line, and a deadline that ends a stuck peer.
+
+The peers run as scripts (``python tests/peers/pysio_client.py ...``), so they import this
+module from their own directory; ``tests/support.py`` uses the same notation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+_print_lock = threading.Lock()
+
+
+def to_json(value: Any) -> Any:
+    """``bytes`` anywhere in *value* as ``{"$bytes": [...]}``."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": list(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def from_json(value: Any) -> Any:
+    """``{"$bytes": [...]}`` anywhere in *value* as ``bytes``."""
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if isinstance(value, dict):
+        if list(value) == ["$bytes"]:
+            return bytes(value["$bytes"])
+        return {k: from_json(v) for k, v in value.items()}
+    return value
+
+
+def emit(event: dict[str, Any]) -> None:
+    """Print one event as a JSON line (bytes in the ``$bytes`` notation), thread-safely."""
+    with _print_lock:
+        sys.stdout.write(json.dumps(to_json(event)) + "\n")
+        sys.stdout.flush()
+
+
+def start_deadline(seconds: float) -> None:
+    """After *seconds*, print a ``timeout`` event and exit with status 3, whatever is stuck."""
+
+    def expire() -> None:
+        emit({"event": "timeout"})
+        os._exit(3)
+
+    watchdog = threading.Timer(seconds, expire)
+    watchdog.daemon = True
+    watchdog.start()
