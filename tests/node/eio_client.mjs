@@ -37,6 +37,7 @@
 import { createRequire } from "node:module";
 import { Socket as SocketV6 } from "engine.io-client";
 import WebSocket from "ws";
+import { errorText } from "./sio_json.mjs";
 
 const require = createRequire(import.meta.url);
 const SocketV3 = require("engine.io-client-v3");
@@ -87,17 +88,6 @@ function toWire(message) {
 function describe(data) {
   if (typeof data === "string") return { data, binary: false };
   return { data: Array.from(new Uint8Array(data.buffer ?? data, data.byteOffset ?? 0, data.byteLength)), binary: true };
-}
-
-function errorText(err) {
-  if (err === undefined || err === null) return null;
-  if (typeof err === "string" || typeof err === "number") return err;
-  if (err instanceof Error) return err.message;
-  try {
-    return JSON.parse(JSON.stringify(err));
-  } catch {
-    return String(err);
-  }
 }
 
 function errorDescription(err) {
