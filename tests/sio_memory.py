@@ -50,6 +50,12 @@ class FakeTransport:
     def noop(self) -> None:
         pass
 
+    def write_message(self, data: str | bytes) -> bool:
+        return False  # queued, so the recorded packets show every message
+
+    def send_prepared(self, frame: object) -> bool:
+        return False
+
 
 class MemoryClient:
     """One client of ``io``, connected in memory.

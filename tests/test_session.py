@@ -64,6 +64,12 @@ class FakeTransport:
         if self.name == "polling" and self.writable:
             self.send([NOOP])
 
+    def write_message(self, data: str | bytes) -> bool:
+        return False  # queued, so the recorded packets show every message
+
+    def send_prepared(self, frame: object) -> bool:
+        return False
+
     def get(self, session: EngineSession) -> None:
         """A polling GET arrives."""
         self.writable = True

@@ -75,6 +75,14 @@ class _MemoryTransport:
     def noop(self) -> None:
         """Nothing to release in memory."""
 
+    def write_message(self, data: str | bytes) -> bool:
+        """Queue through :meth:`send`, like polling."""
+        return False
+
+    def send_prepared(self, frame: object) -> bool:
+        """No frames in memory: the session hands over the packets."""
+        return False
+
 
 class TestSocket:
     """The client side of one namespace connection of a :class:`TestClient`.

@@ -91,6 +91,14 @@ class PollingTransport:
         if closing and self.session is not None:
             self.session.close_delivered(self)
 
+    def write_message(self, data: str | bytes) -> bool:
+        """Polling always queues: messages travel with the next GET."""
+        return False
+
+    def send_prepared(self, frame: object) -> bool:
+        """Polling has no frames to prepare: the packets are queued."""
+        return False
+
     def noop(self) -> None:
         """Release the pending GET with a ``noop`` packet, if there is one."""
         if self._get is not None:

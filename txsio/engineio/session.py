@@ -139,6 +139,14 @@ class SessionTransport(Protocol):
     def noop(self) -> None:
         """Release a pending polling request with a ``noop`` packet (upgrade); else nothing."""
 
+    def write_message(self, data: str | bytes) -> bool:
+        """Write one message packet at once if the transport can (an open WebSocket);
+        ``False`` makes the session queue it instead."""
+
+    def send_prepared(self, frame: Any) -> bool:
+        """Write a broadcast's frame prepared once for every recipient, if the transport can;
+        ``False`` makes the session queue the broadcast's packets instead."""
+
 
 class SessionState(enum.Enum):
     """The states of :class:`EngineSession`; the module docstring gives the transitions."""
@@ -235,8 +243,7 @@ class EngineSession(EventEmitter):
         if not self._queue:
             # The hot path: a transport that can write one message now does so, with no packet
             # object and no queue (a WebSocket; polling always queues).
-            write = getattr(self.transport, "write_message", None)
-            if write is not None and write(data):
+            if self.transport.write_message(data):
                 return
         self._queue.append(Packet(PacketType.MESSAGE, data))
         self.flush()
@@ -264,10 +271,8 @@ class EngineSession(EventEmitter):
         if self.state is not SessionState.OPEN:
             return
         transport = self.transport
-        if not self._queue and transport.writable:
-            send_prepared = getattr(transport, "send_prepared", None)
-            if send_prepared is not None and send_prepared(frame):
-                return
+        if not self._queue and transport.writable and transport.send_prepared(frame):
+            return
         self._queue.extend(packets)
         self.flush()
 
