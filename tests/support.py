@@ -812,3 +812,41 @@ async def start_socketio_server(
     if INTEROP_SERVER != "txsio":
         raise PeerSetupError(f"TXSIO_INTEROP_SERVER must be txsio or node, not {INTEROP_SERVER!r}")
     return TxsioSocketIOServer(app_setup, reactor, **options)
+
+
+def self_signed() -> tuple[bytes, bytes]:
+    """A throwaway certificate for 127.0.0.1 and its key, PEM."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def self_signed_files(directory: Path) -> tuple[Path, Path]:
+    """:func:`self_signed` written to *directory* (created if need be): key path, cert path."""
+    cert_pem, key_pem = self_signed()
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(key_pem)
+    cert_path.write_bytes(cert_pem)
+    return key_path, cert_path

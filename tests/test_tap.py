@@ -11,7 +11,6 @@ treq, python-socketio's client (``python -m tests.tap_app``) and npm's socket.io
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
@@ -35,13 +35,23 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 import txsio
 from txsio import tap
 
 from . import tap_app
 from .sio_memory import MemoryClient
-from .support import NODE_DIR, EventLog, PeerProcess, ProcessResult, require_node, spawn
+from .support import (
+    NODE_DIR,
+    EventLog,
+    PeerProcess,
+    ProcessResult,
+    require_node,
+    run_process,
+    self_signed_files,
+    spawn,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -406,6 +416,20 @@ def _connection(service: tap.SocketIOService) -> tuple[Any, StringTransport]:
     return protocol, transport
 
 
+class TLSNegotiationTests(SynchronousTestCase):
+    """The factory the listeners use answers for the site's TLS protocol negotiation."""
+
+    def test_listening_factory_offers_alpn(self) -> None:
+        """The connection-tracking factory provides ``IProtocolNegotiationFactory`` with the
+        site's protocols: Twisted asks the listening factory, and one that does not answer
+        fails every TLS client that offers ALPN."""
+        service, _ = make("--port", "tcp:0:interface=127.0.0.1")
+        factory = service.connections
+        self.assertTrue(verifyObject(IProtocolNegotiationFactory, factory))
+        self.assertIn(b"http/1.1", factory.acceptableProtocols())
+        self.assertEqual(factory.acceptableProtocols(), factory.site.acceptableProtocols())
+
+
 class GracefulStopTests(SynchronousTestCase):
     """``stopService``: stop accepting, disconnect every socket, close every connection."""
 
@@ -503,27 +527,13 @@ socket.io.on("reconnect_attempt", () => {
 """
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A private key and a self-signed certificate for 127.0.0.1, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
+def require_curl(test: TestCase) -> str:
+    """The path of curl; fail *test* (never skip) when it is missing."""
+    curl = shutil.which("curl")
+    if curl is None:
+        test.fail("curl is missing: install Debian's curl (apt-get install -y curl), "
+                  "as .ci/run does")
+    return curl
 
 
 def checkout_env() -> dict[str, str]:
@@ -699,10 +709,19 @@ class TwistdTests(TestCase):
     async def test_tls_websocket(self) -> None:
         """On an ssl: endpoint, npm's client connects over HTTPS and upgrades to a secure
         WebSocket; SIGTERM closes it cleanly and the client tries to reconnect."""
-        key, cert = self_signed(temp_dir(self))
+        key, cert = self_signed_files(temp_dir(self))
         server = Twistd(self, "--port", f"ssl:0:privateKey={key}:certKey={cert}"
                         ":interface=127.0.0.1", "--app", "tests.tap_app:setup")
         [tls] = await server.listening(1)
+        # curl offers ALPN (h2, http/1.1), as browsers do: the handshake must still succeed.
+        curl = await run_process([require_curl(self), "-sS", "-k", "--max-time", "10", "-w",
+                                  '\n{"event": "curl", "status": %{http_code}, '
+                                  '"http": "%{http_version}"}\n',
+                                  f"https://127.0.0.1:{tls['port']}/socket.io/"
+                                  "?EIO=4&transport=polling"], 15)
+        self.assertEqual(curl.exit_code, 0, curl.describe())
+        self.assertEqual(curl.first("curl"), {"event": "curl", "status": 200, "http": "1.1"})
+        self.assertRegex(curl.other_output[0], r'^0\{"sid":"')
         clients = EventLog(reactor)
         node = spawn([require_node(), "--input-type=module", "-e", NODE_CLIENT,
                       f"https://127.0.0.1:{tls['port']}", "/socket.io"],
@@ -718,8 +737,9 @@ class TwistdTests(TestCase):
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertLess(elapsed, 5.0)
         assert_clean(self, result)
+        # curl's polling session and the npm client's.
         self.assertEqual(len(tap_events(result.events, "client {sid} disconnected",
-                                        reason="server shutting down")), 1)
+                                        reason="server shutting down")), 2)
         seen = await node.wait(10)
         self.assertEqual([(e["event"], e.get("reason")) for e in seen.events[-2:]],
                          [("disconnect", "transport close"), ("reconnect_attempt", None)],

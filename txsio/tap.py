@@ -61,6 +61,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybeDeferred
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
@@ -68,6 +69,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
+from zope.interface import implementer
 
 from ._version import __version__
 from .engineio.site import EngineRequest, EngineSite
@@ -715,9 +717,16 @@ class _TrackedConnection(Protocol):
             getattr(transport, "abortConnection", transport.loseConnection)()
 
 
+@implementer(IProtocolNegotiationFactory)
 class _ConnectionTracker(Factory):
     """The factory the listeners listen with: the site's protocols, each in a
-    :class:`_TrackedConnection`, so that a graceful stop knows every open connection."""
+    :class:`_TrackedConnection`, so that a graceful stop knows every open connection.
+
+    It provides what the site provides to the listening port beside ``buildProtocol``: on
+    an ``ssl:`` endpoint Twisted asks the factory for its ALPN protocols
+    (:class:`~twisted.internet.interfaces.IProtocolNegotiationFactory`), and a factory that
+    does not answer makes every client that offers ALPN (browsers, curl) fail the handshake.
+    """
 
     noisy = False
 
@@ -739,6 +748,11 @@ class _ConnectionTracker(Factory):
     def doStop(self) -> None:
         self.site.doStop()
         super().doStop()
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """The site's ALPN protocols (``http/1.1``, and ``h2`` where Twisted has it)."""
+        protocols: list[bytes] = self.site.acceptableProtocols()
+        return protocols
 
     def buildProtocol(self, addr: IAddress) -> _TrackedConnection | None:  # type: ignore[override]
         channel = self.site.buildProtocol(addr)
