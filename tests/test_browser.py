@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from .support import (
     ProcessResult,
     require_node,
     run_node,
+    self_signed_files,
     spawn,
 )
 
@@ -42,6 +45,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = TESTS_DIR / "browser" / "chat.mjs"
 CLIENT_JS = NODE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 PLAYWRIGHT = NODE_DIR / "node_modules" / "playwright-core"
+#: npm's socket.io-client 4.8.3: the same bytes as the CDN file the demo pins by its hash.
+CDN_BUNDLE = NODE_DIR / "node_modules" / "socket.io-client-cdn" / "dist" / "socket.io.min.js"
 
 
 def free_port() -> int:
@@ -59,9 +64,10 @@ def _reactor() -> Any:
 
 
 class DemoServer:
-    """``twistd -n sio`` (the demo, as no ``--app`` is given) on 127.0.0.1:``port``."""
+    """``twistd -n sio`` (the demo, as no ``--app`` is given) on 127.0.0.1:``port``, with
+    ``--client-js`` unless *client_js* is false, and *extra* arguments (more ``--port``)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *extra: str, client_js: bool = True) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         env = dict(os.environ)
@@ -72,7 +78,8 @@ class DemoServer:
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "--pidfile=", "-n", "sio",
             "--port", f"tcp:{port}:interface=127.0.0.1",
-            "--client-js", str(CLIENT_JS),
+            *(["--client-js", str(CLIENT_JS)] if client_js else []),
+            *extra,
         ]
         self.process: PeerProcess = spawn(self.argv, env=env, cwd=ROOT)
 
@@ -129,8 +136,8 @@ class BrowserTests(TestCase):
 
     timeout = 90
 
-    async def _server(self, port: int) -> DemoServer:
-        server = await DemoServer(port).started()
+    async def _server(self, port: int, *extra: str, client_js: bool = True) -> DemoServer:
+        server = await DemoServer(port, *extra, client_js=client_js).started()
         self.addCleanup(server.stop)
         return server
 
@@ -144,11 +151,19 @@ class BrowserTests(TestCase):
 
     @defer.inlineCallbacks
     def test_chat_and_polling(self) -> Any:
-        """Two pages chat (acks, counts, rooms, a binary image); a polling-only page too."""
+        """Two pages chat (acks, counts, rooms, a binary image); a polling-only page too; a
+        page opened with a foreign ``?server=`` loads nothing from it; a page over TLS (ALPN
+        offered, as Chromium does) chats with a page over plain HTTP."""
         require_browser(self)
-        server = yield defer.Deferred.fromCoroutine(self._server(free_port()))
-        run = yield run_node(str(SCRIPT), {"url": server.url, "scenarios": ["chat", "polling"],
-                                           "deadline": 35000}, timeout=40)
+        key, cert = self_signed_files(Path(tempfile.mkdtemp(prefix="txsio-browser-")))
+        self.addCleanup(shutil.rmtree, key.parent, True)
+        tls_port = free_port()
+        server = yield defer.Deferred.fromCoroutine(self._server(
+            free_port(), "--port",
+            f"ssl:{tls_port}:privateKey={key}:certKey={cert}:interface=127.0.0.1"))
+        run = yield run_node(str(SCRIPT), {
+            "url": server.url, "tlsUrl": f"https://127.0.0.1:{tls_port}",
+            "scenarios": ["chat", "polling", "inject", "tls"], "deadline": 50000}, timeout=55)
         found = results(run)
 
         chat = found["chat"]
@@ -190,6 +205,41 @@ class BrowserTests(TestCase):
         self.assertEqual(polling["carolHears"]["text"], "Hello back over WebSocket")
         self.assertEqual(polling["image"]["status"], "delivered")
         self.assertTrue(polling["image"]["bytesMatch"], polling["image"])
+
+        inject = found["inject"]
+        self.assertEqual(inject["evilAsked"], 0, "the page asked the ?server= origin")
+        self.assertFalse(inject["pwned"])
+        self.assertEqual(inject["client"], "server")
+        self.assertIn(f"{server.url}/socket.io/socket.io.js", inject["scripts"])
+        self.assertIn("script-src 'self' https://cdn.socket.io/4.8.3/socket.io.min.js;",
+                      inject["csp"])
+        self.assertDelivered(inject["mallorySays"], 1)
+        self.assertEqual(inject["aliceHears"]["text"], "Hello from a crafted link")
+
+        tls = found["tls"]
+        self.assertEqual((tls["url"], tls["transport"]),
+                         (f"https://127.0.0.1:{tls_port}", "websocket"))
+        self.assertDelivered(tls["frankSays"], 1)
+        self.assertEqual(tls["aliceHears"]["text"], "Hello over TLS")
+
+    @defer.inlineCallbacks
+    def test_cdn_fallback(self) -> Any:
+        """Without ``--client-js`` the page loads the one CDN file it pins by hash and chats;
+        a tampered copy is refused by the integrity check and the page names --client-js."""
+        require_browser(self)
+        if not CDN_BUNDLE.is_file():
+            self.fail(f"{CDN_BUNDLE} is missing: run `npm ci` in tests/node")
+        server = yield defer.Deferred.fromCoroutine(self._server(free_port(), client_js=False))
+        run = yield run_node(str(SCRIPT), {"url": server.url, "cdnBundle": str(CDN_BUNDLE),
+                                           "scenarios": ["cdn"], "deadline": 25000}, timeout=30)
+        cdn = results(run)["cdn"]
+        self.assertEqual(cdn["client"], "cdn")
+        self.assertDelivered(cdn["ginaSays"], 0)
+        self.assertEqual(cdn["fetched"], ["genuine", "tampered"])
+        refused = cdn["refused"]
+        self.assertEqual((refused["pwned"], refused["io"]), (False, "undefined"))
+        self.assertEqual(refused["status"], "cannot load the Socket.IO client")
+        self.assertIn("--client-js", refused["message"])
 
     @defer.inlineCallbacks
     def test_restart(self) -> Any:

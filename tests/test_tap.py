@@ -326,6 +326,24 @@ class ResourceTests(TestCase):
             status, content_type, _ = await self.get(base + hidden)
             self.assertEqual((status, content_type), (404, "text/plain; charset=utf-8"), hidden)
 
+    async def test_demo_content_security_policy(self) -> None:
+        """The demo's page and assets carry a Content-Security-Policy that allows scripts from
+        the page's own origin and the one pinned CDN file only, and nothing inline."""
+        base = await self.serve()
+        for path in ["/", "/demo.js", "/demo.css"]:
+            response = await treq.get(base + path, persistent=False).addTimeout(5, reactor)
+            await treq.content(response).addTimeout(5, reactor)
+            self.assertEqual(response.code, 200, path)
+            [csp] = response.headers.getRawHeaders(b"content-security-policy")
+            directives = dict(d.strip().split(" ", 1) for d in csp.decode().split(";"))
+            self.assertEqual(directives["script-src"],
+                             "'self' https://cdn.socket.io/4.8.3/socket.io.min.js", path)
+            self.assertEqual(directives["default-src"], "'self'")
+            self.assertEqual(directives["object-src"], "'none'")
+            self.assertNotIn("unsafe", csp.decode())
+            self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"),
+                             [b"nosniff"])
+
     async def test_demo_on_another_path(self) -> None:
         """With another --path, / redirects to the demo page told where the endpoint is."""
         demo = temp_dir(self)

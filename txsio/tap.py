@@ -920,14 +920,30 @@ class _StaticFiles(File):
         return self.childNotFound
 
 
+#: The demo's Content-Security-Policy: scripts from this origin and the one CDN file the page
+#: pins by its hash (its fallback without ``--client-js``), connections to this origin (its
+#: WebSocket included) and to the ``blob:`` URLs of received images, nothing inline.
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self' https://cdn.socket.io/4.8.3/socket.io.min.js; "
+    "connect-src 'self' blob:; img-src 'self' blob:; style-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 class _DemoFiles(_StaticFiles):
-    """The demo page's directory, without its Python modules.
+    """The demo page's directory, without its Python modules, served with :data:`DEMO_CSP`.
 
     The page finds the endpoint at ``?path=`` (default ``/socket.io``): with another
     ``--path``, ``/`` redirects to ``/?path=<path>`` so that the page finds this server's.
     """
 
     sio_path = "/socket.io"
+
+    def render(self, request: Request) -> bytes | int:
+        request.setHeader(b"content-security-policy", DEMO_CSP.encode("ascii"))
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        result: bytes | int = super().render(request)
+        return result
 
     def hidden(self, name: str) -> bool:
         return super().hidden(name) or name.startswith("_") or name.endswith((".py", ".pyc"))

@@ -7,6 +7,8 @@
 // options.deadline   ms for the whole run (default 30000)
 // options.screenshot a PNG path: after "chat", a screenshot of the first page
 // options.chromium   the browser (default /usr/bin/chromium)
+// options.tlsUrl     (tls) the same server's https:// URL (a self-signed certificate)
+// options.cdnBundle  (cdn) the file to answer https://cdn.socket.io/4.8.3/socket.io.min.js with
 //
 // Prints one JSON object per line on stdout and exits by itself:
 //   {"event":"result","scenario":...,...}   what a scenario saw (the test asserts on it)
@@ -26,8 +28,18 @@
 //   restart  pages D (dave) and E (erin) chat; the script prints ready-for-restart and the
 //            test restarts the server; both pages see the disconnection, reconnect by
 //            themselves, are back in #lobby with their nicknames, and chat again.
+//   inject   page M (mallory) opens the demo with ?server= naming a server this script runs
+//            (its socket.io.js would set window.pwned): the page must still load its client
+//            from its own origin, never ask that server, and chat.
+//   tls      page F (frank) opens the demo at options.tlsUrl (Chromium offers ALPN), upgrades
+//            to a secure WebSocket and chats with page A (alice, plain HTTP).
+//   cdn      (a server without --client-js) page G (gina) falls back to the pinned CDN file,
+//            answered here with options.cdnBundle, and chats; page H gets a tampered copy,
+//            which the page's integrity check refuses: it loads no client and says to use
+//            --client-js.
 import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
@@ -123,15 +135,16 @@ async function launch() {
     ],
     viewport: { width: 1100, height: 700 },
     colorScheme: "light",
+    ignoreHTTPSErrors: true, // the tls scenario's self-signed certificate
   });
   context.setDefaultTimeout(WAIT);
 }
 
 // One person on the demo page: its WebSocket frames are counted.
-async function open(name, query = "") {
+async function open(name, query = "", base = BASE) {
   step = `${name} opens the page`;
   const page = await context.newPage();
-  const who = { name, page, websockets: 0, binaryFrames: [] };
+  const who = { name, page, websockets: 0, binaryFrames: [], headers: {} };
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
   page.on("websocket", (ws) => {
     who.websockets += 1;
@@ -139,7 +152,7 @@ async function open(name, query = "") {
       if (typeof frame.payload !== "string") who.binaryFrames.push(frame.payload.length);
     });
   });
-  await page.goto(BASE + "/" + query);
+  who.headers = (await page.goto(base + "/" + query)).headers();
   step = `${name} picks a nickname`;
   await page.locator("#nick-input").fill(name);
   await page.locator("#nick-input").press("Enter");
@@ -339,7 +352,88 @@ async function restart() {
   });
 }
 
-const RUN = { chat, polling, restart };
+async function inject() {
+  const a = pages.alice || (pages.alice = await open("alice"));
+  // A foreign server whose socket.io.js would run in the demo's origin.
+  const asked = [];
+  const evil = createServer((req, res) => {
+    asked.push(req.url);
+    res.writeHead(200, { "content-type": "text/javascript", "access-control-allow-origin": "*" });
+    res.end("window.pwned = true;");
+  });
+  await new Promise((resolve) => evil.listen(0, "127.0.0.1", resolve));
+  const evilUrl = `http://127.0.0.1:${evil.address().port}`;
+  try {
+    const m = await open("mallory", "?server=" + encodeURIComponent(evilUrl));
+    await countsAre(a, 2, { lobby: 2 });
+    const mallorySays = await say(m, "Hello from a crafted link");
+    const aliceHears = await hears(a, "mallory", "Hello from a crafted link");
+    const loaded = await m.page.evaluate(() => ({
+      pwned: window.pwned === true,
+      scripts: [...document.scripts].map((s) => s.src),
+      client: document.documentElement.dataset.client,
+    }));
+    print({
+      event: "result", scenario: "inject", ...loaded, evilAsked: asked.length,
+      csp: m.headers["content-security-policy"] || null, mallorySays, aliceHears,
+    });
+    await m.page.close();
+  } finally {
+    evil.close();
+  }
+}
+
+async function tls() {
+  const a = pages.alice || (pages.alice = await open("alice"));
+  const f = await open("frank", "", options.tlsUrl);
+  await until("frank upgrades to WebSocket", async () => (await transport(f)) === "websocket");
+  const frankSays = await say(f, "Hello over TLS");
+  const aliceHears = await hears(a, "frank", "Hello over TLS");
+  print({
+    event: "result", scenario: "tls", transport: await transport(f),
+    url: await f.page.evaluate(() => location.origin), frankSays, aliceHears,
+  });
+  await f.page.close();
+}
+
+async function cdn() {
+  const CDN_FILE = "https://cdn.socket.io/4.8.3/socket.io.min.js";
+  const bundle = readFileSync(options.cdnBundle);
+  let tamper = false;
+  const fetched = [];
+  await context.route(CDN_FILE, (route) => {
+    fetched.push(tamper ? "tampered" : "genuine");
+    const body = tamper ? Buffer.concat([bundle, Buffer.from("\nwindow.pwned = true;\n")]) : bundle;
+    route.fulfill({
+      status: 200, body,
+      headers: {
+        "content-type": "text/javascript", "access-control-allow-origin": "*",
+        "cache-control": "no-store", // each page fetches its own copy
+      },
+    });
+  });
+  const g = await open("gina");
+  const client = await g.page.evaluate(() => document.documentElement.dataset.client);
+  const ginaSays = await say(g, "Hello through the CDN copy");
+
+  step = "a page gets a tampered CDN file";
+  tamper = true;
+  const h = await context.newPage();
+  h.on("pageerror", (e) => pageErrors.push(`tampered: ${e.message}`));
+  await h.goto(BASE + "/");
+  await h.locator('#status[data-state="disconnected"]').waitFor();
+  const refused = await h.evaluate(() => ({
+    pwned: window.pwned === true,
+    io: typeof window.io,
+    message: document.getElementById("empty").firstElementChild.textContent,
+    status: document.getElementById("status-text").textContent,
+  }));
+  print({ event: "result", scenario: "cdn", client, ginaSays, fetched, refused });
+  await h.close();
+  await g.page.close();
+}
+
+const RUN = { chat, polling, restart, inject, tls, cdn };
 
 try {
   step = "launch chromium";

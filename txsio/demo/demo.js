@@ -3,11 +3,19 @@
 (function () {
   "use strict";
 
-  const CDN = "https://cdn.socket.io/4.8.1/socket.io.min.js";
+  // The official client's CDN copy, pinned to one file by its hash (the one socket.io's docs
+  // publish; the same bytes as npm's socket.io-client@4.8.3 dist/socket.io.min.js): the
+  // fallback when this server does not serve a client (`twistd sio` without --client-js).
+  const CDN = {
+    src: "https://cdn.socket.io/4.8.3/socket.io.min.js",
+    integrity: "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0",
+  };
   const params = new URLSearchParams(location.search);
   const served = location.protocol === "http:" || location.protocol === "https:";
-  // ?server=http://host:port when the page is not served by txsio (opened from a file).
-  const SERVER = (params.get("server") || (served ? "" : "http://localhost:8080")).replace(/\/$/, "");
+  // Served over HTTP(S), the page talks to its own origin only: a script named by the URL
+  // would run in this origin (and the Content-Security-Policy it is served with forbids it).
+  // Opened from a file, it has no origin to serve it: ?server=http://host:port names one.
+  const SERVER = served ? "" : (params.get("server") || "http://localhost:8080").replace(/\/$/, "");
   const PATH = "/" + (params.get("path") || "/socket.io").replace(/^\/+|\/+$/g, "");
   // ?transports=polling forces long-polling; ?transports=websocket skips it.
   const TRANSPORTS = (params.get("transports") || "").split(",").map((t) => t.trim()).filter(Boolean);
@@ -31,9 +39,13 @@
 
   // -- loading the client -----------------------------------------------------------------
 
-  function loadScript(src) {
+  function loadScript(src, integrity) {
     return new Promise((resolve, reject) => {
       const script = document.createElement("script");
+      if (integrity) {
+        script.integrity = integrity;
+        script.crossOrigin = "anonymous";
+      }
       script.src = src;
       script.onload = resolve;
       script.onerror = () => reject(new Error("cannot load " + src));
@@ -46,9 +58,10 @@
       await loadScript(SERVER + PATH + "/socket.io.js");
       if (typeof window.io === "function") return "server";
     } catch (e) {
-      /* not served here: use the CDN */
+      /* this server serves no client: the pinned CDN file */
     }
-    await loadScript(CDN);
+    await loadScript(CDN.src, CDN.integrity);
+    if (typeof window.io !== "function") throw new Error("no io() in " + CDN.src);
     return "cdn";
   }
 
@@ -411,7 +424,8 @@
       setStatus("disconnected", "cannot load the Socket.IO client");
       $("empty").firstElementChild.textContent =
         "The Socket.IO client could not be loaded, neither from " + (SERVER || "this server") +
-        PATH + "/socket.io.js nor from the CDN.";
+        PATH + "/socket.io.js nor from " + CDN.src + ". Serve one with twistd sio " +
+        "--client-js PATH (socket.io-client's dist/socket.io.min.js).";
       return;
     }
     document.documentElement.dataset.client = source;
