@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -26,15 +26,18 @@ from .engineio.packet import PacketType as EnginePacketType
 from .protocol import Packet, PacketType, encode
 
 if TYPE_CHECKING:
-    from .namespace import Namespace
-    from .socket import Socket
+    from twisted.internet.interfaces import IReactorTime
+
+    from .socket import Handshake
 
 __all__ = [
     "Adapter",
+    "AdapterHost",
     "BroadcastFlags",
     "BroadcastOptions",
     "EncodedPacket",
     "PersistedSession",
+    "Recipient",
     "SessionAwareAdapter",
 ]
 
@@ -113,6 +116,75 @@ class EncodedPacket:
         return self._prepared
 
 
+#: What an adapter calls with each acknowledgement of a broadcast: the ack's arguments.
+AckCallback = Callable[[list[Any]], None]
+
+
+class Recipient(Protocol):
+    """What an adapter needs of a socket of its namespace (:class:`~txsio.socket.Socket`).
+
+    The socket alone owns its acknowledgements: an adapter registers the callback of a
+    broadcast's ack with :meth:`expect_ack` and takes it back with :meth:`forget_ack`.
+    """
+
+    @property
+    def id(self) -> str:
+        """The socket id."""
+
+    @property
+    def handshake(self) -> Handshake:
+        """What the client sent when it connected."""
+
+    @property
+    def rooms(self) -> set[str]:
+        """The rooms the socket is in."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The application's free-form data of the socket."""
+
+    def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
+        """Write a packet encoded once for many recipients (dropped when not connected)."""
+
+    def expect_ack(self, ack_id: int, callback: AckCallback) -> None:
+        """Call ``callback`` with the arguments of the client's ack of ``ack_id``."""
+
+    def forget_ack(self, ack_id: int, callback: AckCallback) -> None:
+        """Stop expecting the ack of ``ack_id``, if ``callback`` is still the one waiting."""
+
+    def join(self, room: str | Iterable[str]) -> None:
+        """Join one room or several."""
+
+    def leave(self, room: str) -> None:
+        """Leave a room."""
+
+    def disconnect(self, close: bool = False) -> object:
+        """Disconnect from the namespace (``close``: the whole connection)."""
+
+
+class AdapterHost(Protocol):
+    """What an adapter needs of its namespace (:class:`~txsio.namespace.Namespace`)."""
+
+    @property
+    def name(self) -> str:
+        """The namespace name."""
+
+    @property
+    def sockets(self) -> Mapping[str, Recipient]:
+        """The namespace's connected sockets by id."""
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The server's clock."""
+
+    def next_ack_id(self) -> int:
+        """A new acknowledgement id, unique in the namespace."""
+
+    def on_server_side_emit(self, args: list[Any],
+                            ack: Callable[[Any], None] | None = None) -> None:
+        """Run the handlers of another node's server-side event ``[event, *args]``."""
+
+
 def new_offset() -> str:
     """A new, unique, opaque offset for the recovery packet log."""
     return base64.urlsafe_b64encode(os.urandom(9)).decode("ascii")
@@ -121,10 +193,10 @@ def new_offset() -> str:
 class Adapter:
     """Rooms and broadcasts of one namespace, in memory (the default adapter).
 
-    :param nsp: the namespace.
+    :param nsp: the namespace (an :class:`AdapterHost`).
     """
 
-    def __init__(self, nsp: Namespace) -> None:
+    def __init__(self, nsp: AdapterHost) -> None:
         self.nsp = nsp
         #: room -> socket ids
         self.rooms: dict[str, set[str]] = {}
@@ -191,7 +263,7 @@ class Adapter:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    def _apply(self, opts: BroadcastOptions, callback: Callable[[Socket], None]) -> None:
+    def _apply(self, opts: BroadcastOptions, callback: Callable[[Recipient], None]) -> None:
         sockets = self.nsp.sockets
         except_sids: set[str] = set()
         for room in opts.except_rooms:
@@ -223,7 +295,7 @@ class Adapter:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
         encoded = EncodedPacket.of(packet)
         volatile = opts.flags.volatile
-        self._apply(opts, lambda socket: socket._write_encoded(encoded, volatile))
+        self._apply(opts, lambda socket: socket.write_encoded(encoded, volatile))
 
     def broadcast_with_ack(
         self,
@@ -243,11 +315,11 @@ class Adapter:
         assert ack_id is not None
         count = 0
 
-        def send(socket: Socket) -> None:
+        def send(socket: Recipient) -> None:
             nonlocal count
             count += 1
-            socket._acks[ack_id] = ack
-            socket._write_encoded(encoded, volatile)
+            socket.expect_ack(ack_id, ack)
+            socket.write_encoded(encoded, volatile)
 
         self._apply(opts, send)
         client_count_callback(count)
@@ -271,7 +343,7 @@ class Adapter:
     def del_sockets(self, opts: BroadcastOptions, rooms: list[str]) -> None:
         """Make the sockets ``opts`` selects leave ``rooms``."""
 
-        def leave(socket: Socket) -> None:
+        def leave(socket: Recipient) -> None:
             for room in rooms:
                 socket.leave(room)
 
@@ -279,7 +351,7 @@ class Adapter:
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         """Disconnect the sockets ``opts`` selects (``close``: their whole connection)."""
-        def disconnect(socket: Socket) -> None:
+        def disconnect(socket: Recipient) -> None:
             socket.disconnect(close)
 
         self._apply(opts, disconnect)
@@ -318,10 +390,10 @@ class SessionAwareAdapter(Adapter):
     :param max_disconnection_duration: seconds a disconnected socket's state is kept.
     """
 
-    def __init__(self, nsp: Namespace, max_disconnection_duration: float) -> None:
+    def __init__(self, nsp: AdapterHost, max_disconnection_duration: float) -> None:
         super().__init__(nsp)
         self.max_disconnection_duration = max_disconnection_duration
-        self._clock = nsp.server.clock
+        self._clock = nsp.clock
         self._sessions: dict[str, PersistedSession] = {}
         self._packets: list[_LoggedPacket] = []
 

@@ -204,7 +204,7 @@ class BroadcastOperator:
                 d.errback(failure)
 
         timer = clock.callLater(timeout, on_timeout)
-        packet = Packet(PacketType.EVENT, nsp.name, [event, *args], nsp._next_ack_id())
+        packet = Packet(PacketType.EVENT, nsp.name, [event, *args], nsp.next_ack_id())
         self.adapter.broadcast_with_ack(packet, self._options(), on_count, on_ack)
         if self._flags.local:
             on_server_count(1)  # this node only: no need to count the others

@@ -24,6 +24,8 @@ from .protocol import RESERVED_EVENTS
 from .socket import Socket, call_handler
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from .protocol import Packet
     from .server import Connection, Server
 
@@ -88,7 +90,13 @@ class Namespace(Broadcasting, EventEmitter):
         self._middlewares.append(middleware)
         return middleware
 
-    def _next_ack_id(self) -> int:
+    @property
+    def clock(self) -> IReactorTime:
+        """The server's clock (for adapters)."""
+        return self.server.clock
+
+    def next_ack_id(self) -> int:
+        """A new acknowledgement id, unique in this namespace (for adapters)."""
         ack_id = self._ids
         self._ids += 1
         return ack_id
@@ -110,8 +118,8 @@ class Namespace(Broadcasting, EventEmitter):
         :meth:`~txsio.broadcast.BroadcastOperator.server_side_emit_with_ack`."""
         return self._operator().server_side_emit_with_ack(event, *args)
 
-    def _on_server_side_emit(self, args: list[Any],
-                             ack: Callable[[Any], None] | None = None) -> None:
+    def on_server_side_emit(self, args: list[Any],
+                            ack: Callable[[Any], None] | None = None) -> None:
         """Called by a cluster adapter with another node's server-side event ``[event,
         *args]``: runs the namespace's handlers of that event (for ``/``, also those
         registered with ``io.on(event)``).  With ``ack``, the first handler's return value

@@ -73,7 +73,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .adapter import Adapter, BroadcastFlags, BroadcastOptions
+from .adapter import Adapter, BroadcastFlags, BroadcastOptions, Recipient
 from .broadcast import BroadcastOperator
 from .exceptions import AckTimeoutError, SocketIOError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
@@ -88,7 +88,6 @@ if TYPE_CHECKING:
     )
 
     from .namespace import Namespace
-    from .socket import Socket
 
 __all__ = [
     "Emitter",
@@ -876,7 +875,7 @@ def _handshake_from_wire(value: Any) -> Handshake:
     )
 
 
-def socket_details(socket: Socket) -> dict[str, Any]:
+def socket_details(socket: Recipient) -> dict[str, Any]:
     """What a ``fetch_sockets`` answer says of a local socket: ``id``, ``handshake`` (Node's
     shape), ``rooms`` (its own id first) and ``data``."""
     rooms = socket.rooms
@@ -1010,6 +1009,8 @@ class RedisAdapter(Adapter):
 
     def __init__(self, nsp: Namespace, factory: RedisAdapterFactory) -> None:
         super().__init__(nsp)
+        #: the namespace itself, for the broadcast operators of the remote sockets it finds
+        self.namespace = nsp
         self.factory = factory
         self.uid = self._new_id()
         self._clock = nsp.server.clock
@@ -1274,7 +1275,7 @@ class RedisAdapter(Adapter):
         self._publish_response(request, dumps({"requestId": request.get("requestId"),
                                                "rooms": list(self.rooms)}))
 
-    def _legacy_socket(self, request: dict[str, Any]) -> Socket | None:
+    def _legacy_socket(self, request: dict[str, Any]) -> Recipient | None:
         sid = request.get("sid")
         return self.nsp.sockets.get(sid) if isinstance(sid, str) else None
 
@@ -1346,7 +1347,7 @@ class RedisAdapter(Adapter):
         if not isinstance(args, list) or not args or not isinstance(args[0], str):
             return
         if request_id is None:
-            self.nsp._on_server_side_emit(args, None)
+            self.nsp.on_server_side_emit(args, None)
             return
         answered = False
 
@@ -1357,7 +1358,7 @@ class RedisAdapter(Adapter):
             answered = True
             self._reply_answer(request, request_id, value)
 
-        self.nsp._on_server_side_emit(args, answer)
+        self.nsp.on_server_side_emit(args, answer)
 
     def _on_broadcast_request(self, request: dict[str, Any]) -> None:
         if request.get("requestId") in self._ack_requests:
@@ -1375,7 +1376,7 @@ class RedisAdapter(Adapter):
             return
         opts = _options_from_wire(body.get("opts"))
         try:
-            packet = Packet(PacketType.EVENT, self.nsp.name, data_list, self.nsp._next_ack_id())
+            packet = Packet(PacketType.EVENT, self.nsp.name, data_list, self.nsp.next_ack_id())
         except (TypeError, ValueError) as e:
             log.debug("ignoring a broadcast with a bad packet: {why}", why=e)
             return
@@ -1402,8 +1403,7 @@ class RedisAdapter(Adapter):
 
     def _forget_acks(self, ack_id: int, ack: Callable[[list[Any]], None]) -> None:
         for socket in self.nsp.sockets.values():
-            if socket._acks.get(ack_id) is ack:
-                del socket._acks[ack_id]
+            socket.forget_ack(ack_id, ack)
 
     _request_handlers: dict[int, Callable[[RedisAdapter, dict[str, Any]], None]] = {
         RequestType.SOCKETS: _on_sockets,
@@ -1472,7 +1472,7 @@ class RedisAdapter(Adapter):
         if isinstance(sockets, list):
             for details in sockets:
                 if isinstance(details, dict) and "id" in details:
-                    request.items.append(RemoteSocket(self.nsp, details))
+                    request.items.append(RemoteSocket(self.namespace, details))
         self._got_one(request_id, request)
 
     def _got_one(self, request_id: str, request: _Request) -> None:

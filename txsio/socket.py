@@ -1,8 +1,9 @@
 """``Socket``: one client's connection to one namespace — events, acknowledgements, rooms.
 
 Called by the connection (:class:`~txsio.server.Connection`): ``_on_packet``, ``_on_close``,
-``_connected``.  Called by the adapter: ``_write_encoded``, ``_acks``.  The rest is the public
-API, mirroring Node's ``Socket``.
+``_connected``.  Called by the adapter, as a :class:`~txsio.adapter.Recipient`:
+``write_encoded``, ``expect_ack``, ``forget_ack``.  The rest is the public API, mirroring
+Node's ``Socket``.
 
 Acknowledgements
 ----------------
@@ -272,7 +273,7 @@ class Socket(Selecting, CatchAllEmitter):
             return fail(ValueError(f'"{event}" is a reserved event name'))
         if not self.connected:
             return fail(DisconnectedError("not connected"))
-        ack_id = self.nsp._next_ack_id()
+        ack_id = self.nsp.next_ack_id()
         d: Deferred[Any] = Deferred(lambda _: self._forget_ack(ack_id))
 
         def on_ack(ack_args: list[Any]) -> None:
@@ -303,9 +304,19 @@ class Socket(Selecting, CatchAllEmitter):
         if self.connected:
             self.conn.write_packet(packet, volatile)
 
-    def _write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
+    def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
+        """Write a packet an adapter encoded once for many recipients (for adapters)."""
         if self.connected:
             self.conn.write_encoded(encoded, volatile)
+
+    def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
+        """Call ``callback`` with the client's ack of ``ack_id`` (for adapters)."""
+        self._acks[ack_id] = callback
+
+    def forget_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
+        """Stop expecting the ack of ``ack_id`` if ``callback`` still waits (for adapters)."""
+        if self._acks.get(ack_id) is callback:
+            del self._acks[ack_id]
 
     # -- rooms -----------------------------------------------------------------------------
 
