@@ -9,6 +9,7 @@ Node's ``socket.io`` 4.x is the reference for the behaviour checked here.
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 import re
 from typing import Any
@@ -666,6 +667,23 @@ class IncomingEventTests(ServerTestCase):
         self.socket.off_any()
         self.client_.emit("c")
         self.assertEqual(len(seen), 3)
+
+    def test_failing_async_catch_all_logged(self) -> None:
+        """A catch-all coroutine that fails is logged with the event name (no "Unhandled
+        error in Deferred"), and the event's own handler still answers the ack."""
+
+        async def broken(event: str, *args: Any) -> None:
+            raise LookupError("catch-all gone")
+
+        self.socket.on_any(broken)
+        self.socket.on("e", lambda: "handled")
+        with capturedLogs() as events:
+            self.client_.emit("e", ack_id=4)
+            gc.collect()  # an unhandled failing Deferred would be reported here
+        self.assertEqual(len(self.flushLoggedErrors(LookupError)), 1)
+        self.assertTrue(any("'e'" in t for t in texts(events, LogLevel.critical)),
+                        texts(events))
+        self.assertEqual(self.client_.raw(), ['34["handled"]'])
 
     def test_message_event(self) -> None:
         """The client's ``send`` is the ``message`` event."""

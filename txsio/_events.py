@@ -75,6 +75,13 @@ class EventEmitter:
         """
         return bool(self._handlers.get(event))
 
+    def handlers(self, event: str) -> tuple[Callable[..., Any], ...]:
+        """The handlers of ``event``, in registration order (a snapshot).
+
+        :param event: the event name.
+        """
+        return tuple(self._handlers.get(event, ()))
+
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event`` with ``args``, logging (not raising) their errors.
 

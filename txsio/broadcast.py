@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._handlers import ack_value
 from .adapter import BroadcastFlags, BroadcastOptions
 from .exceptions import AckTimeoutError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .adapter import Adapter
     from .namespace import Namespace
 
-__all__ = ["BroadcastOperator", "Broadcasting", "Selecting", "ack_args", "ack_value"]
+__all__ = ["BroadcastOperator", "Broadcasting", "Selecting"]
 
 log = Logger()
 
@@ -34,25 +35,6 @@ def _rooms(room: str | Iterable[str]) -> frozenset[str]:
     if isinstance(room, str):
         return frozenset((room,))
     return frozenset(room)
-
-
-def ack_value(args: list[Any]) -> Any:
-    """An acknowledgement's arguments as one value: ``None``, the single one, or a tuple."""
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
-
-
-def ack_args(result: Any) -> list[Any]:
-    """A handler's return value as acknowledgement arguments: none for ``None``, a tuple's
-    items, or the single value (the inverse of :func:`ack_value`)."""
-    if result is None:
-        return []
-    if isinstance(result, tuple):
-        return list(result)
-    return [result]
 
 
 class BroadcastOperator:

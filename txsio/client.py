@@ -66,7 +66,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._events import CatchAllEmitter, EventEmitter
-from .broadcast import ack_args, ack_value
+from ._handlers import ack_args, ack_value, call_handler
 from .engineio.client import (
     DEFAULT_MAX_PAYLOAD,
     EngineClient,
@@ -76,7 +76,6 @@ from .engineio.client import (
 )
 from .exceptions import AckTimeoutError, ConnectError, DisconnectedError
 from .protocol import RESERVED_EVENTS, Decoder, Packet, PacketType, SocketIOParseError, encode
-from .socket import call_handler
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from ._events import EventEmitter
+from ._handlers import EventMethods, Listeners, call_handler, run_middlewares
 from .adapter import Adapter, BroadcastOptions, PersistedSession
 from .broadcast import Broadcasting, BroadcastOperator
 from .exceptions import ConnectionRefusedError
 from .protocol import RESERVED_EVENTS
-from .socket import Socket, call_handler
+from .socket import Socket
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -38,10 +38,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 Middleware = Callable[[Socket], Any]
 
 
-class Namespace(Broadcasting, EventEmitter):
+class Namespace(Broadcasting, EventMethods):
     """One namespace of a :class:`~txsio.Server` (``io.of("/chat")``).
 
-    Events: ``"connection"`` (alias ``"connect"``) with the new :class:`~txsio.socket.Socket`.
+    Events: ``"connection"`` (alias ``"connect"``) with the new :class:`~txsio.socket.Socket`;
+    any other event: a server-side event from another node of the cluster (for the main
+    namespace, ``io.on(event)`` registers here too).
 
     :ivar name: the namespace name, like ``"/chat"``.
     :ivar sockets: the connected sockets by id.
@@ -49,7 +51,8 @@ class Namespace(Broadcasting, EventEmitter):
     """
 
     def __init__(self, server: Server, name: str) -> None:
-        super().__init__()
+        #: the user's handlers: connection, and other nodes' server-side events
+        self.listeners = Listeners(self)
         self.server = server
         self.name = name
         self.sockets: dict[str, Socket] = {}
@@ -76,7 +79,7 @@ class Namespace(Broadcasting, EventEmitter):
         """Register a handler: ``"connection"`` / ``"connect"`` get each new socket."""
         if event == "connect":
             event = "connection"
-        return super().on(event, handler) if handler is not None else super().on(event)
+        return super().on(event) if handler is None else super().on(event, handler)
 
     def use(self, middleware: Middleware) -> Middleware:
         """Run ``middleware(socket)`` for each connecting socket, before ``connection``.
@@ -129,29 +132,12 @@ class Namespace(Broadcasting, EventEmitter):
         if not isinstance(event, str) or event in RESERVED_EVENTS or event == "connection":
             log.warn("ignoring the server-side event {event!r} of another node", event=event)
             return
-        handlers = list(self._handlers.get(event, ()))
-        if self.name == "/":
-            handlers = [*self.server._server_events._handlers.get(event, ()), *handlers]
-        if not handlers:
+        if not self.listeners.has_listeners(event):
             if ack is not None:
                 ack(None)
             return
-        for index, handler in enumerate(handlers):
-            try:
-                result = call_handler(handler, *params)
-            except Exception:
-                log.failure("error in the server-side handler of {event!r} (namespace {nsp})",
-                            event=event, nsp=self.name)
-                continue
-            if index == 0 and ack is not None:
-                if isinstance(result, Deferred):
-                    result.addCallback(lambda value: ack(_first(value)))
-                else:
-                    ack(_first(result))
-            if isinstance(result, Deferred):
-                result.addErrback(lambda f: log.failure(
-                    "error in the server-side handler of {event!r} (namespace {nsp})", f,
-                    event=event, nsp=self.name))
+        self.listeners.dispatch(event, params,
+                                None if ack is None else lambda value: ack(_first(value)))
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -174,20 +160,17 @@ class Namespace(Broadcasting, EventEmitter):
         if not skip:
             parent = self._parent
             inherited = parent._middlewares if parent is not None else []
-            for middleware in [*inherited, *self._middlewares]:
-                try:
-                    result = call_handler(middleware, socket)
-                    if isinstance(result, Deferred):
-                        await result
-                except ConnectionRefusedError as e:
-                    self.adapter.delete_all(socket.id)  # rooms a middleware joined
-                    conn.connect_error(self.name, e.message, e.data)
-                    return None
-                except Exception as e:
-                    log.failure("middleware of namespace {nsp} failed", nsp=self.name)
-                    self.adapter.delete_all(socket.id)
-                    conn.connect_error(self.name, str(e) or type(e).__name__, None)
-                    return None
+            try:
+                await run_middlewares([*inherited, *self._middlewares], socket)
+            except ConnectionRefusedError as e:
+                self.adapter.delete_all(socket.id)  # rooms a middleware joined
+                conn.connect_error(self.name, e.message, e.data)
+                return None
+            except Exception as e:
+                log.failure("middleware of namespace {nsp} failed", nsp=self.name)
+                self.adapter.delete_all(socket.id)
+                conn.connect_error(self.name, str(e) or type(e).__name__, None)
+                return None
         if not conn.is_open:
             self.adapter.delete_all(socket.id)
             return None
@@ -198,10 +181,9 @@ class Namespace(Broadcasting, EventEmitter):
             socket.join(previous.rooms)
             for data in previous.missed_packets:
                 socket._write_packet(_event(self.name, data))
-        # Namespace.emit broadcasts: the local event goes through EventEmitter's.
         if self._parent is not None:
-            EventEmitter.emit(self._parent, "connection", socket)
-        EventEmitter.emit(self, "connection", socket)
+            self._parent.listeners.emit_local("connection", socket)
+        self.listeners.emit_local("connection", socket)
         return socket
 
     def _remove(self, socket: Socket) -> None:

@@ -29,7 +29,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._events import EventEmitter
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
 from .engineio.packet import Packet as EnginePacket
@@ -135,7 +134,6 @@ class Server(Broadcasting):
             clock=clock,
         )
         self.engine.on("connection", self._on_engine_connection)
-        self._server_events = EventEmitter()
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         #: the open connections by Engine.IO session id
@@ -187,10 +185,7 @@ class Server(Broadcasting):
     def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
         """``"connection"`` / ``"connect"``: the main namespace's new sockets; any other
         event: a server-side event from another node of the cluster."""
-        if event in ("connection", "connect"):
-            return self.sockets.on(event, handler) if handler else self.sockets.on(event)
-        return (self._server_events.on(event, handler) if handler
-                else self._server_events.on(event))
+        return self.sockets.on(event) if handler is None else self.sockets.on(event, handler)
 
     def use(self, middleware: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
         """A middleware of the main namespace (see :meth:`Namespace.use`)."""

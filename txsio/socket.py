@@ -9,7 +9,8 @@ Acknowledgements
 ----------------
 A handler's return value is the acknowledgement sent back when the client asked for one: a
 plain value, a Deferred or a coroutine (their result), a tuple for several arguments, ``None``
-for none.  One helper (:func:`call_handler`) normalises the three kinds of result.
+for none.  The dispatch, the ack table and the emit flags are the peer-socket core's
+(:mod:`txsio._handlers`), shared with the client's socket.
 ``emit_with_ack`` returns a Deferred; ``timeout(s)`` in front makes it fail with
 :class:`~txsio.AckTimeoutError` after ``s`` seconds.  Acknowledgements still pending when the
 socket disconnects fail with :class:`~txsio.DisconnectedError`, so no Deferred is left hanging.
@@ -17,32 +18,36 @@ socket disconnects fail with :class:`~txsio.DisconnectedError`, so no Deferred i
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from ._events import CatchAllEmitter, EventEmitter
+from ._handlers import (
+    NO_FLAGS,
+    EmitFlags,
+    FlaggedEmitter,
+    HandlerMethods,
+    Listeners,
+    PendingAcks,
+    ack_args,
+    event_name,
+    run_middlewares,
+)
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
-from .broadcast import BroadcastOperator, Selecting, ack_args, ack_value
-from .exceptions import AckTimeoutError, DisconnectedError
+from .broadcast import BroadcastOperator, Selecting
+from .exceptions import DisconnectedError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall
-
     from .namespace import Namespace
     from .server import Connection
 
-__all__ = ["Handshake", "Socket", "call_handler", "fit_arguments"]
+__all__ = ["Handshake", "Socket"]
 
 log = Logger()
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Disconnection reasons after which connection state recovery keeps the socket's state.
 RECOVERABLE_REASONS = frozenset({
@@ -77,97 +82,7 @@ class Handshake:
     auth: dict[str, Any] = field(default_factory=dict)
 
 
-def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
-    """Call a user handler; its result, or a Deferred of it for Deferreds and coroutines.
-
-    As a JavaScript listener would, a handler gets ``None`` for arguments the peer did not
-    send, and extra arguments are dropped when it takes no ``*args`` (see
-    :func:`fit_arguments`).  Exceptions propagate to the caller, which logs them.
-    """
-    try:
-        result = handler(*args)
-    except TypeError:
-        fitted = fit_arguments(handler, args)
-        if fitted is None:
-            raise
-        result = handler(*fitted)
-    if inspect.iscoroutine(result):
-        return Deferred.fromCoroutine(result)
-    return result
-
-
-def fit_arguments(handler: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """``args`` fitted to ``handler``'s positional parameters, or ``None`` if they fit already.
-
-    Only called after a ``TypeError``: when ``args`` do not bind to the signature, the handler's
-    body never ran, so calling it again with missing arguments as ``None`` (JavaScript's
-    ``undefined``) and surplus ones dropped is safe.
-    """
-    try:
-        signature = inspect.signature(handler)
-    except (TypeError, ValueError):
-        return None
-    try:
-        signature.bind(*args)
-        return None  # the TypeError came from inside the handler
-    except TypeError:
-        pass
-    params = list(signature.parameters.values())
-    if any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
-           for p in params):
-        return None
-    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
-    fitted = args if variadic else args[:len(positional)]
-    required = sum(1 for p in positional if p.default is inspect.Parameter.empty)
-    if len(fitted) < required:
-        fitted = fitted + (None,) * (required - len(fitted))
-    try:
-        signature.bind(*fitted)
-    except TypeError:
-        return None
-    return fitted
-
-
-def _log_handler_error(failure: Failure, event: str, nsp: str, sid: str) -> None:
-    log.failure("error in the handler of event {event!r} (namespace {nsp}, socket {sid})",
-                failure, event=event, nsp=nsp, sid=sid)
-
-
-class _Emitter:
-    """``socket.timeout(s)`` / ``socket.volatile``: the socket's emits with flags set."""
-
-    __slots__ = ("_socket", "_timeout", "_volatile")
-
-    def __init__(self, socket: Socket, timeout: float | None, volatile: bool) -> None:
-        self._socket = socket
-        self._timeout = timeout
-        self._volatile = volatile
-
-    def timeout(self, seconds: float) -> _Emitter:
-        """Fail :meth:`emit_with_ack` with :class:`~txsio.AckTimeoutError` after ``seconds``."""
-        return _Emitter(self._socket, float(seconds), self._volatile)
-
-    @property
-    def volatile(self) -> _Emitter:
-        """Drop the packet if the client is not ready to receive it now."""
-        return _Emitter(self._socket, self._timeout, True)
-
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit ``event`` with ``args`` to this socket's client."""
-        self._socket._emit(event, args, volatile=self._volatile)
-
-    def send(self, *args: Any) -> None:
-        """Emit the ``message`` event."""
-        self.emit("message", *args)
-
-    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
-        """Emit ``event`` and return a Deferred of the client's acknowledgement."""
-        return self._socket._emit_with_ack(event, args, self._timeout, self._volatile)
-
-
-class Socket(Selecting, CatchAllEmitter):
+class Socket(Selecting, HandlerMethods):
     """A client connected to a namespace.
 
     :ivar id: the socket id (not the Engine.IO session id).
@@ -186,7 +101,8 @@ class Socket(Selecting, CatchAllEmitter):
 
     def __init__(self, nsp: Namespace, conn: Connection, auth: dict[str, Any],
                  previous: PersistedSession | None = None) -> None:
-        super().__init__()
+        #: the user's handlers of this socket's events
+        self.listeners = Listeners(self)
         self.nsp = nsp
         self.server = nsp.server
         self.conn = conn
@@ -203,9 +119,8 @@ class Socket(Selecting, CatchAllEmitter):
         self.handshake = conn.handshake(auth)
         self.connected = False
         self._middlewares: list[Callable[[list[Any]], Any]] = []
-        self._acks: dict[int, Callable[[list[Any]], None]] = {}
-        self._ack_timers: dict[int, IDelayedCall] = {}
-        self._ack_deferreds: dict[int, Deferred[Any]] = {}
+        #: the acks this socket waits for: its own emits' and broadcasts' (adapters)
+        self._acks = PendingAcks(self.server.clock)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self.nsp.name}>"
@@ -220,10 +135,6 @@ class Socket(Selecting, CatchAllEmitter):
         """
         self._middlewares.append(middleware)
 
-    def _emit_local(self, event: str, *args: Any) -> None:
-        # Socket.emit sends to the client: local events go through EventEmitter's.
-        EventEmitter.emit(self, event, *args)
-
     # -- emitting --------------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
@@ -233,11 +144,11 @@ class Socket(Selecting, CatchAllEmitter):
         :param args: JSON-able values; ``bytes`` anywhere travel as binary attachments.
         :raises ValueError: for a reserved event name.
         """
-        self._emit(event, args, volatile=False)
+        self._emit(event, args, NO_FLAGS)
 
     def send(self, *args: Any) -> None:
         """Emit the ``message`` event."""
-        self._emit("message", args, volatile=False)
+        self._emit("message", args, NO_FLAGS)
 
     def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
         """Emit ``event`` and return a Deferred of the client's acknowledgement.
@@ -245,60 +156,39 @@ class Socket(Selecting, CatchAllEmitter):
         The Deferred fires with the single argument the client acknowledged with, a tuple for
         several, ``None`` for none.  Use :meth:`timeout` in front to bound the wait.
         """
-        return self._emit_with_ack(event, args, None, False)
+        return self._emit_with_ack(event, args, NO_FLAGS)
 
-    def timeout(self, seconds: float) -> _Emitter:
+    def timeout(self, seconds: float) -> FlaggedEmitter:
         """``socket.timeout(5).emit_with_ack(...)`` fails with
         :class:`~txsio.AckTimeoutError` after 5 seconds."""
-        return _Emitter(self, float(seconds), False)
+        return FlaggedEmitter(self._emit, self._emit_with_ack, EmitFlags(timeout=float(seconds)))
 
     @property
-    def volatile(self) -> _Emitter:
+    def volatile(self) -> FlaggedEmitter:
         """``socket.volatile.emit(...)``: dropped if the client is not ready to receive it."""
-        return _Emitter(self, None, True)
+        return FlaggedEmitter(self._emit, self._emit_with_ack, EmitFlags(volatile=True))
 
-    def _emit(self, event: str, args: tuple[Any, ...], *, volatile: bool) -> None:
+    def _emit(self, event: str, args: tuple[Any, ...], flags: EmitFlags) -> None:
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args])
-        if self.server.connection_state_recovery and not volatile:
+        if self.server.connection_state_recovery and not flags.volatile:
             # Through the adapter, so that the packet is logged with an offset.
             self.adapter.broadcast(packet, BroadcastOptions(frozenset((self.id,))))
             return
-        self._write_packet(packet, volatile)
+        self._write_packet(packet, flags.volatile)
 
-    def _emit_with_ack(self, event: str, args: tuple[Any, ...], timeout: float | None,
-                       volatile: bool) -> Deferred[Any]:
+    def _emit_with_ack(self, event: str, args: tuple[Any, ...],
+                       flags: EmitFlags) -> Deferred[Any]:
         if event in RESERVED_EVENTS:
             return fail(ValueError(f'"{event}" is a reserved event name'))
         if not self.connected:
             return fail(DisconnectedError("not connected"))
         ack_id = self.nsp.next_ack_id()
-        d: Deferred[Any] = Deferred(lambda _: self._forget_ack(ack_id))
-
-        def on_ack(ack_args: list[Any]) -> None:
-            self._forget_ack(ack_id)
-            d.callback(ack_value(ack_args))
-
-        self._acks[ack_id] = on_ack
-        self._ack_deferreds[ack_id] = d
-        if timeout is not None:
-            def on_timeout() -> None:
-                self._ack_timers.pop(ack_id, None)
-                self._forget_ack(ack_id)
-                d.errback(AckTimeoutError())
-
-            self._ack_timers[ack_id] = self.server.clock.callLater(timeout, on_timeout)
+        d = self._acks.deferred(ack_id, flags.timeout)
         self._write_packet(Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id),
-                           volatile)
+                           flags.volatile)
         return d
-
-    def _forget_ack(self, ack_id: int) -> None:
-        self._acks.pop(ack_id, None)
-        self._ack_deferreds.pop(ack_id, None)
-        timer = self._ack_timers.pop(ack_id, None)
-        if timer is not None and timer.active():
-            timer.cancel()
 
     def _write_packet(self, packet: Packet, volatile: bool = False) -> None:
         if self.connected:
@@ -311,12 +201,11 @@ class Socket(Selecting, CatchAllEmitter):
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         """Call ``callback`` with the client's ack of ``ack_id`` (for adapters)."""
-        self._acks[ack_id] = callback
+        self._acks.expect(ack_id, callback)
 
     def forget_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         """Stop expecting the ack of ``ack_id`` if ``callback`` still waits (for adapters)."""
-        if self._acks.get(ack_id) is callback:
-            del self._acks[ack_id]
+        self._acks.forget(ack_id, callback)
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -375,79 +264,42 @@ class Socket(Selecting, CatchAllEmitter):
         if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
             self._on_event(packet.data, packet.id)
         elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
-            callback = self._acks.pop(packet.id, None) if packet.id is not None else None
-            if callback is None:
+            if packet.id is None or not self._acks.resolve(packet.id, packet.data):
                 log.debug("socket {sid}: ack for unknown id {id}", sid=self.id, id=packet.id)
-                return
-            callback(packet.data)
         elif ptype is PacketType.DISCONNECT:
             self._on_close("client namespace disconnect")
         else:
             log.warn("socket {sid}: unexpected {ptype} packet", sid=self.id, ptype=ptype.name)
 
     def _on_event(self, args: list[Any], ack_id: int | None) -> None:
-        event = args[0]
-        if not isinstance(event, str):
-            # Node's parser accepts a number as the event name; its listeners are keyed by
-            # the name's text.
-            event = (str(int(event)) if isinstance(event, float) and event.is_integer()
-                     else str(event))
-        elif event in RESERVED_EVENTS:
+        raw = args[0]
+        if isinstance(raw, str) and raw in RESERVED_EVENTS:
             # A client may not trigger lifecycle handlers (Node's parser refuses these).
             log.warn("socket {sid}: the client emitted the reserved event {event!r}",
-                     sid=self.id, event=event)
+                     sid=self.id, event=raw)
             return
-        params = args[1:]
+        event, params = event_name(raw), args[1:]
         if self._middlewares:
-            d = self._run_middlewares(args)
+            d = Deferred.fromCoroutine(self._run_middlewares(args))
             d.addCallback(lambda ok: self._dispatch(event, params, ack_id) if ok else None)
-            d.addErrback(_log_handler_error, event, self.nsp.name, self.id)
+            d.addErrback(lambda f: log.failure(
+                "error in the handler of event {event!r} of {socket}", f,
+                event=event, socket=self))
             return
         self._dispatch(event, params, ack_id)
 
-    def _run_middlewares(self, args: list[Any]) -> Deferred[bool]:
-        async def run() -> bool:
-            for middleware in self._middlewares:
-                try:
-                    result = call_handler(middleware, args)
-                    if isinstance(result, Deferred):
-                        await result
-                except Exception as e:
-                    self._emit_local("error", e)
-                    return False
-            return self.connected
-
-        return Deferred.fromCoroutine(run())
+    async def _run_middlewares(self, args: list[Any]) -> bool:
+        # Whether the event goes on to its handlers.
+        try:
+            await run_middlewares(self._middlewares, args)
+        except Exception as e:
+            self.listeners.emit_local("error", e)
+            return False
+        return self.connected
 
     def _dispatch(self, event: str, params: list[Any], ack_id: int | None) -> None:
-        for handler in tuple(self._any):
-            try:
-                call_handler(handler, event, *params)
-            except Exception:
-                log.failure("error in the catch-all handler of socket {sid}", sid=self.id)
-        handlers = self._handlers.get(event)
-        if not handlers:
-            return
-        first = True
-        for handler in tuple(handlers):
-            try:
-                result = call_handler(handler, *params)
-            except Exception:
-                log.failure("error in the handler of event {event!r} (namespace {nsp}, "
-                            "socket {sid})", event=event, nsp=self.nsp.name, sid=self.id)
-                first = False
-                continue
-            if isinstance(result, Deferred):
-                if first and ack_id is not None:
-                    result.addCallback(self._send_ack, ack_id)
-                result.addErrback(_log_handler_error, event, self.nsp.name, self.id)
-            elif first and ack_id is not None:
-                try:
-                    self._send_ack(result, ack_id)
-                except Exception:  # e.g. a value JSON cannot carry
-                    log.failure("cannot send the ack of event {event!r} (namespace {nsp}, "
-                                "socket {sid})", event=event, nsp=self.nsp.name, sid=self.id)
-            first = False
+        self.listeners.dispatch(
+            event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
         self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
@@ -455,7 +307,7 @@ class Socket(Selecting, CatchAllEmitter):
     def _on_close(self, reason: str) -> None:
         if not self.connected:
             return
-        self._emit_local("disconnecting", reason)
+        self.listeners.emit_local("disconnecting", reason)
         if self.pid is not None and reason in RECOVERABLE_REASONS:
             self.adapter.persist_session(PersistedSession(
                 sid=self.id, pid=self.pid, rooms=sorted(self.rooms), data=self.data))
@@ -463,14 +315,6 @@ class Socket(Selecting, CatchAllEmitter):
         self.nsp._remove(self)
         self.conn._remove(self)
         self.connected = False
-        self._acks = {}
-        for timer in self._ack_timers.values():
-            if timer.active():
-                timer.cancel()
-        self._ack_timers.clear()
-        pending, self._ack_deferreds = self._ack_deferreds, {}
-        for d in pending.values():
-            if not d.called:
-                d.errback(DisconnectedError(reason))
-        self._emit_local("disconnect", reason)
+        self._acks.fail_all(DisconnectedError(reason))
+        self.listeners.emit_local("disconnect", reason)
 

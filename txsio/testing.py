@@ -29,23 +29,21 @@ Works the same from trial and pytest-twisted tests.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from .broadcast import ack_args, ack_value
+from ._handlers import Listeners, PendingAcks, ack_args, event_name
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import HandshakeRequest
 from .engineio.session import SessionState
-from .exceptions import AckTimeoutError, ConnectionRefusedError, DisconnectedError
+from .exceptions import ConnectionRefusedError, DisconnectedError
 from .protocol import Decoder, Packet, PacketType, encode
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall
 
     from .engineio.session import EngineSession
     from .server import Server
@@ -103,15 +101,14 @@ class TestSocket:
         self.connected = False
         self.received: list[tuple[str, tuple[Any, ...]]] = []
         self.disconnect_reason: str | None = None
-        self._handlers: dict[str, Callable[..., Any]] = {}
-        self._acks: dict[int, Deferred[Any]] = {}
-        self._timers: dict[int, IDelayedCall] = {}
+        self._listeners = Listeners(self)
+        self._acks = PendingAcks(client.io.clock)
         self._connecting: Deferred[TestSocket] | None = None
 
     def on(self, event: str, handler: Callable[..., Any]) -> None:
         """Answer the server's ``event`` with ``handler``; its return value is the ack
         (a tuple for several arguments, ``None`` for none; Deferreds and coroutines too)."""
-        self._handlers[event] = handler
+        self._listeners.on(event, handler)
 
     def events(self, name: str) -> list[tuple[Any, ...]]:
         """The arguments of each ``name`` event received, in order."""
@@ -133,16 +130,7 @@ class TestSocket:
         if not self.connected:
             return fail(DisconnectedError("not connected"))
         ack_id = self.client._next_id()
-        d: Deferred[Any] = Deferred()
-        self._acks[ack_id] = d
-        if timeout is not None:
-            def expire() -> None:
-                self._timers.pop(ack_id, None)
-                pending = self._acks.pop(ack_id, None)
-                if pending is not None:
-                    pending.errback(AckTimeoutError())
-
-            self._timers[ack_id] = self.client.io.clock.callLater(timeout, expire)
+        d = self._acks.deferred(ack_id, timeout)
         self.client._send(Packet(PacketType.EVENT, self.nsp, [event, *args], ack_id))
         return d
 
@@ -170,37 +158,21 @@ class TestSocket:
                 d, self._connecting = self._connecting, None
                 d.errback(ConnectionRefusedError(message, extra))
         elif ptype in (PacketType.EVENT, PacketType.BINARY_EVENT):
-            event, args = packet.data[0], tuple(packet.data[1:])
-            self.received.append((event, args))
-            self._answer(event, args, packet.id)
+            event, args = event_name(packet.data[0]), packet.data[1:]
+            self.received.append((event, tuple(args)))
+            self._listeners.dispatch(event, args, self._replier(packet.id))
         elif ptype in (PacketType.ACK, PacketType.BINARY_ACK):
             assert packet.id is not None
-            timer = self._timers.pop(packet.id, None)
-            if timer is not None and timer.active():
-                timer.cancel()
-            d_ack = self._acks.pop(packet.id, None)
-            if d_ack is not None:
-                d_ack.callback(ack_value(packet.data))
+            self._acks.resolve(packet.id, packet.data)
         elif ptype is PacketType.DISCONNECT:
             self._closed("io server disconnect")
 
-    def _answer(self, event: str, args: tuple[Any, ...], ack_id: int | None) -> None:
-        handler = self._handlers.get(event)
-        if handler is None:
-            return
-        result = handler(*args)
-        if inspect.iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
+    def _replier(self, ack_id: int | None) -> Callable[[Any], None] | None:
+        # What sends a handler's result as the ack of ack_id (None: no ack was asked for).
         if ack_id is None:
-            return
-        d = result if isinstance(result, Deferred) else succeed(result)
-
-        def reply(value: Any) -> None:
-            self.client._send(Packet(PacketType.ACK, self.nsp, ack_args(value), ack_id))
-
-        d.addCallback(reply)
-        d.addErrback(lambda f: log.failure("test handler for {event!r} failed", f,
-                                           event=event))
+            return None
+        return lambda value: self.client._send(
+            Packet(PacketType.ACK, self.nsp, ack_args(value), ack_id))
 
     def _closed(self, reason: str) -> None:
         if not self.connected and self._connecting is None:
@@ -210,13 +182,7 @@ class TestSocket:
         if self._connecting is not None:
             d, self._connecting = self._connecting, None
             d.errback(DisconnectedError(reason))
-        acks, self._acks = self._acks, {}
-        for timer in self._timers.values():
-            if timer.active():
-                timer.cancel()
-        self._timers.clear()
-        for d_ack in acks.values():
-            d_ack.errback(DisconnectedError(reason))
+        self._acks.fail_all(DisconnectedError(reason))
 
 
 class TestClient:

@@ -1,0 +1,469 @@
+"""The peer-socket core: what both ends' sockets share about events and acknowledgements.
+
+The server's :class:`~txsio.socket.Socket`, the client's :class:`~txsio.client.ClientSocket`
+and the test socket of :mod:`txsio.testing` all receive events from a peer, call the user's
+handlers, answer acknowledgements and wait for their own.  This module is that logic, once:
+
+- :func:`call_handler` calls a user handler the way JavaScript calls a listener (missing
+  arguments as ``None``, surplus ones dropped) and turns a coroutine into a Deferred;
+- :func:`ack_args` / :func:`ack_value` convert between a handler's return value and an
+  acknowledgement's arguments;
+- :func:`event_name` is the name a peer's event is dispatched under (Node keys listeners by the
+  name's text, so the event ``1`` reaches ``on("1")`` on both ends);
+- :class:`Listeners` holds one socket's user handlers (per event and catch-all) and dispatches
+  an incoming event to them, sending the first handler's result as the ack;
+- :class:`PendingAcks` is the table of acknowledgements a socket waits for, with their timers;
+- :class:`EmitFlags` and :class:`FlaggedEmitter` are ``socket.timeout(s)`` / ``socket.volatile``;
+- :func:`run_middlewares` runs a list of middlewares in order, awaiting those that return a
+  Deferred or a coroutine.
+
+A socket *holds* a :class:`Listeners` (its handlers) and a :class:`PendingAcks`; it *is* neither,
+so ``emit`` on a socket always means "send to the peer".  Errors in user code are logged with
+:mod:`twisted.logger` and never reach the transport that delivered the event.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._events import EventEmitter
+from .exceptions import AckTimeoutError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+__all__ = [
+    "EmitFlags",
+    "EventMethods",
+    "FlaggedEmitter",
+    "HandlerMethods",
+    "Listeners",
+    "PendingAcks",
+    "ack_args",
+    "ack_value",
+    "call_handler",
+    "event_name",
+    "fit_arguments",
+    "run_middlewares",
+]
+
+log = Logger()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# -- calling user code --------------------------------------------------------------------------
+
+
+def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
+    """Call a user handler; its result, or a Deferred of it for Deferreds and coroutines.
+
+    As a JavaScript listener would, a handler gets ``None`` for arguments the peer did not
+    send, and extra arguments are dropped when it takes no ``*args`` (see
+    :func:`fit_arguments`).  Exceptions propagate to the caller, which logs them.
+    """
+    try:
+        result = handler(*args)
+    except TypeError:
+        fitted = fit_arguments(handler, args)
+        if fitted is None:
+            raise
+        result = handler(*fitted)
+    if inspect.iscoroutine(result):
+        return Deferred.fromCoroutine(result)
+    return result
+
+
+def fit_arguments(handler: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``args`` fitted to ``handler``'s positional parameters, or ``None`` if they fit already.
+
+    Only called after a ``TypeError``: when ``args`` do not bind to the signature, the handler's
+    body never ran, so calling it again with missing arguments as ``None`` (JavaScript's
+    ``undefined``) and surplus ones dropped is safe.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args)
+        return None  # the TypeError came from inside the handler
+    except TypeError:
+        pass
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+           for p in params):
+        return None
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    fitted = args if variadic else args[:len(positional)]
+    required = sum(1 for p in positional if p.default is inspect.Parameter.empty)
+    if len(fitted) < required:
+        fitted = fitted + (None,) * (required - len(fitted))
+    try:
+        signature.bind(*fitted)
+    except TypeError:
+        return None
+    return fitted
+
+
+async def run_middlewares(middlewares: Iterable[Callable[..., Any]], *args: Any) -> None:
+    """Run each middleware with ``args`` in order, awaiting a Deferred or coroutine result.
+
+    The first one that raises (or fails) stops the chain: its exception propagates.
+    """
+    for middleware in middlewares:
+        result = call_handler(middleware, *args)
+        if isinstance(result, Deferred):
+            await result
+
+
+# -- acknowledgement values ---------------------------------------------------------------------
+
+
+def ack_value(args: list[Any]) -> Any:
+    """An acknowledgement's arguments as one value: ``None``, the single one, or a tuple."""
+    if not args:
+        return None
+    if len(args) == 1:
+        return args[0]
+    return tuple(args)
+
+
+def ack_args(result: Any) -> list[Any]:
+    """A handler's return value as acknowledgement arguments: none for ``None``, a tuple's
+    items, or the single value (the inverse of :func:`ack_value`)."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
+
+
+def event_name(raw: Any) -> str:
+    """The name a peer's event is dispatched under.
+
+    Node's parser accepts a number as an event name, and its listeners are keyed by the
+    name's text: ``1`` (or ``1.0``) is the event ``"1"``.
+    """
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw)
+
+
+# -- handlers -----------------------------------------------------------------------------------
+
+
+class Listeners:
+    """One socket's user handlers: per event (an :class:`EventEmitter`) and catch-all.
+
+    The socket calls :meth:`dispatch` with each event its peer sent and :meth:`emit_local`
+    for its own lifecycle events (``"connect"``, ``"disconnect"``, ``"error"``…).
+
+    :param owner: what the log lines name (the socket, through its ``repr``).
+    """
+
+    __slots__ = ("_any", "_events", "_owner")
+
+    def __init__(self, owner: object) -> None:
+        self._owner = owner
+        self._events = EventEmitter()
+        self._any: list[Callable[..., Any]] = []
+
+    def on(self, event: str, handler: Callable[..., Any]) -> None:
+        """Register ``handler`` for ``event``."""
+        self._events.on(event, handler)
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` (every handler of ``event`` when omitted)."""
+        self._events.off(event, handler)
+
+    def has_listeners(self, event: str) -> bool:
+        """Whether ``event`` has a handler."""
+        return self._events.has_listeners(event)
+
+    def on_any(self, handler: Callable[..., Any]) -> None:
+        """Register a catch-all ``handler(event, *args)``."""
+        self._any.append(handler)
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove a catch-all handler (all of them when omitted)."""
+        if handler is None:
+            self._any.clear()
+        elif handler in self._any:
+            self._any.remove(handler)
+
+    def emit_local(self, event: str, *args: Any) -> None:
+        """Call the handlers of one of the socket's own events (errors logged)."""
+        self._events.emit(event, *args)
+
+    def dispatch(self, event: str, params: list[Any],
+                 ack: Callable[[Any], None] | None = None) -> None:
+        """Call the catch-alls, then the handlers of ``event``, with the peer's ``params``.
+
+        :param ack: when the peer asked for an acknowledgement, what sends it: it gets the
+            first handler's result (a Deferred's or coroutine's result when it fires).
+            Nothing is sent when no handler exists or the first one raised.
+        """
+        for handler in tuple(self._any):
+            self._call(handler, event, (event, *params), None)
+        for handler in self._events.handlers(event):
+            self._call(handler, event, params, ack)
+            ack = None  # only the first handler answers
+
+    def _call(self, handler: Callable[..., Any], event: str, args: Iterable[Any],
+              ack: Callable[[Any], None] | None) -> None:
+        try:
+            result = call_handler(handler, *args)
+        except Exception:
+            log.failure("error in a handler of event {event!r} of {owner}",
+                        event=event, owner=self._owner)
+            return
+        if isinstance(result, Deferred):
+            if ack is not None:
+                result.addCallback(ack)
+            result.addErrback(self._failed, event)
+        elif ack is not None:
+            try:
+                ack(result)
+            except Exception:  # e.g. a value JSON cannot carry
+                log.failure("cannot send the ack of event {event!r} of {owner}",
+                            event=event, owner=self._owner)
+
+    def _failed(self, failure: Failure, event: str) -> None:
+        log.failure("error in a handler of event {event!r} of {owner}", failure,
+                    event=event, owner=self._owner)
+
+
+class EventMethods:
+    """``on`` / ``off`` / ``has_listeners`` of a socket or namespace, on its
+    :class:`Listeners`.
+
+    A class mixes this in and sets ``self.listeners`` in its constructor.
+    """
+
+    __slots__ = ()
+
+    listeners: Listeners
+
+    @overload
+    def on(self, event: str) -> Callable[[_F], _F]: ...
+
+    @overload
+    def on(self, event: str, handler: _F) -> _F: ...
+
+    def on(self, event: str, handler: _F | None = None) -> _F | Callable[[_F], _F]:
+        """Register ``handler`` for ``event``; without ``handler``, return a decorator.
+
+        :param event: the event name.
+        :param handler: the callable to run when the event arrives.
+        :returns: ``handler`` itself (or a decorator that registers and returns it).
+        """
+        if handler is None:
+            def decorator(f: _F) -> _F:
+                self.listeners.on(event, f)
+                return f
+
+            return decorator
+        self.listeners.on(event, handler)
+        return handler
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` from ``event``, or every handler of ``event`` when omitted."""
+        self.listeners.off(event, handler)
+
+    def has_listeners(self, event: str) -> bool:
+        """Whether ``event`` has at least one handler."""
+        return self.listeners.has_listeners(event)
+
+
+class HandlerMethods(EventMethods):
+    """:class:`EventMethods` and the catch-alls ``on_any`` / ``off_any`` of a socket."""
+
+    __slots__ = ()
+
+    def on_any(self, handler: _F) -> _F:
+        """Register ``handler(event, *args)`` for every incoming event.
+
+        :returns: ``handler`` (so it works as a decorator).
+        """
+        self.listeners.on_any(handler)
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler``, or every catch-all handler when omitted."""
+        self.listeners.off_any(handler)
+
+
+# -- acknowledgements a socket waits for --------------------------------------------------------
+
+
+class _Pending:
+    __slots__ = ("on_ack", "on_error", "timer")
+
+    def __init__(self, on_ack: Callable[[list[Any]], None],
+                 on_error: Callable[[Exception], object] | None) -> None:
+        self.on_ack = on_ack
+        self.on_error = on_error
+        self.timer: IDelayedCall | None = None
+
+    def stop_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+
+class PendingAcks:
+    """The acknowledgements one socket waits for, by ack id, each with an optional timeout.
+
+    Each entry is removed exactly once: by its ack (:meth:`resolve`), its timeout (its
+    ``on_error`` gets :class:`~txsio.AckTimeoutError`), :meth:`forget`, or :meth:`fail_all`
+    when the socket disconnects.  Nothing is left behind, timers included.
+
+    :param clock: the clock of the timeouts.
+    """
+
+    __slots__ = ("_clock", "_pending")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._pending: dict[int, _Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, ack_id: object) -> bool:
+        return ack_id in self._pending
+
+    def expect(self, ack_id: int, on_ack: Callable[[list[Any]], None], *,
+               timeout: float | None = None,
+               on_error: Callable[[Exception], object] | None = None) -> None:
+        """Call ``on_ack`` with the ack's arguments when ``ack_id`` is answered.
+
+        :param timeout: seconds after which the wait ends with ``on_error``.
+        :param on_error: gets :class:`~txsio.AckTimeoutError` or the error of
+            :meth:`fail_all`; without it, the entry just goes.
+        """
+        pending = _Pending(on_ack, on_error)
+        previous = self._pending.get(ack_id)
+        if previous is not None:
+            previous.stop_timer()
+        self._pending[ack_id] = pending
+        if timeout is not None:
+            pending.timer = self._clock.callLater(timeout, self._timed_out, ack_id, pending)
+
+    def deferred(self, ack_id: int, timeout: float | None = None) -> Deferred[Any]:
+        """A Deferred of the ack of ``ack_id`` (:func:`ack_value` of its arguments).
+
+        It fails with :class:`~txsio.AckTimeoutError` after ``timeout`` seconds, or with the
+        error of :meth:`fail_all`; cancelling it forgets the ack.
+        """
+        d: Deferred[Any] = Deferred(lambda _: self.forget(ack_id))
+        self.expect(ack_id, lambda args: d.callback(ack_value(args)), timeout=timeout,
+                    on_error=d.errback)
+        return d
+
+    def resolve(self, ack_id: int, args: list[Any]) -> bool:
+        """The peer answered ``ack_id`` with ``args``: call its ``on_ack``.
+
+        :returns: whether ``ack_id`` was waited for.
+        """
+        pending = self._pending.pop(ack_id, None)
+        if pending is None:
+            return False
+        pending.stop_timer()
+        pending.on_ack(args)
+        return True
+
+    def forget(self, ack_id: int, on_ack: Callable[[list[Any]], None] | None = None) -> None:
+        """Stop waiting for ``ack_id`` (only if ``on_ack`` is still its callback, when given)."""
+        pending = self._pending.get(ack_id)
+        if pending is None or (on_ack is not None and pending.on_ack is not on_ack):
+            return
+        del self._pending[ack_id]
+        pending.stop_timer()
+
+    def fail_all(self, error: Exception, keep: Container[int] = ()) -> None:
+        """End every wait but those in ``keep`` with ``error`` (the socket disconnected)."""
+        failed = [ack_id for ack_id in self._pending if ack_id not in keep]
+        for ack_id in failed:
+            pending = self._pending.pop(ack_id)
+            pending.stop_timer()
+            if pending.on_error is not None:
+                pending.on_error(error)
+
+    def _timed_out(self, ack_id: int, pending: _Pending) -> None:
+        pending.timer = None
+        if self._pending.get(ack_id) is pending:
+            del self._pending[ack_id]
+            if pending.on_error is not None:
+                pending.on_error(AckTimeoutError())
+
+
+# -- socket.timeout(s) / socket.volatile ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmitFlags:
+    """The flags of one emit: ``timeout`` (seconds to wait for the ack) and ``volatile``
+    (dropped unless it can be written now)."""
+
+    timeout: float | None = None
+    volatile: bool = False
+
+
+NO_FLAGS = EmitFlags()
+
+#: What a :class:`FlaggedEmitter` sends an event with (and an event expecting an ack).
+EmitWithFlags = Callable[[str, tuple[Any, ...], EmitFlags], None]
+EmitWithAckAndFlags = Callable[[str, tuple[Any, ...], EmitFlags], "Deferred[Any]"]
+
+
+class FlaggedEmitter:
+    """``socket.timeout(s)`` / ``socket.volatile``: the socket's emits with flags set.
+
+    :param emit: the socket's emit with flags.
+    :param emit_with_ack: the socket's emit with an ack, with flags.
+    :param flags: the flags set so far.
+    """
+
+    __slots__ = ("_emit", "_emit_with_ack", "_flags")
+
+    def __init__(self, emit: EmitWithFlags, emit_with_ack: EmitWithAckAndFlags,
+                 flags: EmitFlags) -> None:
+        self._emit = emit
+        self._emit_with_ack = emit_with_ack
+        self._flags = flags
+
+    def timeout(self, seconds: float) -> FlaggedEmitter:
+        """Fail :meth:`emit_with_ack` with :class:`~txsio.AckTimeoutError` after ``seconds``."""
+        return FlaggedEmitter(self._emit, self._emit_with_ack,
+                              replace(self._flags, timeout=float(seconds)))
+
+    @property
+    def volatile(self) -> FlaggedEmitter:
+        """Drop the packet unless the peer can be written to now."""
+        return FlaggedEmitter(self._emit, self._emit_with_ack,
+                              replace(self._flags, volatile=True))
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit ``event`` with ``args``."""
+        self._emit(event, args, self._flags)
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event."""
+        self._emit("message", args, self._flags)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
+        """Emit ``event`` and return a Deferred of the peer's acknowledgement."""
+        return self._emit_with_ack(event, args, self._flags)
