@@ -1093,6 +1093,21 @@ class RoomTests(ServerTestCase):
         self.b.ack(ack_id, "late")
         self.assertFalse(self.b.closed)
 
+    def test_broadcast_acks_forgotten(self) -> None:
+        """Every broadcast ack a socket was registered for goes when the broadcast times out
+        or completes: sockets that never answer keep nothing, and no timer is left."""
+        waits = [self.io.timeout(1).emit_with_ack("q") for _ in range(50)]
+        for socket in (self.sa, self.sb, self.sc):
+            self.assertEqual(len(socket._acks), 50)
+        self.clock.advance(1)
+        for d in waits:
+            self.failureResultOf(d, AckTimeoutError)
+        for socket in (self.sa, self.sb, self.sc):
+            self.assertEqual(len(socket._acks), 0)
+        # Only the sessions' heartbeat timers are left.
+        self.assertEqual([c for c in self.clock.getDelayedCalls()
+                          if c.getTime() <= self.clock.seconds()], [])
+
     def test_broadcast_with_ack_no_recipient(self) -> None:
         """With no recipient the Deferred fires at once with an empty list."""
         d = self.io.to("empty").timeout(5).emit_with_ack("q")

@@ -26,7 +26,7 @@ from .engineio.packet import PacketType as EnginePacketType
 from .protocol import Packet, PacketType, encode
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
     from .socket import Handshake
 
@@ -306,6 +306,9 @@ class Adapter:
     ) -> None:
         """Broadcast a packet that asks each recipient for an acknowledgement.
 
+        Each recipient waits for its answer until it comes or ``opts.flags.timeout`` passes:
+        then the recipients that did not answer forget the ack (one timer per broadcast).
+
         :param client_count_callback: called once with the number of recipients.
         :param ack: called with each recipient's acknowledgement arguments.
         """
@@ -313,16 +316,30 @@ class Adapter:
         volatile = opts.flags.volatile
         ack_id = packet.id
         assert ack_id is not None
-        count = 0
+        recipients: list[Recipient] = []
+        timer: IDelayedCall | None = None
+
+        def answered(args: list[Any]) -> None:
+            # The recipient already dropped its entry; the last answer ends the wait.
+            recipients_left[0] -= 1
+            if recipients_left[0] == 0 and timer is not None and timer.active():
+                timer.cancel()
+            ack(args)
 
         def send(socket: Recipient) -> None:
-            nonlocal count
-            count += 1
-            socket.expect_ack(ack_id, ack)
+            recipients.append(socket)
+            socket.expect_ack(ack_id, answered)
             socket.write_encoded(encoded, volatile)
 
+        def expired() -> None:
+            for socket in recipients:
+                socket.forget_ack(ack_id, answered)
+
         self._apply(opts, send)
-        client_count_callback(count)
+        recipients_left = [len(recipients)]
+        if recipients and opts.flags.timeout is not None:
+            timer = self.nsp.clock.callLater(opts.flags.timeout, expired)
+        client_count_callback(len(recipients))
 
     def sockets(self, rooms: Iterable[str]) -> Deferred[set[str]]:
         """The ids of the sockets in ``rooms`` (all sockets when empty)."""
