@@ -238,10 +238,12 @@ class EngineIOClient6Tests(InteropTestCase):
         for result in results:
             self.assertRan(result)
             close = result.first("close")
+            # Dropped after the first ping and before a second one would have come: the order
+            # of events is the lower bound (the client's own clock starts when the open packet
+            # arrives, so on a loaded machine its elapsed time can be short of the server's
+            # timer; the exact timing is pinned by the session's Clock-driven tests).  The
+            # upper bound allows for a loaded machine, not for another interval.
             self.assertEqual(close["pings"], 1, result.describe())
-            # Measured by the client from the open packet, so never later than the server's
-            # timer; the upper bound allows for a loaded machine, not for another interval.
-            self.assertGreaterEqual(close["elapsed"], due_ms - 50, result.describe())
             self.assertLessEqual(close["elapsed"], due_ms + 350, result.describe())
             if result.first("open")["transport"] == "polling":
                 self.assertIn(close["reason"], ("close packet", "http error"))
@@ -341,8 +343,9 @@ class EngineIOClient3Tests(InteropTestCase):
         for result in results:
             self.assertRan(result)
             close = result.first("close")
+            # No lower bound on the client's clock (see the v4 test above); the timing itself
+            # is pinned by the session's Clock-driven tests.
             self.assertEqual(close["pings"], 0, result.describe())
-            self.assertGreaterEqual(close["elapsed"], due_ms - 50, result.describe())
             self.assertLessEqual(close["elapsed"], due_ms + 350, result.describe())
             await self.assertServerSaw(
                 server, result, protocol=3, messages=[], close_reason="ping timeout"

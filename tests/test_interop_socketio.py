@@ -629,8 +629,10 @@ class SocketIOClient4Tests(SocketIOInteropTestCase):
         frames = [e["text"] for e in result.named("frame")]
         self.assertTrue(frames[0].startswith("0{"), result.describe())
         self.assertEqual(set(frames[1:]) - {"2"}, set(), result.describe())
+        # An upper bound only: the client's clock starts when the open packet arrives, after
+        # the server's timer did, so a lower bound on it is a flaky test on a loaded machine.
+        # The exact timing is pinned by ConnectTimeoutTests on a Clock.
         closed = result.first("closed")["afterOpen"]
-        self.assertGreaterEqual(closed, 450, result.describe())
         self.assertLess(closed, 1500, result.describe())
         self.assertEqual(server.log.events, [])
 
