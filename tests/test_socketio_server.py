@@ -941,6 +941,18 @@ class RoomTests(ServerTestCase):
                 names.append(name)
         return names
 
+    def test_room_names_are_strings(self) -> None:
+        """Joining, leaving or selecting a room that is not a string raises a TypeError that
+        says what a room is and what was given (not "'int' object is not iterable")."""
+        for call in (lambda: self.sa.join(42),  # type: ignore[arg-type]
+                     lambda: self.sa.join(["ok", 7]),  # type: ignore[list-item]
+                     lambda: self.sa.leave(42),  # type: ignore[arg-type]
+                     lambda: self.io.to(42),  # type: ignore[arg-type]
+                     lambda: self.io.except_(b"r1")):  # type: ignore[arg-type]
+            error = self.assertRaises(TypeError, call)
+            self.assertRegex(str(error), r"^a room (name )?is a string")
+        self.assertEqual(self.sa.rooms, {self.sa.id, "r1"})
+
     def test_rooms(self) -> None:
         """A socket is in the room of its own id; join and leave change ``rooms``, which is a
         copy."""
@@ -1336,6 +1348,27 @@ class ServerCloseTests(ServerTestCase):
         self.assertIsInstance(io.of("/chat").adapter, RecordingAdapter)
         io.close()
         self.assertEqual(sorted(closed), ["/", "/chat"])
+
+    def test_close_returns_deferred(self) -> None:
+        """``io.close()`` returns a Deferred (``await io.close()`` works) that fires once every
+        adapter closed; an adapter that fails to close is logged and does not fail it."""
+        closing: list[Deferred[None]] = []
+
+        class SlowAdapter(txsio.Adapter):
+            def close(self) -> Deferred[None]:
+                closing.append(Deferred())
+                return closing[-1]
+
+        io = self.server(adapter=SlowAdapter)
+        io.of("/chat")
+        done = io.close()
+        self.assertIsInstance(done, Deferred)
+        self.assertNoResult(done)
+        closing[0].callback(None)
+        self.assertNoResult(done)
+        closing[1].errback(RuntimeError("broker away"))
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class ConnectTimeoutTests(ServerTestCase):

@@ -116,6 +116,25 @@ class EncodedPacket:
         return self._prepared
 
 
+def room_names(room: str | Iterable[str]) -> frozenset[str]:
+    """The room names ``room`` stands for: one name, or several.
+
+    :raises TypeError: for anything but a string or an iterable of strings (room names are
+        strings, as in Node's adapter), naming what was given.
+    """
+    if isinstance(room, str):
+        return frozenset((room,))
+    if isinstance(room, (bytes, bytearray)) or not isinstance(room, Iterable):
+        raise TypeError(f"a room is a string or an iterable of strings, not "
+                        f"{type(room).__name__} ({room!r:.40})")
+    names = frozenset(room)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"a room name is a string, not {type(name).__name__} "
+                            f"({name!r:.40})")
+    return names
+
+
 #: What an adapter calls with each acknowledgement of a broadcast: the ack's arguments.
 AckCallback = Callable[[list[Any]], None]
 

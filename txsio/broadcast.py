@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._handlers import ack_value
-from .adapter import BroadcastFlags, BroadcastOptions
+from .adapter import BroadcastFlags, BroadcastOptions, room_names
 from .exceptions import AckTimeoutError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
 
@@ -29,12 +29,6 @@ __all__ = ["BroadcastOperator", "Broadcasting", "Selecting"]
 log = Logger()
 
 _NO_FLAGS = BroadcastFlags()
-
-
-def _rooms(room: str | Iterable[str]) -> frozenset[str]:
-    if isinstance(room, str):
-        return frozenset((room,))
-    return frozenset(room)
 
 
 class BroadcastOperator:
@@ -68,7 +62,7 @@ class BroadcastOperator:
 
         :param room: a room name, or an iterable of them.
         """
-        return BroadcastOperator(self._nsp, self._rooms | _rooms(room), self._except,
+        return BroadcastOperator(self._nsp, self._rooms | room_names(room), self._except,
                                  self._flags)
 
     def in_(self, room: str | Iterable[str]) -> BroadcastOperator:
@@ -80,7 +74,7 @@ class BroadcastOperator:
 
         :param room: a room name, or an iterable of them.
         """
-        return BroadcastOperator(self._nsp, self._rooms, self._except | _rooms(room),
+        return BroadcastOperator(self._nsp, self._rooms, self._except | room_names(room),
                                  self._flags)
 
     @property
@@ -218,11 +212,11 @@ class BroadcastOperator:
 
     def sockets_join(self, room: str | Iterable[str]) -> None:
         """Make the selected sockets join ``room`` (a name or several)."""
-        self.adapter.add_sockets(self._options(), sorted(_rooms(room)))
+        self.adapter.add_sockets(self._options(), sorted(room_names(room)))
 
     def sockets_leave(self, room: str | Iterable[str]) -> None:
         """Make the selected sockets leave ``room`` (a name or several)."""
-        self.adapter.del_sockets(self._options(), sorted(_rooms(room)))
+        self.adapter.del_sockets(self._options(), sorted(room_names(room)))
 
     def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the selected sockets.

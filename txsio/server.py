@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -226,20 +226,26 @@ class Server(Broadcasting):
 
         return Deferred.fromCoroutine(search())
 
-    def close(self) -> None:
+    def close(self) -> Deferred[None]:
         """Disconnect every client (reason ``"server shutting down"``), close the engine, then
-        close every namespace's adapter."""
+        close every namespace's adapter.
+
+        :returns: a Deferred that fires once every adapter has closed (one that failed to is
+            logged, and does not fail it): ``await io.close()``.
+        """
         for conn in list(self.connections.values()):
             conn.close(CloseReason.SERVER_SHUTTING_DOWN)
         self.engine.close()
+        closing: list[Deferred[object]] = []
         for nsp in list(self._nsps.values()):
             try:
-                closing = nsp.adapter.close()
+                result = nsp.adapter.close()
             except Exception:
                 log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
                 continue
-            if isinstance(closing, Deferred):
-                closing.addErrback(_log_close_failure, nsp.name)
+            if isinstance(result, Deferred):
+                closing.append(result.addErrback(_log_close_failure, nsp.name))
+        return gatherResults(closing).addCallback(lambda _: None)
 
 
 def _log_close_failure(failure: Failure, nsp: str) -> None:

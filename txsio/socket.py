@@ -36,7 +36,7 @@ from ._handlers import (
     event_name,
     run_middlewares,
 )
-from .adapter import BroadcastOptions, EncodedPacket, PersistedSession
+from .adapter import BroadcastOptions, EncodedPacket, PersistedSession, room_names
 from .broadcast import BroadcastOperator, Selecting
 from .exceptions import DisconnectedError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
@@ -215,11 +215,20 @@ class Socket(Selecting, HandlerMethods):
         return set(self.adapter.socket_rooms(self.id) or ())
 
     def join(self, room: str | Iterable[str]) -> None:
-        """Join ``room`` (a name or several)."""
-        self.adapter.add_all(self.id, (room,) if isinstance(room, str) else room)
+        """Join ``room`` (a name or several).
+
+        :raises TypeError: when ``room`` is not a string or an iterable of strings.
+        """
+        self.adapter.add_all(self.id, room_names(room))
 
     def leave(self, room: str) -> None:
-        """Leave ``room``."""
+        """Leave ``room``.
+
+        :raises TypeError: when ``room`` is not a string.
+        """
+        if not isinstance(room, str):
+            raise TypeError(f"a room name is a string, not {type(room).__name__} "
+                            f"({room!r:.40})")
         self.adapter.delete(self.id, room)
 
     # -- broadcasting from this socket -----------------------------------------------------
