@@ -1291,6 +1291,35 @@ class ExportsTests(SynchronousTestCase):
         for name in ("Client", "ClientSocket", "ConnectError"):
             self.assertIn(name, txsio.__all__)
 
+    def test_package_reexports(self) -> None:
+        """The client packages re-export, at their former module paths, the names of the
+        modules they were, as the objects of the modules that now define them."""
+        from txsio import client
+        from txsio.client import backoff, manager, socket
+        from txsio.engineio import client as engine
+        from txsio.engineio.client import engine as session
+        from txsio.engineio.client import polling, transport, url, websocket
+
+        homes = {
+            client: {"Backoff": backoff, "ClientSocket": socket, "Auth": socket,
+                     "Manager": manager, "ManagerState": manager},
+            engine: {
+                "DEFAULT_MAX_PAYLOAD": transport, "PROTOCOL": session,
+                "ClientTransport": transport, "TransportError": transport,
+                "TransportListener": transport, "TransportState": transport,
+                "EngineURL": url, "EngineClient": session, "EngineState": session,
+                "TransportFactory": session, "PollingTransport": polling,
+                "HTTPPollingTransport": polling, "WebSocketTransport": websocket,
+                "WebSocketConnector": websocket, "default_ws_connector": websocket,
+            },
+        }
+        for package, names in homes.items():
+            for name, module in names.items():
+                self.assertIs(getattr(package, name), getattr(module, name), name)
+                self.assertIn(name, package.__all__)
+        self.assertIn("Client", client.__all__)
+        self.assertIs(polling.PollingTransport, polling.HTTPPollingTransport)
+
 
 class _FakeProtocol:
     """Stands in for Autobahn's client protocol: records what the transport sends."""
