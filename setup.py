@@ -18,6 +18,8 @@ setup(
         "twisted>=24.7.0",
         "autobahn>=24.4.2",
         "treq>=24.9.1",
+        # the client's URLs (also a dependency of Twisted's)
+        "hyperlink>=21.0.0",
         # the Redis adapter's wire format (Node's @socket.io/redis-adapter)
         "msgpack>=1.0",
     ],

@@ -5,6 +5,7 @@ connection flow, buffering, acks, retries, reconnection and recovery, all on a `
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 from hypothesis import given
@@ -239,6 +240,28 @@ class EngineClientTests(EngineCase):
         self.assertRaises(ValueError, EngineClient, URL, transports=("carrier-pigeon",),
                           clock=self.clock)
         self.assertRaises(ValueError, EngineClient, URL, transports=(), clock=self.clock)
+
+    def test_url_query_encoding(self) -> None:
+        """Every query name and value reaches a form decoder as given, in order, whatever
+        characters it holds."""
+        pairs = [("tag", "a b+c&d=e/f?g#h%i"), ("é", "ü"), ("blank", ""), ("k y", "~*'()!")]
+        url = EngineURL.parse("http://example.com/?" + urllib.parse.urlencode(pairs[:2]),
+                              "/socket.io", dict(pairs[2:]))
+        self.assertEqual(url.query, tuple(pairs))
+        built = urllib.parse.urlsplit(url.http({"EIO": "4", "sid": "a-b_c"}))
+        self.assertEqual(urllib.parse.parse_qsl(built.query, keep_blank_values=True),
+                         [*pairs, ("EIO", "4"), ("sid", "a-b_c")])
+        self.assertEqual(EngineURL.parse("http://h/?a&&b=").query, (("a", ""), ("b", "")))
+
+    def test_url_edge_cases(self) -> None:
+        """A path without its leading slash still gets one, a query that is not UTF-8
+        percent-encoding or a port out of range is refused, and the host is lower-cased."""
+        self.assertEqual(EngineURL.parse("http://h:81", "socket.io").http({}),
+                         "http://h:81/socket.io/")
+        self.assertRaises(ValueError, EngineURL.parse, "http://h/?a=%FF")
+        self.assertRaises(ValueError, EngineURL.parse, "http://h:65536/")
+        self.assertEqual(EngineURL.parse("WSS://Example.COM").ws({}),
+                         "wss://example.com/engine.io/")
 
     def test_handshake(self) -> None:
         """The handshake opens the session: sid, timings, the sid in later requests."""
@@ -1267,6 +1290,35 @@ class ExportsTests(SynchronousTestCase):
         self.assertTrue(issubclass(txsio.ConnectError, txsio.SocketIOError))
         for name in ("Client", "ClientSocket", "ConnectError"):
             self.assertIn(name, txsio.__all__)
+
+    def test_package_reexports(self) -> None:
+        """The client packages re-export, at their former module paths, the names of the
+        modules they were, as the objects of the modules that now define them."""
+        from txsio import client
+        from txsio.client import backoff, manager, socket
+        from txsio.engineio import client as engine
+        from txsio.engineio.client import engine as session
+        from txsio.engineio.client import polling, transport, url, websocket
+
+        homes = {
+            client: {"Backoff": backoff, "ClientSocket": socket, "Auth": socket,
+                     "Manager": manager, "ManagerState": manager},
+            engine: {
+                "DEFAULT_MAX_PAYLOAD": transport, "PROTOCOL": session,
+                "ClientTransport": transport, "TransportError": transport,
+                "TransportListener": transport, "TransportState": transport,
+                "EngineURL": url, "EngineClient": session, "EngineState": session,
+                "TransportFactory": session, "PollingTransport": polling,
+                "HTTPPollingTransport": polling, "WebSocketTransport": websocket,
+                "WebSocketConnector": websocket, "default_ws_connector": websocket,
+            },
+        }
+        for package, names in homes.items():
+            for name, module in names.items():
+                self.assertIs(getattr(package, name), getattr(module, name), name)
+                self.assertIn(name, package.__all__)
+        self.assertIn("Client", client.__all__)
+        self.assertIs(polling.PollingTransport, polling.HTTPPollingTransport)
 
 
 class _FakeProtocol:

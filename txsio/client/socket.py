@@ -1,0 +1,558 @@
+"""The client's connection to one namespace: :class:`ClientSocket`, with its send and receive
+buffers, its pending acks and its retry queue.
+
+Made by the :class:`~txsio.client.Manager` (``manager.socket(nsp)``).  Called by the user: the
+public methods (``on``, ``emit``, ``emit_with_ack``, ``timeout``, ``volatile``, ``connect``,
+``disconnect``).  Called by the manager: ``_open``, ``_on_open``, ``_on_packet``,
+``_on_error``, ``_on_close``, ``_fire_waiters``.  It writes through the manager's ``_write``
+and reads its ``state``, ``clock``, options and ``_generation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .._events import CatchAllEmitter, EventEmitter
+from .._handlers import ack_args, ack_value, call_handler
+from ..exceptions import AckTimeoutError, ConnectError, DisconnectedError
+from ..protocol import RESERVED_EVENTS, Packet, PacketType, encode
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
+    from .manager import Manager
+
+__all__ = ["Auth", "ClientSocket"]
+
+log = Logger()
+
+# A callback for an acknowledgement: (error or None, the ack's arguments).
+_AckCallback = Callable[[Exception | None, list[Any]], None]
+
+#: ``auth``: a dict, or a callable returning one (or a Deferred / coroutine of one).
+Auth = Mapping[str, Any] | Callable[[], Any] | None
+
+
+@dataclass(frozen=True)
+class _Flags:
+    timeout: float | None = None
+    volatile: bool = False
+    from_queue: bool = False
+
+
+@dataclass
+class _Queued:
+    # A packet of the retry queue.
+    event: str
+    args: tuple[Any, ...]
+    flags: _Flags
+    ack: _AckCallback | None
+    tries: int = 0
+    pending: bool = False
+    cancelled: bool = False
+
+
+class _PendingAck:
+    __slots__ = ("callback", "timer")
+
+    def __init__(self, callback: _AckCallback, timer: IDelayedCall | None) -> None:
+        self.callback = callback
+        self.timer = timer
+
+    def stop_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+
+class _Emitter:
+    """``socket.timeout(s)`` / ``socket.volatile``: the socket's emits with flags set."""
+
+    __slots__ = ("_flags", "_socket")
+
+    def __init__(self, socket: ClientSocket, flags: _Flags) -> None:
+        self._socket = socket
+        self._flags = flags
+
+    def timeout(self, seconds: float) -> _Emitter:
+        """Fail :meth:`emit_with_ack` with :class:`~txsio.AckTimeoutError` after *seconds*."""
+        return _Emitter(self._socket, replace(self._flags, timeout=float(seconds)))
+
+    @property
+    def volatile(self) -> _Emitter:
+        """Drop the packet unless it can be written now."""
+        return _Emitter(self._socket, replace(self._flags, volatile=True))
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit *event* with *args* (see :meth:`ClientSocket.emit`)."""
+        self._socket._emit(event, args, self._flags, None)
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event."""
+        self.emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
+        """Emit *event* and return a Deferred of the acknowledgement."""
+        return self._socket._emit_with_ack(event, args, self._flags)
+
+
+class ClientSocket(CatchAllEmitter):
+    """The client's connection to one namespace (socket.io-client's ``Socket``).
+
+    Get one with :meth:`Client.socket`.  Events (:meth:`on`): ``"connect"`` (),
+    ``"connect_error"`` (a :class:`~txsio.ConnectError`), ``"disconnect"`` (the reason), and
+    the server's events with their arguments; a handler's return value (plain, Deferred or
+    coroutine result; a tuple for several arguments) is the acknowledgement when the server
+    asked for one.
+
+    :ivar nsp: the namespace name.
+    :ivar id: the socket id the server gave (``None`` while not connected).
+    :ivar connected: whether the server accepted the connection and it still holds.
+    :ivar recovered: whether the last connection recovered the previous session's state
+        (connection state recovery: same id, missed packets replayed).
+    :ivar auth: the auth payload (a dict, or a callable evaluated on each connection).
+    """
+
+    def __init__(self, io: Manager, nsp: str, auth: Auth = None) -> None:
+        super().__init__()
+        self.io = io
+        self.nsp = nsp
+        self.auth: Auth = auth
+        self.id: str | None = None
+        self.connected = False
+        self.recovered = False
+        self._pid: str | None = None
+        self._last_offset: str | None = None
+        self._active = False
+        self._receive_buffer: list[tuple[list[Any], int | None]] = []
+        self._send_buffer: list[tuple[int | None, list[str | bytes]]] = []
+        self._queue: list[_Queued] = []
+        self._ids = 0
+        self._acks: dict[int, _PendingAck] = {}
+        self._waiters: list[tuple[Deferred[None], bool]] = []
+
+    def __repr__(self) -> str:
+        return f"<ClientSocket {self.nsp} {self.id or '-'}>"
+
+    @property
+    def active(self) -> bool:
+        """Whether the socket wants to be connected (it reconnects with the manager)."""
+        return self._active
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _emit_local(self, event: str, *args: Any) -> None:
+        # ClientSocket.emit sends to the server: local events go through EventEmitter's.
+        EventEmitter.emit(self, event, *args)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def connect(self) -> Deferred[None]:
+        """Connect to the namespace (opening the manager's connection if needed).
+
+        :returns: a Deferred that fires once connected, or fails with a
+            :class:`~txsio.ConnectError`: at once if the server refuses, otherwise when the
+            manager gives up (reconnection off, or ``reconnection_attempts`` exhausted).
+        """
+        if self.connected:
+            return succeed(None)
+        if self.io._target is None:
+            return fail(RuntimeError("no server yet: call Client.connect(url) first"))
+        d = self._wait_connected(retry=True)
+        if not self._active:
+            self._open()
+        return d
+
+    def _open(self) -> None:
+        from .manager import ManagerState  # (here: manager.py imports this module)
+
+        self._active = True
+        io = self.io
+        if not io._reconnecting:
+            io.open()
+        if io.state is ManagerState.OPEN:
+            self._on_open()
+
+    def _wait_connected(self, retry: bool) -> Deferred[None]:
+        d: Deferred[None] = Deferred(lambda _: self._forget_waiter(d))
+        self._waiters.append((d, retry))
+        return d
+
+    def _forget_waiter(self, d: Deferred[None]) -> None:
+        self._waiters = [(w, r) for w, r in self._waiters if w is not d]
+
+    def _fire_waiters(self, error: ConnectError | None, *, final: bool = True) -> None:
+        keep: list[tuple[Deferred[None], bool]] = []
+        fire: list[Deferred[None]] = []
+        for d, retry in self._waiters:
+            if error is not None and not final and retry and self.io.reconnection:
+                keep.append((d, retry))
+            else:
+                fire.append(d)
+        self._waiters = keep
+        for d in fire:
+            if d.called:
+                continue
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
+
+    def disconnect(self) -> Deferred[None]:
+        """Leave the namespace (``"io client disconnect"``); no reconnection for it.
+
+        When it was the last active socket, the manager closes the connection.
+
+        :returns: a Deferred that fires once the connection's I/O is over if it was closed,
+            at once otherwise.
+        """
+        was_connected = self.connected
+        if was_connected:
+            self._packet(Packet(PacketType.DISCONNECT, self.nsp))
+        self._destroy()
+        if was_connected:
+            self._on_close("io client disconnect")
+        self._fire_waiters(ConnectError("io client disconnect"))
+        return self.io.wait_released()
+
+    def close(self) -> Deferred[None]:
+        """Same as :meth:`disconnect`."""
+        return self.disconnect()
+
+    def _destroy(self) -> None:
+        if self._active:
+            self._active = False
+            self.io._destroy(self)
+
+    # -- emitting --------------------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Emit *event* with *args* to the server; buffered until connected.
+
+        :param event: the event name (not a reserved one).
+        :param args: JSON-able values; ``bytes`` anywhere travel as binary attachments.
+        :raises ValueError: for a reserved event name or data JSON cannot carry.
+        :raises TypeError: for data JSON cannot carry.
+        """
+        self._emit(event, args, _Flags(), None)
+
+    def send(self, *args: Any) -> None:
+        """Emit the ``message`` event."""
+        self.emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
+        """Emit *event* and return a Deferred of the server's acknowledgement.
+
+        It fires with the single argument the server acknowledged with, a tuple for several,
+        ``None`` for none; it fails with :class:`~txsio.AckTimeoutError` after the timeout
+        (:meth:`timeout`, or the client's ``ack_timeout``), or with
+        :class:`~txsio.DisconnectedError` if the connection goes first (unless the emit is
+        still buffered, or ``retries`` will send it again).  Cancelling it forgets the ack.
+        """
+        return self._emit_with_ack(event, args, _Flags())
+
+    def timeout(self, seconds: float) -> _Emitter:
+        """``socket.timeout(5).emit_with_ack(...)``: fail with
+        :class:`~txsio.AckTimeoutError` after 5 seconds."""
+        return _Emitter(self, _Flags(timeout=float(seconds)))
+
+    @property
+    def volatile(self) -> _Emitter:
+        """``socket.volatile.emit(...)``: dropped unless it can be written now."""
+        return _Emitter(self, _Flags(volatile=True))
+
+    def _emit_with_ack(self, event: str, args: tuple[Any, ...], flags: _Flags) -> Deferred[Any]:
+        cancel: list[Callable[[], None]] = []
+        d: Deferred[Any] = Deferred(lambda _: cancel[0]() if cancel else None)
+
+        def on_ack(error: Exception | None, ack_args: list[Any]) -> None:
+            if d.called:
+                return
+            if error is not None:
+                d.errback(error)
+            else:
+                d.callback(ack_value(ack_args))
+
+        try:
+            cancel.append(self._emit(event, args, flags, on_ack))
+        except Exception as e:
+            return fail(e)
+        return d
+
+    def _emit(self, event: str, args: tuple[Any, ...], flags: _Flags,
+              ack: _AckCallback | None) -> Callable[[], None]:
+        # Returns what cancels the ack.
+        if event in RESERVED_EVENTS:
+            raise ValueError(f'"{event}" is a reserved event name')
+        retries = self.io.retries
+        if retries and not flags.from_queue and not flags.volatile:
+            return self._add_to_queue(event, args, flags, ack)
+        ack_id = None
+        if ack is not None:
+            ack_id = self._ids
+        encoded = encode(Packet(PacketType.EVENT, self.nsp, [event, *args], ack_id))
+        if ack is not None:
+            self._ids += 1
+            assert ack_id is not None
+            self._register_ack(ack_id, ack, flags.timeout)
+        if flags.volatile and not (self.connected and self.io.writable):
+            log.debug("{socket}: volatile {event!r} dropped", socket=self, event=event)
+        elif self.connected:
+            self.io._write(encoded)
+        else:
+            self._send_buffer.append((ack_id, encoded))
+        if ack_id is None:
+            return lambda: None
+        return lambda: self._forget_ack(ack_id)
+
+    def _register_ack(self, ack_id: int, callback: _AckCallback, timeout: float | None) -> None:
+        if timeout is None:
+            timeout = self.io.ack_timeout
+        timer = None
+        if timeout is not None:
+            timer = self.io.clock.callLater(timeout, self._ack_timed_out, ack_id)
+        self._acks[ack_id] = _PendingAck(callback, timer)
+
+    def _ack_timed_out(self, ack_id: int) -> None:
+        pending = self._acks.pop(ack_id, None)
+        self._send_buffer = [entry for entry in self._send_buffer if entry[0] != ack_id]
+        if pending is not None:
+            pending.timer = None
+            pending.callback(AckTimeoutError(), [])
+
+    def _forget_ack(self, ack_id: int) -> None:
+        pending = self._acks.pop(ack_id, None)
+        if pending is not None:
+            pending.stop_timer()
+        self._send_buffer = [entry for entry in self._send_buffer if entry[0] != ack_id]
+
+    def _add_to_queue(self, event: str, args: tuple[Any, ...], flags: _Flags,
+                      ack: _AckCallback | None) -> Callable[[], None]:
+        # Fail now on data that cannot be sent, not when the queue gets to it.
+        encode(Packet(PacketType.EVENT, self.nsp, [event, *args], 0))
+        queued = _Queued(event, args, replace(flags, from_queue=True), ack)
+        self._queue.append(queued)
+        self._drain_queue()
+
+        def cancel() -> None:
+            queued.cancelled = True
+            queued.ack = None
+            if not queued.pending and queued in self._queue:
+                self._queue.remove(queued)
+
+        return cancel
+
+    def _queue_ack(self, queued: _Queued, error: Exception | None, args: list[Any]) -> None:
+        if not self._queue or queued is not self._queue[0]:
+            return  # already acknowledged
+        if error is not None:
+            if queued.tries > self.io.retries or queued.cancelled:
+                self._queue.pop(0)
+                if queued.ack is not None:
+                    queued.ack(error, [])
+        else:
+            self._queue.pop(0)
+            if queued.ack is not None:
+                queued.ack(None, args)
+        queued.pending = False
+        self._drain_queue()
+
+    def _drain_queue(self, force: bool = False) -> None:
+        if not self.connected or not self._queue:
+            return
+        queued = self._queue[0]
+        if queued.pending and not force:
+            return
+        queued.pending = True
+        queued.tries += 1
+        self._emit(queued.event, queued.args, queued.flags,
+                   lambda error, args: self._queue_ack(queued, error, args))
+
+    def _packet(self, packet: Packet) -> None:
+        self.io._write(encode(packet))
+
+    # -- called by the manager -------------------------------------------------------------
+
+    def _on_open(self) -> None:
+        # The engine is open: join the namespace.
+        auth = self.auth
+        if callable(auth):
+            generation = self.io._generation
+            try:
+                result = call_handler(auth)
+            except Exception as e:
+                log.failure("the auth callable of {socket} failed", socket=self)
+                self._auth_failed(str(e))
+                return
+            if isinstance(result, Deferred):
+                def send(value: Any) -> None:
+                    if self._active and self.io._generation == generation:
+                        self._send_connect(value)
+
+                def failed(failure: Failure) -> None:
+                    log.failure("the auth callable of {socket} failed", failure, socket=self)
+                    if self._active and self.io._generation == generation:
+                        self._auth_failed(failure.getErrorMessage())
+
+                result.addCallbacks(send, failed)
+                result.addErrback(lambda f: log.failure("auth for {nsp}", f, nsp=self.nsp))
+                return
+            self._send_connect(result)
+        else:
+            self._send_connect(auth)
+
+    def _auth_failed(self, detail: str) -> None:
+        error = ConnectError("auth failed", detail, refused=True)
+        self._destroy()
+        self._emit_local("connect_error", error)
+        self._fire_waiters(error)
+
+    def _send_connect(self, auth: Any) -> None:
+        if auth is not None and not isinstance(auth, Mapping):
+            log.warn("the auth of {socket} is not a dict", socket=self)
+            self._auth_failed(f"auth must be a dict, not {type(auth).__name__}")
+            return
+        data: dict[str, Any] | None = dict(auth) if auth is not None else None
+        if self._pid is not None:
+            # Connection state recovery: ask for the previous session back.
+            recovery: dict[str, Any] = {"pid": self._pid}
+            if self._last_offset is not None:
+                recovery["offset"] = self._last_offset
+            data = {**recovery, **(data or {})}
+        try:
+            self._packet(Packet(PacketType.CONNECT, self.nsp, data))
+        except (TypeError, ValueError) as e:
+            log.warn("the auth of {socket} cannot be sent: {why}", socket=self, why=e)
+            self._auth_failed(str(e))
+
+    def _on_error(self, error: ConnectError) -> None:
+        if not self.connected:
+            self._connect_error(error)
+
+    def _connect_error(self, error: ConnectError) -> None:
+        # The event first: a waiter's callbacks may run user code that expects it seen.
+        self._emit_local("connect_error", error)
+        self._fire_waiters(error, final=error.refused)
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.CONNECT:
+            data = packet.data
+            if isinstance(data, dict) and isinstance(data.get("sid"), str):
+                pid = data.get("pid")
+                self._on_connect(data["sid"], pid if isinstance(pid, str) else None)
+            else:
+                self._connect_error(ConnectError(
+                    "It seems you are trying to reach a Socket.IO server in v2.x with a v3.x "
+                    "client, but they are not compatible", data))
+        elif ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+            if self.connected:
+                self._on_event(packet.data, packet.id)
+            else:
+                self._receive_buffer.append((packet.data, packet.id))
+        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+            pending = self._acks.pop(packet.id, None) if packet.id is not None else None
+            if pending is None:
+                log.debug("{socket}: ack for unknown id {id}", socket=self, id=packet.id)
+                return
+            pending.stop_timer()
+            pending.callback(None, packet.data)
+        elif ptype is PacketType.DISCONNECT:
+            self._destroy()
+            self._on_close("io server disconnect")
+            self._fire_waiters(ConnectError("io server disconnect"))
+        elif ptype is PacketType.CONNECT_ERROR:
+            data = packet.data
+            if isinstance(data, dict):
+                message = data.get("message")
+                error = ConnectError(message if isinstance(message, str) else str(message),
+                                     data.get("data"), refused=True)
+            else:
+                error = ConnectError(str(data), refused=True)
+            self._destroy()
+            self._emit_local("connect_error", error)
+            self._fire_waiters(error)
+
+    def _on_connect(self, sid: str, pid: str | None) -> None:
+        self.id = sid
+        self.recovered = pid is not None and self._pid == pid
+        self._pid = pid
+        self.connected = True
+        log.info("{socket}: connected{recovered}", socket=self,
+                 recovered=" (recovered)" if self.recovered else "")
+        received, self._receive_buffer = self._receive_buffer, []
+        for args, ack_id in received:
+            self._on_event(args, ack_id)
+        buffered, self._send_buffer = self._send_buffer, []
+        for _, encoded in buffered:
+            self.io._write(encoded)
+        self._drain_queue(force=True)
+        self._emit_local("connect")
+        self._fire_waiters(None)
+
+    def _on_event(self, args: list[Any], ack_id: int | None) -> None:
+        event = args[0]
+        params = args[1:]
+        for handler in tuple(self._any):
+            try:
+                result = call_handler(handler, event, *params)
+            except Exception:
+                log.failure("error in a catch-all handler of {socket}", socket=self)
+                continue
+            if isinstance(result, Deferred):
+                result.addErrback(_log_handler_failure, event, self.nsp)
+        first = True
+        for handler in tuple(self._handlers.get(event, ())):
+            try:
+                result = call_handler(handler, *params)
+            except Exception:
+                log.failure("error in the handler of event {event!r} of {socket}",
+                            event=event, socket=self)
+                first = False
+                continue
+            if isinstance(result, Deferred):
+                if first and ack_id is not None:
+                    result.addCallback(self._send_ack, ack_id)
+                result.addErrback(_log_handler_failure, event, self.nsp)
+            elif first and ack_id is not None:
+                try:
+                    self._send_ack(result, ack_id)
+                except Exception:
+                    log.failure("cannot send the ack of event {event!r} of {socket}",
+                                event=event, socket=self)
+            first = False
+        if self._pid is not None and ack_id is None and isinstance(args[-1], str):
+            # Connection state recovery: the server appends the packet's offset.
+            self._last_offset = args[-1]
+
+    def _send_ack(self, result: Any, ack_id: int) -> None:
+        if self.connected:
+            self._packet(Packet(PacketType.ACK, self.nsp, ack_args(result), ack_id))
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        was_connected = self.connected
+        self.connected = False
+        self.id = None
+        if was_connected:
+            log.info("{nsp}: disconnected ({reason})", nsp=self.nsp, reason=reason)
+        buffered = {ack_id for ack_id, _ in self._send_buffer}
+        for ack_id in [i for i in self._acks if i not in buffered]:
+            pending = self._acks.pop(ack_id)
+            pending.stop_timer()
+            pending.callback(DisconnectedError(reason), [])
+        if was_connected:
+            self._emit_local("disconnect", reason)
+        elif self._active:
+            self._connect_error(ConnectError(reason, description))
+
+
+def _log_handler_failure(failure: Failure, event: Any, nsp: str) -> None:
+    log.failure("error in the handler of event {event!r} (namespace {nsp})", failure,
+                event=event, nsp=nsp)
+
