@@ -940,6 +940,16 @@ class TrafficTests(ClientCase):
         self.assertEqual(self.taken(), [SPacket(SType.ACK, "/", ["done"], 8)])
         self.assertEqual(seen, [("one", 1), ("two",), ("none",), ("later",), ("one", 10)])
 
+    def test_numeric_event_name(self) -> None:
+        """An event named by a number reaches the handler of its text, as on the server (and
+        as Node keys listeners): ``on("1")`` gets the event ``1``."""
+        client = self.connected()
+        seen: list[Any] = []
+        client.on("1", lambda x: seen.append(x) or "one")
+        self.reply(SPacket(SType.EVENT, "/", [1, "a"], 3))
+        self.assertEqual(seen, ["a"])
+        self.assertEqual(self.taken(), [SPacket(SType.ACK, "/", ["one"], 3)])
+
     def test_coroutine_and_failing_handlers(self) -> None:
         """A coroutine's result is the ack; a handler that raises sends none and is logged."""
         client = self.connected()

@@ -425,7 +425,7 @@ class EmitFlags:
 NO_FLAGS = EmitFlags()
 
 #: What a :class:`FlaggedEmitter` sends an event with (and an event expecting an ack).
-EmitWithFlags = Callable[[str, tuple[Any, ...], EmitFlags], None]
+EmitWithFlags = Callable[[str, tuple[Any, ...], EmitFlags], object]
 EmitWithAckAndFlags = Callable[[str, tuple[Any, ...], EmitFlags], "Deferred[Any]"]
 
 

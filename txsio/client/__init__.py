@@ -69,10 +69,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
 from twisted.python.failure import Failure
 
+from .._handlers import FlaggedEmitter
 from ..engineio.client.transport import DEFAULT_MAX_PAYLOAD
 from .backoff import Backoff
 from .manager import Manager, ManagerState
-from .socket import Auth, ClientSocket, _Emitter
+from .socket import Auth, ClientSocket
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -328,12 +329,12 @@ class Client:
         :meth:`ClientSocket.emit_with_ack`)."""
         return self._main.emit_with_ack(event, *args)
 
-    def timeout(self, seconds: float) -> _Emitter:
+    def timeout(self, seconds: float) -> FlaggedEmitter:
         """``client.timeout(5).emit_with_ack(...)`` on the ``"/"`` socket."""
         return self._main.timeout(seconds)
 
     @property
-    def volatile(self) -> _Emitter:
+    def volatile(self) -> FlaggedEmitter:
         """``client.volatile.emit(...)`` on the ``"/"`` socket."""
         return self._main.volatile
 

@@ -11,21 +11,29 @@ and reads its ``state``, ``clock``, options and ``_generation``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._events import CatchAllEmitter, EventEmitter
-from .._handlers import ack_args, ack_value, call_handler
-from ..exceptions import AckTimeoutError, ConnectError, DisconnectedError
+from .._handlers import (
+    NO_FLAGS,
+    EmitFlags,
+    FlaggedEmitter,
+    HandlerMethods,
+    Listeners,
+    PendingAcks,
+    ack_args,
+    ack_value,
+    call_handler,
+    event_name,
+)
+from ..exceptions import ConnectError, DisconnectedError
 from ..protocol import RESERVED_EVENTS, Packet, PacketType, encode
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall
-
     from .manager import Manager
 
 __all__ = ["Auth", "ClientSocket"]
@@ -39,70 +47,19 @@ _AckCallback = Callable[[Exception | None, list[Any]], None]
 Auth = Mapping[str, Any] | Callable[[], Any] | None
 
 
-@dataclass(frozen=True)
-class _Flags:
-    timeout: float | None = None
-    volatile: bool = False
-    from_queue: bool = False
-
-
 @dataclass
 class _Queued:
     # A packet of the retry queue.
     event: str
     args: tuple[Any, ...]
-    flags: _Flags
+    flags: EmitFlags
     ack: _AckCallback | None
     tries: int = 0
     pending: bool = False
     cancelled: bool = False
 
 
-class _PendingAck:
-    __slots__ = ("callback", "timer")
-
-    def __init__(self, callback: _AckCallback, timer: IDelayedCall | None) -> None:
-        self.callback = callback
-        self.timer = timer
-
-    def stop_timer(self) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-
-
-class _Emitter:
-    """``socket.timeout(s)`` / ``socket.volatile``: the socket's emits with flags set."""
-
-    __slots__ = ("_flags", "_socket")
-
-    def __init__(self, socket: ClientSocket, flags: _Flags) -> None:
-        self._socket = socket
-        self._flags = flags
-
-    def timeout(self, seconds: float) -> _Emitter:
-        """Fail :meth:`emit_with_ack` with :class:`~txsio.AckTimeoutError` after *seconds*."""
-        return _Emitter(self._socket, replace(self._flags, timeout=float(seconds)))
-
-    @property
-    def volatile(self) -> _Emitter:
-        """Drop the packet unless it can be written now."""
-        return _Emitter(self._socket, replace(self._flags, volatile=True))
-
-    def emit(self, event: str, *args: Any) -> None:
-        """Emit *event* with *args* (see :meth:`ClientSocket.emit`)."""
-        self._socket._emit(event, args, self._flags, None)
-
-    def send(self, *args: Any) -> None:
-        """Emit the ``message`` event."""
-        self.emit("message", *args)
-
-    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
-        """Emit *event* and return a Deferred of the acknowledgement."""
-        return self._socket._emit_with_ack(event, args, self._flags)
-
-
-class ClientSocket(CatchAllEmitter):
+class ClientSocket(HandlerMethods):
     """The client's connection to one namespace (socket.io-client's ``Socket``).
 
     Get one with :meth:`Client.socket`.  Events (:meth:`on`): ``"connect"`` (),
@@ -120,7 +77,8 @@ class ClientSocket(CatchAllEmitter):
     """
 
     def __init__(self, io: Manager, nsp: str, auth: Auth = None) -> None:
-        super().__init__()
+        #: the user's handlers of this socket's events
+        self.listeners = Listeners(self)
         self.io = io
         self.nsp = nsp
         self.auth: Auth = auth
@@ -134,7 +92,7 @@ class ClientSocket(CatchAllEmitter):
         self._send_buffer: list[tuple[int | None, list[str | bytes]]] = []
         self._queue: list[_Queued] = []
         self._ids = 0
-        self._acks: dict[int, _PendingAck] = {}
+        self._acks = PendingAcks(io.clock)
         self._waiters: list[tuple[Deferred[None], bool]] = []
 
     def __repr__(self) -> str:
@@ -144,12 +102,6 @@ class ClientSocket(CatchAllEmitter):
     def active(self) -> bool:
         """Whether the socket wants to be connected (it reconnects with the manager)."""
         return self._active
-
-    # -- handlers --------------------------------------------------------------------------
-
-    def _emit_local(self, event: str, *args: Any) -> None:
-        # ClientSocket.emit sends to the server: local events go through EventEmitter's.
-        EventEmitter.emit(self, event, *args)
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -240,7 +192,7 @@ class ClientSocket(CatchAllEmitter):
         :raises ValueError: for a reserved event name or data JSON cannot carry.
         :raises TypeError: for data JSON cannot carry.
         """
-        self._emit(event, args, _Flags(), None)
+        self._emit(event, args, NO_FLAGS, None)
 
     def send(self, *args: Any) -> None:
         """Emit the ``message`` event."""
@@ -255,19 +207,24 @@ class ClientSocket(CatchAllEmitter):
         :class:`~txsio.DisconnectedError` if the connection goes first (unless the emit is
         still buffered, or ``retries`` will send it again).  Cancelling it forgets the ack.
         """
-        return self._emit_with_ack(event, args, _Flags())
+        return self._emit_with_ack(event, args, NO_FLAGS)
 
-    def timeout(self, seconds: float) -> _Emitter:
+    def timeout(self, seconds: float) -> FlaggedEmitter:
         """``socket.timeout(5).emit_with_ack(...)``: fail with
         :class:`~txsio.AckTimeoutError` after 5 seconds."""
-        return _Emitter(self, _Flags(timeout=float(seconds)))
+        return self._flagged(EmitFlags(timeout=float(seconds)))
 
     @property
-    def volatile(self) -> _Emitter:
+    def volatile(self) -> FlaggedEmitter:
         """``socket.volatile.emit(...)``: dropped unless it can be written now."""
-        return _Emitter(self, _Flags(volatile=True))
+        return self._flagged(EmitFlags(volatile=True))
 
-    def _emit_with_ack(self, event: str, args: tuple[Any, ...], flags: _Flags) -> Deferred[Any]:
+    def _flagged(self, flags: EmitFlags) -> FlaggedEmitter:
+        return FlaggedEmitter(lambda event, args, f: self._emit(event, args, f, None),
+                              self._emit_with_ack, flags)
+
+    def _emit_with_ack(self, event: str, args: tuple[Any, ...],
+                       flags: EmitFlags) -> Deferred[Any]:
         cancel: list[Callable[[], None]] = []
         d: Deferred[Any] = Deferred(lambda _: cancel[0]() if cancel else None)
 
@@ -285,13 +242,13 @@ class ClientSocket(CatchAllEmitter):
             return fail(e)
         return d
 
-    def _emit(self, event: str, args: tuple[Any, ...], flags: _Flags,
-              ack: _AckCallback | None) -> Callable[[], None]:
+    def _emit(self, event: str, args: tuple[Any, ...], flags: EmitFlags,
+              ack: _AckCallback | None, *, from_queue: bool = False) -> Callable[[], None]:
         # Returns what cancels the ack.
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
         retries = self.io.retries
-        if retries and not flags.from_queue and not flags.volatile:
+        if retries and not from_queue and not flags.volatile:
             return self._add_to_queue(event, args, flags, ack)
         ack_id = None
         if ack is not None:
@@ -312,31 +269,27 @@ class ClientSocket(CatchAllEmitter):
         return lambda: self._forget_ack(ack_id)
 
     def _register_ack(self, ack_id: int, callback: _AckCallback, timeout: float | None) -> None:
-        if timeout is None:
-            timeout = self.io.ack_timeout
-        timer = None
-        if timeout is not None:
-            timer = self.io.clock.callLater(timeout, self._ack_timed_out, ack_id)
-        self._acks[ack_id] = _PendingAck(callback, timer)
+        def failed(error: Exception) -> None:
+            # A timeout (or the disconnect of an emit not buffered): never send it now.
+            self._unbuffer(ack_id)
+            callback(error, [])
 
-    def _ack_timed_out(self, ack_id: int) -> None:
-        pending = self._acks.pop(ack_id, None)
-        self._send_buffer = [entry for entry in self._send_buffer if entry[0] != ack_id]
-        if pending is not None:
-            pending.timer = None
-            pending.callback(AckTimeoutError(), [])
+        self._acks.expect(ack_id, lambda args: callback(None, args),
+                          timeout=self.io.ack_timeout if timeout is None else timeout,
+                          on_error=failed)
 
     def _forget_ack(self, ack_id: int) -> None:
-        pending = self._acks.pop(ack_id, None)
-        if pending is not None:
-            pending.stop_timer()
+        self._acks.forget(ack_id)
+        self._unbuffer(ack_id)
+
+    def _unbuffer(self, ack_id: int) -> None:
         self._send_buffer = [entry for entry in self._send_buffer if entry[0] != ack_id]
 
-    def _add_to_queue(self, event: str, args: tuple[Any, ...], flags: _Flags,
+    def _add_to_queue(self, event: str, args: tuple[Any, ...], flags: EmitFlags,
                       ack: _AckCallback | None) -> Callable[[], None]:
         # Fail now on data that cannot be sent, not when the queue gets to it.
         encode(Packet(PacketType.EVENT, self.nsp, [event, *args], 0))
-        queued = _Queued(event, args, replace(flags, from_queue=True), ack)
+        queued = _Queued(event, args, flags, ack)
         self._queue.append(queued)
         self._drain_queue()
 
@@ -372,7 +325,7 @@ class ClientSocket(CatchAllEmitter):
         queued.pending = True
         queued.tries += 1
         self._emit(queued.event, queued.args, queued.flags,
-                   lambda error, args: self._queue_ack(queued, error, args))
+                   lambda error, args: self._queue_ack(queued, error, args), from_queue=True)
 
     def _packet(self, packet: Packet) -> None:
         self.io._write(encode(packet))
@@ -410,7 +363,7 @@ class ClientSocket(CatchAllEmitter):
     def _auth_failed(self, detail: str) -> None:
         error = ConnectError("auth failed", detail, refused=True)
         self._destroy()
-        self._emit_local("connect_error", error)
+        self.listeners.emit_local("connect_error", error)
         self._fire_waiters(error)
 
     def _send_connect(self, auth: Any) -> None:
@@ -437,7 +390,7 @@ class ClientSocket(CatchAllEmitter):
 
     def _connect_error(self, error: ConnectError) -> None:
         # The event first: a waiter's callbacks may run user code that expects it seen.
-        self._emit_local("connect_error", error)
+        self.listeners.emit_local("connect_error", error)
         self._fire_waiters(error, final=error.refused)
 
     def _on_packet(self, packet: Packet) -> None:
@@ -457,12 +410,8 @@ class ClientSocket(CatchAllEmitter):
             else:
                 self._receive_buffer.append((packet.data, packet.id))
         elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
-            pending = self._acks.pop(packet.id, None) if packet.id is not None else None
-            if pending is None:
+            if packet.id is None or not self._acks.resolve(packet.id, packet.data):
                 log.debug("{socket}: ack for unknown id {id}", socket=self, id=packet.id)
-                return
-            pending.stop_timer()
-            pending.callback(None, packet.data)
         elif ptype is PacketType.DISCONNECT:
             self._destroy()
             self._on_close("io server disconnect")
@@ -476,7 +425,7 @@ class ClientSocket(CatchAllEmitter):
             else:
                 error = ConnectError(str(data), refused=True)
             self._destroy()
-            self._emit_local("connect_error", error)
+            self.listeners.emit_local("connect_error", error)
             self._fire_waiters(error)
 
     def _on_connect(self, sid: str, pid: str | None) -> None:
@@ -493,40 +442,13 @@ class ClientSocket(CatchAllEmitter):
         for _, encoded in buffered:
             self.io._write(encoded)
         self._drain_queue(force=True)
-        self._emit_local("connect")
+        self.listeners.emit_local("connect")
         self._fire_waiters(None)
 
     def _on_event(self, args: list[Any], ack_id: int | None) -> None:
-        event = args[0]
-        params = args[1:]
-        for handler in tuple(self._any):
-            try:
-                result = call_handler(handler, event, *params)
-            except Exception:
-                log.failure("error in a catch-all handler of {socket}", socket=self)
-                continue
-            if isinstance(result, Deferred):
-                result.addErrback(_log_handler_failure, event, self.nsp)
-        first = True
-        for handler in tuple(self._handlers.get(event, ())):
-            try:
-                result = call_handler(handler, *params)
-            except Exception:
-                log.failure("error in the handler of event {event!r} of {socket}",
-                            event=event, socket=self)
-                first = False
-                continue
-            if isinstance(result, Deferred):
-                if first and ack_id is not None:
-                    result.addCallback(self._send_ack, ack_id)
-                result.addErrback(_log_handler_failure, event, self.nsp)
-            elif first and ack_id is not None:
-                try:
-                    self._send_ack(result, ack_id)
-                except Exception:
-                    log.failure("cannot send the ack of event {event!r} of {socket}",
-                                event=event, socket=self)
-            first = False
+        self.listeners.dispatch(
+            event_name(args[0]), args[1:],
+            None if ack_id is None else lambda result: self._send_ack(result, ack_id))
         if self._pid is not None and ack_id is None and isinstance(args[-1], str):
             # Connection state recovery: the server appends the packet's offset.
             self._last_offset = args[-1]
@@ -541,18 +463,10 @@ class ClientSocket(CatchAllEmitter):
         self.id = None
         if was_connected:
             log.info("{nsp}: disconnected ({reason})", nsp=self.nsp, reason=reason)
-        buffered = {ack_id for ack_id, _ in self._send_buffer}
-        for ack_id in [i for i in self._acks if i not in buffered]:
-            pending = self._acks.pop(ack_id)
-            pending.stop_timer()
-            pending.callback(DisconnectedError(reason), [])
+        # Emits still buffered go when the connection is back: their acks keep waiting.
+        self._acks.fail_all(DisconnectedError(reason),
+                            keep={i for i, _ in self._send_buffer if i is not None})
         if was_connected:
-            self._emit_local("disconnect", reason)
+            self.listeners.emit_local("disconnect", reason)
         elif self._active:
             self._connect_error(ConnectError(reason, description))
-
-
-def _log_handler_failure(failure: Failure, event: Any, nsp: str) -> None:
-    log.failure("error in the handler of event {event!r} (namespace {nsp})", failure,
-                event=event, nsp=nsp)
-
