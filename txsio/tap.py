@@ -71,6 +71,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
 from zope.interface import implementer
 
+from ._twisted import default_reactor
 from ._version import __version__
 from .engineio.site import EngineRequest, EngineSite
 from .server import Server
@@ -261,11 +262,9 @@ def endpoint_description(value: str) -> str:
         if number > 65535:
             raise usage.UsageError(f"--port {value!r}: a port number is 0 to 65535")
         return f"tcp:{number}"
-    from twisted.internet import reactor
-
     try:
         # Only builds the endpoint (reading an ssl: endpoint's key and certificate).
-        endpoints.serverFromString(reactor, text)
+        endpoints.serverFromString(default_reactor(), text)
     except Exception as e:
         hint = " (write a colon inside a value as \\:)" if isinstance(e, TypeError) else ""
         raise usage.UsageError(f"--port {value!r}: {e}{hint}") from None
@@ -363,10 +362,7 @@ def makeService(
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
     :returns: a :class:`SocketIOService`, a ``MultiService`` with one child per endpoint.
     """
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        reactor = global_reactor
+    reactor = default_reactor(reactor)
     cors = list(options["cors-origin"])
     io = Server(
         path=options["path"],
