@@ -140,3 +140,21 @@ class LazyPackageTests(SynchronousTestCase):
         exec("from txsio import *", namespace)
         self.assertLessEqual(set(txsio.__all__), set(namespace))
 
+
+#: The longest a module under ``txsio/`` may be.
+MAX_LINES = 900
+
+
+class ModuleSizeTests(SynchronousTestCase):
+    """Every module stays readable in one sitting."""
+
+    def test_no_module_over_the_limit(self) -> None:
+        """No ``.py`` file under ``txsio/`` is longer than :data:`MAX_LINES` lines."""
+        too_long = []
+        for path in sorted((REPO / "txsio").rglob("*.py")):
+            with path.open(encoding="utf-8") as f:
+                count = sum(1 for _ in f)
+            if count > MAX_LINES:
+                too_long.append(f"{path.relative_to(REPO)}: {count} lines")
+        if too_long:
+            self.fail(f"over {MAX_LINES} lines: {'; '.join(too_long)}")
