@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._events import EventEmitter
+from ._twisted import cancel_call
 from .exceptions import AckTimeoutError
 
 if TYPE_CHECKING:
@@ -319,8 +320,7 @@ class _Pending:
 
     def stop_timer(self) -> None:
         timer, self.timer = self.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        cancel_call(timer)
 
 
 class PendingAcks:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from ._twisted import cancel_call
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .protocol import Packet, PacketType, encode
@@ -341,8 +342,8 @@ class Adapter:
         def answered(args: list[Any]) -> None:
             # The recipient already dropped its entry; the last answer ends the wait.
             recipients_left[0] -= 1
-            if recipients_left[0] == 0 and timer is not None and timer.active():
-                timer.cancel()
+            if recipients_left[0] == 0:
+                cancel_call(timer)
             ack(args)
 
         def send(socket: Recipient) -> None:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._handlers import ack_value
+from ._twisted import cancel_call
 from .adapter import BroadcastFlags, BroadcastOptions, room_names
 from .exceptions import AckTimeoutError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
@@ -147,8 +148,7 @@ class BroadcastOperator:
         def check() -> None:
             if (not d.called and actual_servers >= expected_servers >= 0
                     and len(responses) >= expected_clients):
-                if timer.active():
-                    timer.cancel()
+                cancel_call(timer)
                 d.callback(responses)
 
         def on_timeout() -> None:
@@ -175,8 +175,7 @@ class BroadcastOperator:
         def on_server_count_failed(failure: Failure) -> None:
             # The cluster cannot be counted (e.g. its broker is away): fail now.
             if not d.called:
-                if timer.active():
-                    timer.cancel()
+                cancel_call(timer)
                 d.errback(failure)
 
         timer = clock.callLater(timeout, on_timeout)

@@ -23,12 +23,13 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
 from .engineio.packet import Packet as EnginePacket
@@ -112,11 +113,7 @@ class Server(Broadcasting):
         max_attachments: int = 10,
         clock: IReactorTime | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast("IReactorTime", reactor)
-        self.clock: IReactorTime = clock
+        self.clock: IReactorTime = default_reactor(clock)
         self.path = "/" + path.strip("/")
         self.connect_timeout = float(connect_timeout)
         self.max_attachments = max_attachments
@@ -397,10 +394,8 @@ class Connection:
 
     def _add(self, socket: Socket) -> None:
         self.sockets[socket.nsp.name] = socket
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        cancel_call(self._timer)
+        self._timer = None
 
     def _remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.nsp.name) is socket:
@@ -429,10 +424,8 @@ class Connection:
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        cancel_call(self._timer)
+        self._timer = None
         for socket in list(self.sockets.values()):
             socket._on_close(reason)
         self.sockets.clear()

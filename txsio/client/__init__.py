@@ -70,6 +70,7 @@ from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
 from twisted.python.failure import Failure
 
 from .._handlers import FlaggedEmitter
+from .._twisted import default_reactor
 from ..engineio.client.transport import DEFAULT_MAX_PAYLOAD
 from .backoff import Backoff
 from .manager import Manager, ManagerState
@@ -143,11 +144,7 @@ class Client:
         close_timeout: float = 2.0,
     ) -> None:
         if clock is None:
-            if reactor is None:
-                from twisted.internet import reactor as global_reactor
-
-                reactor = global_reactor
-            clock = cast("IReactorTime", reactor)
+            clock = cast("IReactorTime", default_reactor(reactor))
         #: the manager: the connection and its reconnection
         self.io = Manager(
             reconnection=reconnection, reconnection_attempts=reconnection_attempts,

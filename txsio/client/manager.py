@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
 from .._events import EventEmitter
+from .._twisted import cancel_call
 from ..engineio.client.engine import EngineClient, TransportFactory
 from ..engineio.client.transport import TransportError
 from ..engineio.client.url import EngineURL
@@ -303,8 +304,7 @@ class Manager(EventEmitter):
     def _cleanup(self) -> None:
         self._generation += 1
         for timer in self._timers:
-            if timer.active():
-                timer.cancel()
+            cancel_call(timer)
         self._timers = []
         self._decoder.reset()
 

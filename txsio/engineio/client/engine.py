@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from ..._events import EventEmitter
+from ..._twisted import cancel_call, default_reactor
 from ..packet import Packet, PacketType
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportError
 from .url import EngineURL
@@ -39,12 +40,6 @@ log = Logger()
 PROTOCOL = 4
 
 _TRANSPORT_NAMES = ("polling", "websocket")
-
-
-def _global_reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 class EngineState(enum.Enum):
@@ -127,7 +122,7 @@ class EngineClient(EventEmitter):
             if name not in _TRANSPORT_NAMES:
                 raise ValueError(f"unknown transport {name!r}")
         if clock is None:
-            clock = reactor if reactor is not None else _global_reactor()
+            clock = default_reactor(reactor)
         self.url = EngineURL.parse(url, path, query)
         self._transports = names
         self._headers = dict(extra_headers or {})
@@ -235,7 +230,7 @@ class EngineClient(EventEmitter):
 
     def _create_transport(self, name: str) -> ClientTransport:
         if self._reactor is None and self._transport_factory is None:
-            self._reactor = _global_reactor()
+            self._reactor = default_reactor()
         query = {"EIO": str(PROTOCOL), "transport": name}
         if self.sid is not None:
             query["sid"] = self.sid
@@ -377,8 +372,7 @@ class EngineClient(EventEmitter):
             self._reset_ping_timeout()
 
     def _reset_ping_timeout(self) -> None:
-        if self._ping_timer is not None and self._ping_timer.active():
-            self._ping_timer.cancel()
+        cancel_call(self._ping_timer)
         self._ping_timer = self._clock.callLater(
             self.ping_interval + self.ping_timeout, self._on_close, "ping timeout"
         )
@@ -421,10 +415,8 @@ class EngineClient(EventEmitter):
         return list(buffer)
 
     def _force_close(self) -> None:
-        if self._close_timer is not None:
-            if self._close_timer.active():
-                self._close_timer.cancel()
-            self._close_timer = None
+        cancel_call(self._close_timer)
+        self._close_timer = None
         self._on_close("forced close")
 
     def _on_error(self, error: TransportError) -> None:
@@ -437,8 +429,7 @@ class EngineClient(EventEmitter):
             return
         log.info("engine {sid}: closed ({reason})", sid=self.sid, reason=reason)
         for timer in (self._ping_timer, self._close_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
+            cancel_call(timer)
         self._ping_timer = self._close_timer = None
         self.state = EngineState.CLOSED
         if self._probe is not None:

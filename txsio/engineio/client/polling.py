@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..._twisted import default_reactor
 from ..packet import EngineIOParseError, Packet, PacketType, decode_payload, encode_payload
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportState, describe_failure
 
@@ -82,10 +83,7 @@ class HTTPPollingTransport(ClientTransport):
             from treq.client import HTTPClient
             from twisted.web.client import Agent, HTTPConnectionPool
 
-            if reactor is None:
-                from twisted.internet import reactor as global_reactor
-
-                reactor = global_reactor
+            reactor = default_reactor(reactor)
             self._pool = HTTPConnectionPool(reactor, persistent=True)
             agent = (Agent(reactor, pool=self._pool) if tls is None
                      else Agent(reactor, contextFactory=tls, pool=self._pool))

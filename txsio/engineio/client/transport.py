@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..._twisted import cancel_call
 from ..packet import Packet
 
 if TYPE_CHECKING:
@@ -257,10 +258,8 @@ class ClientTransport:
     def _release(self) -> None:
         if self._released:
             return
-        if self._grace is not None:
-            if self._grace.active():
-                self._grace.cancel()
-            self._grace = None
+        cancel_call(self._grace)
+        self._grace = None
         self._released = True
         d = self._release_resources()
         waiters, self._release_waiters = self._release_waiters, []

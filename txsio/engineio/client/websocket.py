@@ -18,6 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..._twisted import default_reactor
 from ..packet import EngineIOParseError, Packet, decode_packet, encode_packet
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportState, describe_failure
 from .url import EngineURL
@@ -129,9 +130,7 @@ class WebSocketTransport(ClientTransport):
     ) -> None:
         super().__init__(query, clock=clock, close_timeout=close_timeout)
         if connector is None:
-            from twisted.internet import reactor
-
-            connector = default_ws_connector(reactor)
+            connector = default_ws_connector(default_reactor())
         self._url = url
         self._connector = connector
         self._headers = dict(headers or {})
