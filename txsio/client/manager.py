@@ -127,6 +127,11 @@ class Manager(EventEmitter):
         return self.state is not ManagerState.CLOSED or self._reconnecting
 
     @property
+    def is_open(self) -> bool:
+        """Whether the Engine.IO connection is open (its sockets can join namespaces)."""
+        return self.state is ManagerState.OPEN
+
+    @property
     def reconnecting(self) -> bool:
         """Whether a reconnection attempt is scheduled or under way."""
         return self._reconnecting

@@ -122,13 +122,11 @@ class ClientSocket(HandlerMethods):
         return d
 
     def _open(self) -> None:
-        from .manager import ManagerState  # (here: manager.py imports this module)
-
         self._active = True
         io = self.io
-        if not io._reconnecting:
+        if not io.reconnecting:
             io.open()
-        if io.state is ManagerState.OPEN:
+        if io.is_open:
             self._on_open()
 
     def _wait_connected(self, retry: bool) -> Deferred[None]:
