@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
 import txsio.redis as redis_module
+import txsio.redis.classic as classic_module
 from txsio.adapter import BroadcastFlags, BroadcastOptions
 from txsio.protocol import Packet, PacketType
 from txsio.redis import (
@@ -31,6 +32,7 @@ from txsio.redis import (
     RedisAdapter,
     RedisAdapterFactory,
     RedisAddress,
+    RedisClusterAdapter,
     RedisConnection,
     RedisProtocolError,
     RedisReplyError,
@@ -180,7 +182,7 @@ class _Node:
         self.io = txsio.Server(adapter=self.factory, clock=self.clock)
         self.pub, self.sub = self.redis.transports
         self.adapter = self.io.sockets.adapter
-        assert isinstance(self.adapter, RedisAdapter)
+        assert isinstance(self.adapter, RedisClusterAdapter)
 
     def subscriptions(self) -> list[list[bytes]]:
         """The (P)(UN)SUBSCRIBE commands sent since the last call."""
@@ -298,7 +300,7 @@ class EncodeAsNode(SynchronousTestCase):
 
     def _ids(self, *ids: str) -> None:
         it = iter(ids)
-        self.patch(redis_module, "new_uid", lambda: next(it))
+        self.patch(classic_module, "new_uid", lambda: next(it))
 
     def test_requests(self) -> None:
         """fetchSockets, allRooms, socketsJoin / socketsLeave / disconnectSockets,
