@@ -687,6 +687,36 @@ class Requests(SynchronousTestCase):
                          ["host"])
         self.assertEqual(remote.handshake.issued, node_socket["handshake"]["issued"])
 
+    def test_remote_socket_acknowledgements(self) -> None:
+        """``remote.timeout(s).emit_with_ack`` fires with the client's answer; fails at once
+        when every node counted no such client, and when Redis cannot count the nodes."""
+        self.node.redis.nodes = 2
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        _, _, decoded = fixture("fetch-sockets-2")
+        self.node.response(dumps({"requestId": json.loads(message)["requestId"],
+                                  "sockets": decoded["sockets"]}))
+        _, remote = self.successResultOf(d)
+        for answer in (True, False):
+            d = remote.timeout(3).emit_with_ack("question", 7)
+            [(_, message)] = self.node.published()
+            request = unpack(message)
+            self.assertEqual(request["opts"]["rooms"], [remote.id])
+            rid = request["requestId"]
+            self.assertNoResult(d)
+            self.node.response(dumps({"type": 8, "requestId": rid,
+                                      "clientCount": 1 if answer else 0}))
+            if answer:
+                self.assertNoResult(d)
+                self.node.response(pack({"type": 9, "requestId": rid, "packet": "yes"}))
+                self.assertEqual(self.successResultOf(d), "yes")
+            else:
+                self.failureResultOf(d, txsio.AckTimeoutError)
+        self.node.pub.loseConnection()
+        self.failureResultOf(remote.timeout(3).emit_with_ack("question", 7),
+                             RedisUnavailableError)
+        self.assertEqual(self.client.events(), [])
+
     def test_fetch_timeout(self) -> None:
         """A node that does not answer fails the request after ``requests_timeout``, with
         what arrived."""

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .adapter import AckCallback, Adapter, BroadcastFlags, BroadcastOptions, Recipient
 from .broadcast import ack_value
@@ -64,7 +65,6 @@ from .socket import Handshake
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
-    from twisted.python.failure import Failure
 
     from .adapter import AdapterHost
 
@@ -249,26 +249,54 @@ class _RemoteEmitter:
 
     def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
         """Emit ``event``; fire with the client's acknowledgement (one value, a tuple for
-        several), or fail with :class:`~txsio.AckTimeoutError`."""
+        several), or fail with :class:`~txsio.AckTimeoutError` (at once when every node
+        reported that it does not have the socket), or with the error of counting the
+        nodes (e.g. :class:`~txsio.redis.RedisUnavailableError`)."""
         if event in RESERVED_EVENTS:
             return fail(ValueError(f'"{event}" is a reserved event name'))
         socket = self._socket
+        adapter = socket.adapter
         host = socket.nsp
         d: Deferred[Any] = Deferred()
+        nodes: list[int] = []  # how many nodes there are, once server_count() answered
+        counts: list[int] = []  # how many clients each node reached (0 or 1)
 
         def answered(args: list[Any]) -> None:
             if not d.called:
                 _cancel(timer)
                 d.callback(ack_value(args))
 
+        def settle() -> None:
+            # Every node counted its clients and none has the socket: no answer will come.
+            if not d.called and nodes and len(counts) >= nodes[0] and not any(counts):
+                _cancel(timer)
+                d.errback(AckTimeoutError("the socket did not acknowledge"))
+
+        def counted(count: int) -> None:
+            counts.append(count)
+            settle()
+
+        def node_count(count: int) -> None:
+            nodes.append(count)
+            settle()
+
+        def not_counted(failure: Failure) -> None:
+            if not d.called:  # the cluster cannot be reached: fail now
+                _cancel(timer)
+                d.errback(failure)
+
         def timed_out() -> None:
             if not d.called:
-                d.errback(AckTimeoutError("the socket did not acknowledge"))
+                d.errback(AckTimeoutError())
 
         timer = host.clock.callLater(self._timeout, timed_out)
         packet = Packet(PacketType.EVENT, host.name, [event, *args], host.next_ack_id())
-        socket.adapter.broadcast_with_ack(packet, socket._options(self._timeout),
-                                          lambda count: None, answered)
+        try:
+            adapter.broadcast_with_ack(packet, socket._options(self._timeout), counted, answered)
+        except Exception as e:
+            _cancel(timer)
+            return fail(e)
+        adapter.server_count().addCallbacks(node_count, not_counted)
         return d
 
 
