@@ -84,65 +84,68 @@ class RespParser:
         replies: list[Any] = []
         stack = self._stack
         size = len(buffer)
-        pos = 0
-        value: Any
-        while True:
-            if self._bulk >= 0:  # the body of a bulk string
-                stop = pos + self._bulk
-                if size < stop + 2:
-                    break
-                if buffer[stop:stop + 2] != b"\r\n":
-                    raise RedisProtocolError("a RESP bulk string does not end with CRLF")
-                value = bytes(buffer[pos:stop])
-                pos = stop + 2
-                self._bulk = -1
-            else:
-                end = buffer.find(b"\r\n", max(pos, self._scan))
-                if end < 0:
-                    self._scan = max(pos, size - 1)  # a CR may be the last byte so far
-                    break
-                kind = buffer[pos]
-                line = bytes(buffer[pos + 1:end])
-                pos = end + 2
-                try:
-                    if kind == 0x24:  # $ bulk string
-                        length = int(line)
-                        if length >= 0:
-                            self._bulk = length
-                            continue
-                        value = None
+        pos = head = end = 0
+        bulk = self._bulk
+        scan = self._scan
+        value: Any = None
+        try:
+            while True:
+                if bulk < 0:  # a line: a reply's type byte and text, up to CRLF
+                    end = buffer.find(b"\r\n", scan if scan > pos else pos)
+                    if end < 0:
+                        scan = size - 1 if size - 1 > pos else pos  # a CR may end the data
+                        break
+                    kind = buffer[pos]
+                    head = pos + 1
+                    pos = end + 2
+                    if kind == 0x24:  # $ bulk string: its body follows
+                        bulk = int(buffer[head:end])
+                        if bulk < 0:
+                            bulk = -1
+                            value = None
                     elif kind == 0x2A:  # * array
-                        count = int(line)
+                        count = int(buffer[head:end])
                         if count > 0:
                             if len(stack) >= self._max_depth:
                                 raise RedisProtocolError("RESP arrays nested too deeply")
                             stack.append(([], count))
                             continue
                         value = [] if count == 0 else None
-                    elif kind == 0x2B:  # + simple string
-                        value = line.decode("utf-8", "replace")
-                    elif kind == 0x2D:  # - error
-                        value = RedisReplyError(line.decode("utf-8", "replace"))
                     elif kind == 0x3A:  # : integer
-                        value = int(line)
+                        value = int(buffer[head:end])
+                    elif kind == 0x2B:  # + simple string
+                        value = buffer[head:end].decode("utf-8", "replace")
+                    elif kind == 0x2D:  # - error
+                        value = RedisReplyError(buffer[head:end].decode("utf-8", "replace"))
                     else:
                         raise RedisProtocolError(f"unknown RESP type byte {kind:#04x}")
-                except ValueError:
-                    raise RedisProtocolError(f"bad RESP line {line[:40]!r}") from None
-            # A value is complete: it fills the innermost open array, perhaps completing it
-            # (and its parents) in turn, or it is a reply.
-            while stack:
-                items, count = stack[-1]
-                items.append(value)
-                if len(items) < count:
-                    break
-                stack.pop()
-                value = items
-            else:
-                replies.append(value)
+                if bulk >= 0:  # the body of a bulk string
+                    stop = pos + bulk
+                    if size < stop + 2:
+                        break
+                    if buffer[stop] != 0x0D or buffer[stop + 1] != 0x0A:
+                        raise RedisProtocolError("a RESP bulk string does not end with CRLF")
+                    value = bytes(buffer[pos:stop])
+                    pos = stop + 2
+                    bulk = -1
+                # A value is complete: it fills the innermost open array, perhaps completing
+                # it (and its parents) in turn, or it is a reply.
+                while stack:
+                    items, count = stack[-1]
+                    items.append(value)
+                    if len(items) < count:
+                        break
+                    stack.pop()
+                    value = items
+                else:
+                    replies.append(value)
+        except ValueError:
+            raise RedisProtocolError(f"bad RESP line {bytes(buffer[head:end][:40])!r}") from None
+        self._bulk = bulk
         if pos:
             del buffer[:pos]
-            self._scan = max(0, self._scan - pos)
+            scan = scan - pos if scan > pos else 0
+        self._scan = scan
         return replies
 
 
