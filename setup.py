@@ -22,6 +22,8 @@ setup(
         "hyperlink>=21.0.0",
         # the Redis adapter's wire format (Node's @socket.io/redis-adapter)
         "msgpack>=1.0",
+        # the Redis adapter's RESP reader for its subscribed connection (C, incremental)
+        "hiredis>=3.0",
     ],
     extras_require={
         "test": [

@@ -34,8 +34,8 @@ from txsio.redis import (
     RedisConnection,
     RedisUnavailableError,
     RemoteSocket,
-    _endpoint,
 )
+from txsio.redis.connection import _endpoint
 
 from .support import NODE_DIR, EventLog, LoopbackSite, PeerSetupError, require_node, serve, spawn
 

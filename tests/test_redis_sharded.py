@@ -29,7 +29,7 @@ from txsio.redis import (
 
 from . import test_redis_cluster as cluster
 from .test_redis_cluster import FAST, TxsioNode, _async, _ids, until
-from .test_redis_unit import _Node, node_notation, push
+from .test_redis_unit import _Node, bounded_work, node_notation, push
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "redis" / "sharded"
 INDEX: list[dict[str, Any]] = json.loads((FIXTURES / "index.json").read_text("utf-8"))
@@ -282,6 +282,27 @@ class RoomChannels(SynchronousTestCase):
         self.assertEqual(set(command[1:]), {MAIN.encode(),
                                             node.sharded.response_channel.encode(),
                                             b"socket.io#/#lobby#"})
+
+
+class Cycles(SynchronousTestCase):
+    """A reference cycle in what is sent fails at once, as with the in-memory adapter."""
+
+    def test_a_cyclic_argument_raises_value_error_at_once(self) -> None:
+        """``emit``, ``server_side_emit`` and ``server_side_emit_with_ack`` with a cyclic
+        argument raise ValueError within a small bound of work (the search for binary used
+        to walk the cycle forever), and publish nothing."""
+        node = _ShardedNode()
+        node.redis.nodes = 2
+        _, sid = node.client(name="a")
+        node.published()
+        cyclic: list[Any] = ["x"]
+        cyclic.append(cyclic)
+        with bounded_work(100_000):
+            self.assertRaises(ValueError, node.io.emit, "x", cyclic)
+            self.assertRaises(ValueError, node.io.to(sid).emit, "x", {"deep": cyclic})
+            self.assertRaises(ValueError, node.io.server_side_emit, "x", cyclic)
+            self.failureResultOf(node.io.server_side_emit_with_ack("x", cyclic), ValueError)
+        self.assertEqual(node.published(), [])
 
 
 class ShardedMixedCluster(cluster.MixedCluster):

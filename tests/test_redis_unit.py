@@ -10,6 +10,9 @@ The fixtures in ``tests/fixtures/redis/`` are real traffic of two Node nodes (so
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
 import txsio.redis as redis_module
+import txsio.redis.classic as classic_module
 from txsio.adapter import BroadcastFlags, BroadcastOptions
 from txsio.protocol import Packet, PacketType
 from txsio.redis import (
@@ -31,6 +35,7 @@ from txsio.redis import (
     RedisAdapter,
     RedisAdapterFactory,
     RedisAddress,
+    RedisClusterAdapter,
     RedisConnection,
     RedisProtocolError,
     RedisReplyError,
@@ -46,6 +51,7 @@ from txsio.redis import (
     pack,
     unpack,
 )
+from txsio.redis.resp import push_reader
 
 from .sio_memory import MemoryClient
 
@@ -180,7 +186,7 @@ class _Node:
         self.io = txsio.Server(adapter=self.factory, clock=self.clock)
         self.pub, self.sub = self.redis.transports
         self.adapter = self.io.sockets.adapter
-        assert isinstance(self.adapter, RedisAdapter)
+        assert isinstance(self.adapter, RedisClusterAdapter)
 
     def subscriptions(self) -> list[list[bytes]]:
         """The (P)(UN)SUBSCRIBE commands sent since the last call."""
@@ -209,6 +215,31 @@ class _Node:
         client = MemoryClient(self.io)
         sid = client.connect_ok(nsp, auth)["sid"]
         return client, str(sid)
+
+
+class TooMuchWork(Exception):
+    """Raised by :func:`bounded_work` when the code under test does more than its budget."""
+
+
+@contextmanager
+def bounded_work(budget: int) -> Iterator[Callable[[], int]]:
+    """Count the Python and builtin calls made in the block (``sys.setprofile``), raising
+    :class:`TooMuchWork` into the code past ``budget`` of them: a bound on work, not time, that
+    turns a hang or a quadratic cost into a failure.  Yields a function giving the count."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > budget:
+            raise TooMuchWork(f"more than {budget} calls")
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield lambda: count
+    finally:
+        sys.setprofile(previous)
 
 
 def _no_failures(test: SynchronousTestCase, events: list[dict[str, Any]]) -> None:
@@ -298,7 +329,7 @@ class EncodeAsNode(SynchronousTestCase):
 
     def _ids(self, *ids: str) -> None:
         it = iter(ids)
-        self.patch(redis_module, "new_uid", lambda: next(it))
+        self.patch(classic_module, "new_uid", lambda: next(it))
 
     def test_requests(self) -> None:
         """fetchSockets, allRooms, socketsJoin / socketsLeave / disconnectSockets,
@@ -656,6 +687,36 @@ class Requests(SynchronousTestCase):
                          ["host"])
         self.assertEqual(remote.handshake.issued, node_socket["handshake"]["issued"])
 
+    def test_remote_socket_acknowledgements(self) -> None:
+        """``remote.timeout(s).emit_with_ack`` fires with the client's answer; fails at once
+        when every node counted no such client, and when Redis cannot count the nodes."""
+        self.node.redis.nodes = 2
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        _, _, decoded = fixture("fetch-sockets-2")
+        self.node.response(dumps({"requestId": json.loads(message)["requestId"],
+                                  "sockets": decoded["sockets"]}))
+        _, remote = self.successResultOf(d)
+        for answer in (True, False):
+            d = remote.timeout(3).emit_with_ack("question", 7)
+            [(_, message)] = self.node.published()
+            request = unpack(message)
+            self.assertEqual(request["opts"]["rooms"], [remote.id])
+            rid = request["requestId"]
+            self.assertNoResult(d)
+            self.node.response(dumps({"type": 8, "requestId": rid,
+                                      "clientCount": 1 if answer else 0}))
+            if answer:
+                self.assertNoResult(d)
+                self.node.response(pack({"type": 9, "requestId": rid, "packet": "yes"}))
+                self.assertEqual(self.successResultOf(d), "yes")
+            else:
+                self.failureResultOf(d, txsio.AckTimeoutError)
+        self.node.pub.loseConnection()
+        self.failureResultOf(remote.timeout(3).emit_with_ack("question", 7),
+                             RedisUnavailableError)
+        self.assertEqual(self.client.events(), [])
+
     def test_fetch_timeout(self) -> None:
         """A node that does not answer fails the request after ``requests_timeout``, with
         what arrived."""
@@ -900,6 +961,82 @@ class Connection(SynchronousTestCase):
         """Two servers on one factory would count as one node: refused."""
         node = _Node()
         self.assertRaises(ValueError, txsio.Server, adapter=node.factory, clock=node.clock)
+
+
+class Readers(SynchronousTestCase):
+    """The RESP readers keep an unfinished reply as far as they read it."""
+
+    @staticmethod
+    def _long_reply(n: int) -> bytes:
+        return b"*%d\r\n" % n + b"".join(b"$5\r\nitem%d\r\n" % (i % 10) for i in range(n))
+
+    def _feed(self, reader: Any, data: bytes, chunk: int) -> list[Any]:
+        replies: list[Any] = []
+        for i in range(0, len(data), chunk):
+            replies.extend(reader.feed(data[i:i + chunk]))
+        return replies
+
+    def test_a_long_reply_in_small_chunks_costs_linear_work(self) -> None:
+        """A 20,000-item reply fed 7 bytes at a time costs the pure parser a few times what
+        it costs fed at once, not a restart from its first byte on every chunk."""
+        data = self._long_reply(20_000)
+        with bounded_work(10**9) as whole:
+            [reply] = self._feed(RespParser(), data, len(data))
+        at_once = whole()
+        with bounded_work(5 * at_once):
+            [chunked] = self._feed(RespParser(), data, 7)
+        self.assertEqual(chunked, reply)
+        self.assertEqual(len(reply), 20_000)
+        self.assertEqual(reply[:2], [b"item0", b"item1"])
+
+    def test_subscribed_connections_read_with_hiredis(self) -> None:
+        """The reader of a subscribed connection is hiredis's, with RespParser's error
+        classes, fed byte by byte as well as at once."""
+        import hiredis
+
+        reader = push_reader()
+        self.assertIsInstance(getattr(reader, "_reader", None), hiredis.Reader)
+        data = (push(b"message", b"ch", b"\x00\xff") + b"-ERR no\r\n*2\r\n*1\r\n:1\r\n$-1\r\n"
+                + self._long_reply(3))
+        replies = self._feed(reader, data, 1)
+        self.assertEqual(replies[0], [b"message", b"ch", b"\x00\xff"])
+        self.assertIsInstance(replies[1], RedisReplyError)
+        self.assertEqual(str(replies[1]), "ERR no")
+        self.assertEqual(replies[2:], [[[1], None], [b"item0", b"item1", b"item2"]])
+        self.assertRaises(RedisProtocolError, push_reader().feed, b"?what\r\n")
+
+
+class Unencodable(SynchronousTestCase):
+    """What the cluster's encoding cannot carry never stops local delivery."""
+
+    def test_msgpack_refusals_still_reach_local_clients(self) -> None:
+        """A lone surrogate or an integer from 2**64 (msgpack has no form for them) in
+        ``io.to(room).emit`` reaches the room's local clients; the broadcast is not published,
+        and that is logged."""
+        node = _Node()
+        client, sid = node.client()
+        node.adapter.add_all(sid, ["r1"])
+        node.published()
+        for value in ("lone \ud800", 2**64):
+            with capturedLogs() as events:
+                node.io.to("r1").emit("odd", value)
+            self.assertEqual(client.events(), [["odd", value]])
+            self.assertEqual(node.published(), [])
+            [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+            self.assertIn("cannot be published", warning["log_format"])
+        node.io.to("r1").emit("plain", 1)
+        self.assertEqual(len(node.published()), 1)
+
+    def test_refusals_from_redis_are_logged_truncated(self) -> None:
+        """An error reply of Redis to a PUBLISH is logged once, cut to 200 characters."""
+        node = _Node()
+        node.redis.answer = False
+        with capturedLogs() as events:
+            node.io.emit("x", 1)
+            node.pub.protocol.dataReceived(b"-ERR " + b"y" * 5000 + b"\r\n")
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertLessEqual(len(warning["why"]), 203)
+        self.assertTrue(warning["why"].startswith("ERR yyy"))
 
 
 class ServerAPI(SynchronousTestCase):

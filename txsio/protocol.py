@@ -57,12 +57,19 @@ from __future__ import annotations
 
 import enum
 import json
-import math
-import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ._jsjson import (
+    BINARY_TYPES,
+    DEFAULT_MAX_DEPTH,
+    BinaryFound,
+    has_binary,
+    stringify,
+    stringify_with_attachments,
+)
 
 __all__ = [
     "DEFAULT_MAX_ATTACHMENTS",
@@ -124,12 +131,6 @@ RESERVED_EVENTS: frozenset[str] = frozenset(
 #: Default bound on the binary attachments of one packet (Node's ``maxAttachments``).
 DEFAULT_MAX_ATTACHMENTS: int = 10
 
-#: Default bound on the nesting of a JSON payload, counted in containers: ``["a"]`` is 1 deep,
-#: ``["a",{"b":[]}]`` 3 deep.  Application data is rarely a tenth as deep; it keeps any code
-#: that recurses over decoded data (``json.dumps`` on an echo, user handlers) far from
-#: Python's recursion limit.
-DEFAULT_MAX_DEPTH: int = 64
-
 #: Default bound on the characters of a namespace.  Generous, because a v4 client sends its
 #: query string in the namespace of CONNECT (URLs are commonly capped at 8 KiB).
 DEFAULT_MAX_NSP_LENGTH: int = 8192
@@ -144,7 +145,7 @@ _MAX_ACK_ID_DIGITS = len(str(MAX_ACK_ID))
 # An attachment count of more digits than this is refused before int() reads it.
 _MAX_COUNT_DIGITS = 10
 
-_BINARY = (bytes, bytearray, memoryview)
+_BINARY = BINARY_TYPES
 _DIGITS = "0123456789"
 _DIGIT_SET = frozenset(_DIGITS)
 
@@ -164,14 +165,6 @@ _BINARY_TYPE: dict[PacketType, PacketType] = {
     BINARY_EVENT: BINARY_EVENT,
     BINARY_ACK: BINARY_ACK,
 }
-
-# Lone surrogates: raw in Python's JSON output with ensure_ascii=False, but not encodable as
-# UTF-8.  JSON.stringify (ES2019) escapes them; so do we.  They occur only inside strings.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _escape_surrogate(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
 
 
 # ---- the packet ---------------------------------------------------------------------------
@@ -258,86 +251,15 @@ class Packet:
 # ---- encoding -----------------------------------------------------------------------------
 
 
-class _BinaryFound(Exception):
-    # Raised out of the fast encoder at the first binary value.
-    pass
-
-
-def _not_json(value: object) -> TypeError:
-    return TypeError(f"a {type(value).__name__} cannot be sent as JSON")
-
-
-def _no_binary(value: object) -> object:
-    if isinstance(value, _BINARY):
-        raise _BinaryFound
-    raise _not_json(value)
-
-
-# JSON as Node's JSON.stringify writes it: compact, non-ASCII as is.  NaN and the infinities
-# are refused here (Python would write invalid JSON), then written as null, as JSON.stringify
-# does, by encoding a copy (see _finite_copy).
-_JSON_OPTIONS: dict[str, Any] = {
-    "separators": (",", ":"),
-    "ensure_ascii": False,
-    "allow_nan": False,
-}
-_dumps_text = json.JSONEncoder(**_JSON_OPTIONS, default=_no_binary).encode
-
-
-def _dumps_binary(data: Any) -> tuple[str, list[bytes]]:
-    # One pass of the C encoder: each binary value, met in JSON order (list order, dict
-    # insertion order, as Node's deconstructPacket walks), becomes the next placeholder.
-    attachments: list[bytes] = []
-
-    def placeholder(value: object) -> object:
-        if isinstance(value, _BINARY):
-            attachments.append(bytes(value))
-            return {"_placeholder": True, "num": len(attachments) - 1}
-        raise _not_json(value)
-
-    return json.JSONEncoder(**_JSON_OPTIONS, default=placeholder).encode(data), attachments
-
-
 def _dumps(ptype: PacketType, data: Any) -> tuple[str, list[bytes] | None]:
     # The fast path is one C encoder pass that stops at the first binary value, if any.
     try:
-        return _dumps_text(data), None
-    except _BinaryFound:
+        return stringify(data), None
+    except BinaryFound:
         pass
     if ptype not in _BINARY_TYPE:
         raise ValueError(f"{ptype.name} cannot carry binary data")
-    return _dumps_binary(data)
-
-
-def _finite_copy(data: Any) -> Any:
-    # A copy of the containers in data, NaN and the infinities replaced by None.  Iterative;
-    # a container met twice is copied once, so shared parts stay shared and a cycle stays a
-    # cycle (which the encoder then refuses).
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if not isinstance(data, (list, tuple, dict)):
-        return data
-    copies: dict[int, Any] = {}
-    root: Any = {} if isinstance(data, dict) else []
-    copies[id(data)] = root
-    stack: list[tuple[Any, Any]] = [(data, root)]
-    while stack:
-        source, target = stack.pop()
-        items = source.items() if isinstance(source, dict) else enumerate(source)
-        for key, value in items:
-            if isinstance(value, (list, tuple, dict)):
-                copy = copies.get(id(value))
-                if copy is None:
-                    copy = copies[id(value)] = {} if isinstance(value, dict) else []
-                    stack.append((value, copy))
-                value = copy
-            elif isinstance(value, float) and not math.isfinite(value):
-                value = None
-            if target.__class__ is list:
-                target.append(value)
-            else:
-                target[key] = value
-    return root
+    return stringify_with_attachments(data)
 
 
 def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
@@ -380,17 +302,7 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     if data is None:
         body = ""
     else:
-        try:
-            try:
-                body, attachments = _dumps(ptype, data)
-            except ValueError:
-                # Perhaps NaN or an infinity, which Node sends as null; if not, this raises
-                # the same error again.
-                body, attachments = _dumps(ptype, _finite_copy(data))
-        except RecursionError:
-            raise ValueError("data nested too deeply to encode") from None
-        if not body.isascii() and _SURROGATE.search(body) is not None:
-            body = _SURROGATE.sub(_escape_surrogate, body)
+        body, attachments = _dumps(ptype, data)
     if attachments:
         head = f"{int(_BINARY_TYPE[ptype])}{len(attachments)}-"
     else:
@@ -403,35 +315,6 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     if attachments:
         return [head + body, *attachments]
     return [head + body]
-
-
-def has_binary(data: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bool:
-    """Tell whether data holds a binary value, at any depth.
-
-    Lists, tuples and dicts (their values) are searched iteratively.
-
-    :param data: the data.
-    :param max_depth: the most containers deep to search; ``data`` itself is depth 1.
-    :returns: whether a ``bytes``, ``bytearray`` or ``memoryview`` is in ``data`` or is
-        ``data``.
-    :raises ValueError: if ``data`` nests containers deeper than ``max_depth`` (as a
-        reference cycle does) before a binary value is found.
-    """
-    if isinstance(data, _BINARY):
-        return True
-    if not isinstance(data, (list, tuple, dict)):
-        return False
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        for value in node.values() if isinstance(node, dict) else node:
-            if isinstance(value, _BINARY):
-                return True
-            if isinstance(value, (list, tuple, dict)):
-                if depth >= max_depth:
-                    raise ValueError(f"data nested deeper than {max_depth}")
-                stack.append((value, depth + 1))
-    return False
 
 
 # ---- decoding -----------------------------------------------------------------------------
