@@ -57,8 +57,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._handlers import NO_FLAGS, EmitFlags, FlaggedEmitter, ack_value
+from ._twisted import cancel_call
 from .adapter import AckCallback, Adapter, BroadcastFlags, BroadcastOptions, Recipient
-from .broadcast import ack_value
 from .exceptions import AckTimeoutError, SocketIOError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
 from .socket import Handshake
@@ -230,74 +231,7 @@ def log_excerpt(why: object) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _cancel(timer: IDelayedCall | None) -> None:
-    if timer is not None and timer.active():
-        timer.cancel()
-
-
 # ---- remote sockets -----------------------------------------------------------------------
-
-
-class _RemoteEmitter:
-    """``remote_socket.timeout(s)``: an emit that waits for the client's acknowledgement."""
-
-    __slots__ = ("_socket", "_timeout")
-
-    def __init__(self, socket: RemoteSocket, timeout: float) -> None:
-        self._socket = socket
-        self._timeout = timeout
-
-    def emit_with_ack(self, event: str, *args: Any) -> Deferred[Any]:
-        """Emit ``event``; fire with the client's acknowledgement (one value, a tuple for
-        several), or fail with :class:`~txsio.AckTimeoutError` (at once when every node
-        reported that it does not have the socket), or with the error of counting the
-        nodes (e.g. :class:`~txsio.redis.RedisUnavailableError`)."""
-        if event in RESERVED_EVENTS:
-            return fail(ValueError(f'"{event}" is a reserved event name'))
-        socket = self._socket
-        adapter = socket.adapter
-        host = socket.nsp
-        d: Deferred[Any] = Deferred()
-        nodes: list[int] = []  # how many nodes there are, once server_count() answered
-        counts: list[int] = []  # how many clients each node reached (0 or 1)
-
-        def answered(args: list[Any]) -> None:
-            if not d.called:
-                _cancel(timer)
-                d.callback(ack_value(args))
-
-        def settle() -> None:
-            # Every node counted its clients and none has the socket: no answer will come.
-            if not d.called and nodes and len(counts) >= nodes[0] and not any(counts):
-                _cancel(timer)
-                d.errback(AckTimeoutError("the socket did not acknowledge"))
-
-        def counted(count: int) -> None:
-            counts.append(count)
-            settle()
-
-        def node_count(count: int) -> None:
-            nodes.append(count)
-            settle()
-
-        def not_counted(failure: Failure) -> None:
-            if not d.called:  # the cluster cannot be reached: fail now
-                _cancel(timer)
-                d.errback(failure)
-
-        def timed_out() -> None:
-            if not d.called:
-                d.errback(AckTimeoutError())
-
-        timer = host.clock.callLater(self._timeout, timed_out)
-        packet = Packet(PacketType.EVENT, host.name, [event, *args], host.next_ack_id())
-        try:
-            adapter.broadcast_with_ack(packet, socket._options(self._timeout), counted, answered)
-        except Exception as e:
-            _cancel(timer)
-            return fail(e)
-        adapter.server_count().addCallbacks(node_count, not_counted)
-        return d
 
 
 class RemoteSocket:
@@ -328,22 +262,81 @@ class RemoteSocket:
     def __repr__(self) -> str:
         return f"<RemoteSocket {self.id} {self.nsp.name}>"
 
-    def _options(self, timeout: float | None = None) -> BroadcastOptions:
-        return BroadcastOptions(frozenset((self.id,)), flags=BroadcastFlags(timeout=timeout))
+    def _options(self, flags: EmitFlags = NO_FLAGS) -> BroadcastOptions:
+        return BroadcastOptions(frozenset((self.id,)), flags=BroadcastFlags(
+            volatile=flags.volatile, timeout=flags.timeout))
 
     def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to this socket's client.
 
         :raises ValueError: for a reserved event name.
         """
+        self._emit(event, args, NO_FLAGS)
+
+    def timeout(self, seconds: float) -> FlaggedEmitter:
+        """``remote.timeout(5).emit_with_ack(...)``: wait at most 5 s for the answer."""
+        return FlaggedEmitter(self._emit, self._emit_with_ack, EmitFlags(timeout=float(seconds)))
+
+    def _emit(self, event: str, args: tuple[Any, ...], flags: EmitFlags) -> None:
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
         self.adapter.broadcast(Packet(PacketType.EVENT, self.nsp.name, [event, *args]),
-                               self._options())
+                               self._options(flags))
 
-    def timeout(self, seconds: float) -> _RemoteEmitter:
-        """``remote.timeout(5).emit_with_ack(...)``: wait at most 5 s for the answer."""
-        return _RemoteEmitter(self, float(seconds))
+    def _emit_with_ack(self, event: str, args: tuple[Any, ...],
+                       flags: EmitFlags) -> Deferred[Any]:
+        """Emit ``event``; fire with the client's acknowledgement (one value, a tuple for
+        several), or fail with :class:`~txsio.AckTimeoutError` (at once when every node
+        reported that it does not have the socket), or with the error of counting the
+        nodes (e.g. :class:`~txsio.redis.RedisUnavailableError`)."""
+        if event in RESERVED_EVENTS:
+            return fail(ValueError(f'"{event}" is a reserved event name'))
+        if flags.timeout is None:
+            return fail(ValueError("emit_with_ack on a remote socket needs a timeout: "
+                                   "use .timeout(seconds) first"))
+        adapter = self.adapter
+        host = self.nsp
+        d: Deferred[Any] = Deferred()
+        nodes: list[int] = []  # how many nodes there are, once server_count() answered
+        counts: list[int] = []  # how many clients each node reached (0 or 1)
+
+        def answered(args: list[Any]) -> None:
+            if not d.called:
+                cancel_call(timer)
+                d.callback(ack_value(args))
+
+        def settle() -> None:
+            # Every node counted its clients and none has the socket: no answer will come.
+            if not d.called and nodes and len(counts) >= nodes[0] and not any(counts):
+                cancel_call(timer)
+                d.errback(AckTimeoutError("the socket did not acknowledge"))
+
+        def counted(count: int) -> None:
+            counts.append(count)
+            settle()
+
+        def node_count(count: int) -> None:
+            nodes.append(count)
+            settle()
+
+        def not_counted(failure: Failure) -> None:
+            if not d.called:  # the cluster cannot be reached: fail now
+                cancel_call(timer)
+                d.errback(failure)
+
+        def timed_out() -> None:
+            if not d.called:
+                d.errback(AckTimeoutError())
+
+        timer = host.clock.callLater(flags.timeout, timed_out)
+        packet = Packet(PacketType.EVENT, host.name, [event, *args], host.next_ack_id())
+        try:
+            adapter.broadcast_with_ack(packet, self._options(flags), counted, answered)
+        except Exception as e:
+            cancel_call(timer)
+            return fail(e)
+        adapter.server_count().addCallbacks(node_count, not_counted)
+        return d
 
     def join(self, room: str | Iterable[str]) -> None:
         """Make the socket join ``room`` (a name or several)."""
@@ -463,15 +456,15 @@ class ClusterAdapter(Adapter):
         self._closed = True
         requests, self._requests = self._requests, {}
         for request in requests.values():
-            _cancel(request.timer)
+            cancel_call(request.timer)
             if not request.deferred.called:
                 request.deferred.errback(self._closed_error())
         ack_requests, self._ack_requests = self._ack_requests, {}
         for ack_request in ack_requests.values():
-            _cancel(ack_request.timer)
+            cancel_call(ack_request.timer)
         timers, self._timers = self._timers, set()
         for timer in timers:
-            _cancel(timer)
+            cancel_call(timer)
         return None
 
     # -- publishing ------------------------------------------------------------------------
@@ -576,7 +569,7 @@ class ClusterAdapter(Adapter):
 
         def not_sent(failure: Failure) -> None:
             if self._requests.pop(request_id, None) is not None:
-                _cancel(request.timer)
+                cancel_call(request.timer)
                 if not d.called:
                     d.errback(failure)
 
@@ -601,7 +594,7 @@ class ClusterAdapter(Adapter):
         request.current += 1
         if request.current >= request.expected:
             del self._requests[request_id]
-            _cancel(request.timer)
+            cancel_call(request.timer)
             if not request.deferred.called:
                 request.deferred.callback(request.responses)
 

@@ -26,6 +26,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._twisted import cancel_call
 from .errors import RedisProtocolError, RedisReplyError, RedisUnavailableError
 from .resp import ReplyReader, RespParser, encode_command, push_reader
 
@@ -193,10 +194,8 @@ class _RedisProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
-        if self._watchdog is not None:
-            if self._watchdog.active():
-                self._watchdog.cancel()
-            self._watchdog = None
+        cancel_call(self._watchdog)
+        self._watchdog = None
         self._fail(self.why or f"connection lost: {reason.getErrorMessage()}")
         if self.on_lost is not None:
             self.on_lost(self, reason)
@@ -398,10 +397,8 @@ class RedisConnection:
     def close(self) -> Deferred[None]:
         """Stop reconnecting and close the connection; fire once it is closed."""
         self._closed = True
-        if self._retry is not None:
-            if self._retry.active():
-                self._retry.cancel()
-            self._retry = None
+        cancel_call(self._retry)
+        self._retry = None
         queue, self._queue = self._queue, []
         for _, _, d in queue:
             d.errback(RedisUnavailableError("the connection to Redis was closed"))

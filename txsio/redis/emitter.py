@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from .._twisted import default_reactor
 from ..protocol import RESERVED_EVENTS, PacketType
 from .connection import RedisAddress, RedisConnection, _endpoint
 from .wire import RequestType, broadcast_channel, dumps, pack
@@ -156,10 +157,7 @@ class Emitter:
         if publish is None:
             if url is None:
                 raise ValueError("an Emitter needs a Redis URL or a publish function")
-            if reactor is None:
-                from twisted.internet import reactor as global_reactor
-
-                reactor = global_reactor
+            reactor = default_reactor(reactor)
             address = RedisAddress.parse(url)
             down = _OutageLog(address, reactor)
             connection = RedisConnection(

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._twisted import default_reactor
 from ..cluster import log_excerpt
 from .base import RedisClusterAdapter
 from .classic import RedisAdapter
@@ -89,10 +90,7 @@ class RedisAdapterFactory:
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise ValueError(f"subscription_mode must be one of {', '.join(SUBSCRIPTION_MODES)}"
                              f", not {subscription_mode!r}")
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
+        reactor = default_reactor(reactor)
         self.address = RedisAddress.parse(url)
         self.key = key
         self.requests_timeout = float(requests_timeout)
