@@ -281,7 +281,8 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
         each attachment.
     :raises ValueError: if ``protocol`` is not 4 or 5; if the data holds a reference cycle,
         or nesting too deep for Python's recursion limit; if a type other than EVENT and ACK
-        holds binary; or if a v4 CONNECT_ERROR dict has no string ``"message"``.
+        holds binary; if a v4 CONNECT_ERROR dict has no string ``"message"``; or if a v4
+        CONNECT's namespace holds a ``?`` (there, the start of the client's query).
     :raises TypeError: if the data holds a value JSON cannot carry.
     """
     ptype = packet.type
@@ -290,7 +291,11 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
         if protocol != 4:
             raise ValueError(f"unsupported Socket.IO protocol {protocol!r}")
         if ptype is CONNECT:
-            # SIO v4: the server accepts a join with a bare CONNECT.
+            # SIO v4: the server accepts a join with a bare CONNECT.  A "?" would start the
+            # query that a v4 CONNECT carries in its namespace: no such name can be sent.
+            if "?" in packet.nsp:
+                raise ValueError(f"a v4 CONNECT cannot name the namespace {packet.nsp!r:.40}:"
+                                 " '?' starts its query")
             data = None
         elif ptype is CONNECT_ERROR and isinstance(data, dict):
             # SIO v4: CONNECT_ERROR (then ERROR) carries a string.
