@@ -788,7 +788,7 @@ class CookieTests(ResourceTestCase):
         response = self.get()
         sid = json.loads(response.text[1:])["sid"]
         self.assertEqual(response.header("set-cookie"),
-                         f"io={sid}; Path=/; HttpOnly; SameSite=Lax")
+                         f"io={sid}; Path=/; HttpOnly; SameSite=lax")
         self.assertIsNone(self.post(sid, "4x").header("set-cookie"))
         self.assertIsNone(self.get(sid).header("set-cookie"))
 
@@ -797,6 +797,17 @@ class CookieTests(ResourceTestCase):
         self.start(cookie="sticky")
         response = self.get()
         self.assertTrue((response.header("set-cookie") or "").startswith("sticky="))
+
+    def test_cookie_attributes(self) -> None:
+        """Every cookie option is written, extra attributes last."""
+        self.start(cookie={"name": "sticky", "path": "/app", "domain": "example.com",
+                           "max_age": 60, "secure": True, "http_only": False,
+                           "same_site": "None", "extra": ("Partitioned",)})
+        response = self.get()
+        sid = json.loads(response.text[1:])["sid"]
+        self.assertEqual(response.header("set-cookie"),
+                         f"sticky={sid}; Domain=example.com; Path=/app; Max-Age=60; Secure; "
+                         "SameSite=none; Partitioned")
 
 
 # -- WebSocket, in memory ----------------------------------------------------------------------

@@ -3,8 +3,9 @@
 :class:`PollingTransport` is an adapter between twisted.web requests and an
 :class:`~txsio.engineio.session.EngineSession`.
 
-Called by :class:`~txsio.engineio.resource.EngineIOResource` (for each request of the session):
-:meth:`~PollingTransport.handle_get`, :meth:`~PollingTransport.handle_post`.
+Called by :class:`~txsio.engineio.resource.EngineIOResource` (for each request of the session,
+with the query it parsed once): :meth:`~PollingTransport.handle_get`,
+:meth:`~PollingTransport.handle_post`.
 
 Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransport.send`,
 :meth:`~PollingTransport.noop`, :meth:`~PollingTransport.close`.
@@ -17,13 +18,14 @@ request after it finished.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
+from .errors import EngineRequestError, ErrorCode
 from .packet import (
     EngineIOParseError,
     Packet,
@@ -35,7 +37,6 @@ from .packet import (
     encode_payload,
     encode_payload_v3,
 )
-from .server import EngineRequestError, ErrorCode
 from .site import body_too_large, posts_arriving
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class PollingTransport:
         self._max_body = max_body
         self._max_packets = max_packets
         self._get: Request | None = None
+        self._get_query: Mapping[str, str] = {}
         self._close_pending = False
 
     # -- called by the session -------------------------------------------------------------
@@ -114,14 +116,19 @@ class PollingTransport:
 
     # -- called by the resource ------------------------------------------------------------
 
-    def handle_get(self, request: Request) -> int | bytes:
-        """Serve a long-poll GET: answer now if packets are queued, else hold the request."""
+    def handle_get(self, request: Request, query: Mapping[str, str]) -> int | bytes:
+        """Serve a long-poll GET: answer now if packets are queued, else hold the request.
+
+        :param request: the GET.
+        :param query: its query parameters (JSONP and base64 are asked for there).
+        """
         session = self.session
         assert session is not None
         if self._get is not None:
             session.transport_error(self, "overlapping GET requests")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         self._get = request
+        self._get_query = query
         request.notifyFinish().addBoth(self._get_finished, request)
         # Queued packets first (a graceful close delivers them); send() appends the close packet.
         session.transport_ready(self)
@@ -129,28 +136,32 @@ class PollingTransport:
             self.send([])
         return NOT_DONE_YET
 
-    def handle_post(self, request: Request) -> bytes:
-        """Serve a POST: decode its packets and hand them to the session."""
+    def handle_post(self, request: Request, query: Mapping[str, str]) -> bytes:
+        """Serve a POST: decode its packets and hand them to the session.
+
+        :param request: the POST.
+        :param query: its query parameters (a JSONP POST carries ``j``).
+        """
         session = self.session
         assert session is not None
         content_type = request.getHeader(b"content-type") or b""
         binary = content_type.split(b";")[0].strip().lower() == b"application/octet-stream"
         if binary and self.protocol == 4:
             session.transport_error(self, "binary POST body from an EIO4 client")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         if posts_arriving(request, session.id) > 1:
             session.transport_error(self, "overlapping POST requests")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
             session.transport_error(self, "POST body larger than max_http_buffer_size")
-            return _error(request, EngineRequestError(
-                ErrorCode.BAD_REQUEST, 413, "Payload too large"))
+            return EngineRequestError(
+                ErrorCode.BAD_REQUEST, 413, "Payload too large").render(request)
         try:
-            packets = self._decode(request, body, binary)
+            packets = self._decode(body, binary, "j" in query)
         except EngineIOParseError as e:
             session.parse_error(self, e)
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         for packet in packets:
             if packet.type is PacketType.CLOSE:
                 # The client closes: release its pending poll, as Node does.
@@ -161,7 +172,7 @@ class PollingTransport:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _decode(self, request: Request, body: bytes, binary: bool) -> list[Packet]:
+    def _decode(self, body: bytes, binary: bool, jsonp: bool) -> list[Packet]:
         if self.protocol == 4:
             try:
                 text = body.decode("utf-8")
@@ -170,7 +181,7 @@ class PollingTransport:
             return decode_payload(text, max_packets=self._max_packets)
         if binary:
             return decode_payload_v3(body, max_packets=self._max_packets)
-        if _query(request, "j") is not None:
+        if jsonp:
             text = decode_jsonp_body(body)
         else:
             try:
@@ -190,8 +201,8 @@ class PollingTransport:
             body = encode_payload(packets).encode("utf-8")
             content_type = b"text/plain; charset=UTF-8"
         else:
-            jsonp = _query(request, "j")
-            supports_binary = jsonp is None and _query(request, "b64") is None
+            jsonp = self._get_query.get("j")
+            supports_binary = jsonp is None and "b64" not in self._get_query
             payload = encode_payload_v3(packets, supports_binary=supports_binary)
             if isinstance(payload, bytes):
                 body, content_type = payload, b"application/octet-stream"
@@ -215,27 +226,6 @@ class PollingTransport:
             self.session.transport_error(self, "poll connection closed prematurely")
 
 
-def request_query(request: Request) -> dict[str, str]:
-    """The query parameters of ``request``'s URL (the first value of each), parsed once.
-
-    Read from the URL only: twisted.web also merges form-encoded POST bodies into
-    ``request.args``, and a body must not override ``sid``, ``EIO`` or ``transport``.
-    """
-    cached: dict[str, str] | None = getattr(request, "_txsio_query", None)
-    if cached is not None:
-        return cached
-    _, _, raw = request.uri.partition(b"?")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        query.setdefault(key, value)
-    request._txsio_query = query  # type: ignore[attr-defined]
-    return query
-
-
-def _query(request: Request, name: str) -> str | None:
-    return request_query(request).get(name)
-
-
 def _read_body(request: Request, limit: int) -> bytes | None:
     """The request body, or ``None`` when it is larger than ``limit`` bytes.
 
@@ -257,9 +247,3 @@ def _read_body(request: Request, limit: int) -> bytes | None:
     if len(data) > limit:
         return None
     return data
-
-
-def _error(request: Request, error: EngineRequestError) -> bytes:
-    request.setResponseCode(error.status)
-    request.setHeader(b"content-type", b"application/json")
-    return error.body()

@@ -9,6 +9,7 @@ the spec's JSON errors, and routes the rest: polling requests to the session's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -18,8 +19,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from .polling import PollingTransport, _error, request_query
-from .server import EngineRequestError, ErrorCode, HandshakeRequest
+from .errors import EngineRequestError, ErrorCode
+from .handshake import HandshakeRequest, request_query
+from .polling import PollingTransport
 from .websocket import EngineWebSocketFactory
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ class EngineIOResource(Resource):
             server.check_origin(origin, _header(request, b"host"), request.isSecure())
         except EngineRequestError as e:
             log.info("refused a request from origin {origin!r}", origin=origin)
-            return _error(request, e)
+            return e.render(request)
         for name, value in server.cors_headers(origin):
             # bytes names, as everywhere: Twisted's header-name cache is shared by str and
             # bytes keys, and mixing them trips BytesWarning under python -bb.
@@ -82,21 +84,21 @@ class EngineIOResource(Resource):
         except EngineRequestError as e:
             log.debug("bad request {method} {uri}: {message}", method=method,
                       uri=request.uri.decode("latin-1"), message=e.message)
-            return _error(request, e)
+            return e.render(request)
 
         if session is not None:
             if transport == "websocket":
                 return self._websocket(request)
             polling = session.transport
             if not isinstance(polling, PollingTransport):  # pragma: no cover - checked above
-                return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+                return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
             if method == "GET":
-                return polling.handle_get(request)
-            return polling.handle_post(request)
+                return polling.handle_get(request, query)
+            return polling.handle_post(request, query)
 
         # A handshake: ask allow_request (maybe asynchronously), then open the session.
         if server.allow_request is None:
-            return self._handshake(request, protocol, transport)
+            return self._handshake(request, query, protocol, transport)
         d = maybeDeferred(server.allow_request, request)
         if d.called:
             result: list[Any] = []
@@ -104,15 +106,15 @@ class EngineIOResource(Resource):
             outcome = result[0]
             if isinstance(outcome, Failure):
                 log.failure("allow_request raised", outcome)
-                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             if not outcome:
-                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
-            return self._handshake(request, protocol, transport)
-        self._handshake_later(d, request, protocol, transport)
+                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
+            return self._handshake(request, query, protocol, transport)
+        self._handshake_later(d, request, query, protocol, transport)
         return NOT_DONE_YET
 
-    def _handshake_later(self, d: Deferred[Any], request: Request, protocol: int,
-                         transport: str) -> None:
+    def _handshake_later(self, d: Deferred[Any], request: Request, query: Mapping[str, str],
+                         protocol: int, transport: str) -> None:
         finished: list[bool] = []
         request.notifyFinish().addBoth(lambda _: finished.append(True))
 
@@ -120,9 +122,9 @@ class EngineIOResource(Resource):
             if finished:
                 return  # the client went away while we were deciding
             if not ok:
-                body = _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+                body = EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             else:
-                result = self._handshake(request, protocol, transport)
+                result = self._handshake(request, query, protocol, transport)
                 if result == NOT_DONE_YET:
                     return
                 assert isinstance(result, bytes)
@@ -138,7 +140,8 @@ class EngineIOResource(Resource):
         d.addCallbacks(allowed, failed).addErrback(
             lambda f: log.failure("error finishing a handshake", f))
 
-    def _handshake(self, request: Request, protocol: int, transport: str) -> int | bytes:
+    def _handshake(self, request: Request, query: Mapping[str, str], protocol: int,
+                   transport: str) -> int | bytes:
         server = self.engine
         if transport == "websocket":
             return self._websocket(request)
@@ -147,11 +150,11 @@ class EngineIOResource(Resource):
             max_body=server.options.max_http_buffer_size,
             max_packets=server.options.max_payload_packets,
         )
-        session = server.create_session(protocol, polling, _handshake_request(request))
+        session = server.create_session(protocol, polling, HandshakeRequest.of(request, query))
         polling.session = session
         if server.cookie is not None:
-            request.setHeader(b"set-cookie", server.cookie.header(session.id).encode())
-        return polling.handle_get(request)
+            server.cookie.set(request, session.id)
+        return polling.handle_get(request, query)
 
     def _websocket(self, request: Request) -> int | bytes:
         channel = request.channel
@@ -172,18 +175,3 @@ def _header(request: Request, name: bytes) -> str | None:
     if value is None:
         return None
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)
-
-
-def _handshake_request(request: Request) -> HandshakeRequest:
-    headers: dict[str, str] = {}
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1") for v in values)
-    peer = request.getClientAddress()
-    return HandshakeRequest(
-        method=request.method.decode("ascii", "replace"),
-        url=request.uri.decode("utf-8", "replace"),
-        headers=headers,
-        query=request_query(request),
-        address=getattr(peer, "host", ""),
-        secure=request.isSecure(),
-    )

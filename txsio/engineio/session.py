@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.logger import Logger
 
 from .._events import EventEmitter
+from .errors import CloseReason
 from .packet import Packet, PacketType
 
 if TYPE_CHECKING:
@@ -60,23 +61,6 @@ __all__ = [
 ]
 
 log = Logger()
-
-
-class CloseReason:
-    """The reasons a session closes with, spelled as Node's ``engine.io``."""
-
-    #: the client closed the transport (close packet, or the connection went away)
-    TRANSPORT_CLOSE = "transport close"
-    #: the client did not answer a ping in time
-    PING_TIMEOUT = "ping timeout"
-    #: the server called :meth:`EngineSession.close`
-    FORCED_CLOSE = "forced close"
-    #: the client broke the transport's rules (overlapping requests, ...)
-    TRANSPORT_ERROR = "transport error"
-    #: the client sent a packet that does not parse
-    PARSE_ERROR = "parse error"
-    #: the server is stopping
-    SERVER_SHUTTING_DOWN = "server shutting down"
 
 
 def _default_transports() -> tuple[str, ...]:

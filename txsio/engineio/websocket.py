@@ -22,6 +22,8 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from .errors import EngineRequestError
+from .handshake import HandshakeRequest
 from .packet import (
     EngineIOParseError,
     Packet,
@@ -30,7 +32,6 @@ from .packet import (
     encode_packet,
     encode_packet_v3,
 )
-from .server import EngineRequestError, HandshakeRequest
 
 if TYPE_CHECKING:
     from .server import EngineServer
