@@ -142,7 +142,8 @@ class EngineIOLayoutTests(SynchronousTestCase):
         """The codec and value-type modules import nothing from Twisted, Autobahn or treq at
         runtime, so the transports, the session and the server can all import them."""
         modules = _modules()
-        pure = ["txsio.engineio.errors", "txsio.engineio.handshake", "txsio.engineio.packet"]
+        pure = ["txsio.engineio.errors", "txsio.engineio.handshake", "txsio.engineio.packet",
+                "txsio.engineio.wire"]
         for name in pure:
             imported = _imported_names(name, modules[name], modules)
             self.assertEqual(imported & {"twisted", "autobahn", "treq", "txaio"}, set(), name)

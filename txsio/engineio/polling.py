@@ -13,7 +13,8 @@ Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransp
 At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
 violation (the new request gets 400 and the session closes with ``"transport error"``).  A GET
 whose client goes away closes the session as well, as Node does; nothing is written to a
-request after it finished.
+request after it finished.  The session's :class:`~txsio.engineio.wire.WireFormat` reads and
+writes the bodies.
 """
 
 from __future__ import annotations
@@ -26,23 +27,14 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
 from .errors import EngineRequestError, ErrorCode
-from .packet import (
-    EngineIOParseError,
-    Packet,
-    PacketType,
-    decode_jsonp_body,
-    decode_payload,
-    decode_payload_v3,
-    encode_jsonp_payload,
-    encode_payload,
-    encode_payload_v3,
-)
+from .packet import EngineIOParseError, Packet, PacketType
 from .site import body_too_large, posts_arriving
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
     from .session import EngineSession
+    from .wire import WireFormat
 
 __all__ = ["PollingTransport"]
 
@@ -50,21 +42,20 @@ log = Logger()
 
 _CLOSE = Packet(PacketType.CLOSE)
 _NOOP = Packet(PacketType.NOOP)
-_RS = "\x1e"
 
 
 class PollingTransport:
     """The long-polling transport of one session.
 
-    :param protocol: the Engine.IO revision, 3 or 4.
+    :param wire: the session's wire format.
     :param max_body: the largest POST body accepted, in bytes.
     :param max_packets: the most packets accepted in one POST body.
     """
 
     name = "polling"
 
-    def __init__(self, protocol: int, *, max_body: int, max_packets: int) -> None:
-        self.protocol = protocol
+    def __init__(self, wire: WireFormat, *, max_body: int, max_packets: int) -> None:
+        self.wire = wire
         self.session: EngineSession | None = None
         self._max_body = max_body
         self._max_packets = max_packets
@@ -146,7 +137,7 @@ class PollingTransport:
         assert session is not None
         content_type = request.getHeader(b"content-type") or b""
         binary = content_type.split(b";")[0].strip().lower() == b"application/octet-stream"
-        if binary and self.protocol == 4:
+        if binary and not self.wire.binary_polling:
             session.transport_error(self, "binary POST body from an EIO4 client")
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         if posts_arriving(request, session.id) > 1:
@@ -158,7 +149,8 @@ class PollingTransport:
             return EngineRequestError(
                 ErrorCode.BAD_REQUEST, 413, "Payload too large").render(request)
         try:
-            packets = self._decode(body, binary, "j" in query)
+            packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
+                                            max_packets=self._max_packets)
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
@@ -172,45 +164,13 @@ class PollingTransport:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _decode(self, body: bytes, binary: bool, jsonp: bool) -> list[Packet]:
-        if self.protocol == 4:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
-            return decode_payload(text, max_packets=self._max_packets)
-        if binary:
-            return decode_payload_v3(body, max_packets=self._max_packets)
-        if jsonp:
-            text = decode_jsonp_body(body)
-        else:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
-        return decode_payload_v3(text, max_packets=self._max_packets)
-
     def _write(self, request: Request, packets: list[Packet]) -> None:
-        if self.protocol == 4:
-            if any(isinstance(p.data, str) and _RS in p.data for p in packets):
-                # EIO4 payloads are split on the record separator: a message holding one cannot
-                # travel over polling intact (it would forge packets), so it is dropped, loudly.
-                log.warn("dropped a message containing U+001E, which polling cannot carry")
-                packets = [p for p in packets
-                           if not (isinstance(p.data, str) and _RS in p.data)] or [_NOOP]
-            body = encode_payload(packets).encode("utf-8")
-            content_type = b"text/plain; charset=UTF-8"
-        else:
-            jsonp = self._get_query.get("j")
-            supports_binary = jsonp is None and "b64" not in self._get_query
-            payload = encode_payload_v3(packets, supports_binary=supports_binary)
-            if isinstance(payload, bytes):
-                body, content_type = payload, b"application/octet-stream"
-            elif jsonp is not None:
-                body = encode_jsonp_payload(payload, jsonp).encode("utf-8")
-                content_type = b"text/javascript; charset=UTF-8"
-            else:
-                body, content_type = payload.encode("utf-8"), b"text/plain; charset=UTF-8"
+        query = self._get_query
+        body, content_type, dropped = self.wire.encode_poll(
+            packets, jsonp=query.get("j"), b64="b64" in query)
+        if dropped:
+            log.warn("dropped {count} message(s) containing U+001E, which polling cannot carry",
+                     count=dropped)
         request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", b"%d" % len(body))
         request.write(body)

@@ -23,6 +23,7 @@ from .errors import EngineRequestError, ErrorCode
 from .handshake import HandshakeRequest, request_query
 from .polling import PollingTransport
 from .websocket import EngineWebSocketFactory
+from .wire import WireFormat, wire_format
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
@@ -85,6 +86,7 @@ class EngineIOResource(Resource):
             log.debug("bad request {method} {uri}: {message}", method=method,
                       uri=request.uri.decode("latin-1"), message=e.message)
             return e.render(request)
+        wire = wire_format(protocol)
 
         if session is not None:
             if transport == "websocket":
@@ -98,7 +100,7 @@ class EngineIOResource(Resource):
 
         # A handshake: ask allow_request (maybe asynchronously), then open the session.
         if server.allow_request is None:
-            return self._handshake(request, query, protocol, transport)
+            return self._handshake(request, query, wire, transport)
         d = maybeDeferred(server.allow_request, request)
         if d.called:
             result: list[Any] = []
@@ -109,12 +111,12 @@ class EngineIOResource(Resource):
                 return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             if not outcome:
                 return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
-            return self._handshake(request, query, protocol, transport)
-        self._handshake_later(d, request, query, protocol, transport)
+            return self._handshake(request, query, wire, transport)
+        self._handshake_later(d, request, query, wire, transport)
         return NOT_DONE_YET
 
     def _handshake_later(self, d: Deferred[Any], request: Request, query: Mapping[str, str],
-                         protocol: int, transport: str) -> None:
+                         wire: WireFormat, transport: str) -> None:
         finished: list[bool] = []
         request.notifyFinish().addBoth(lambda _: finished.append(True))
 
@@ -124,7 +126,7 @@ class EngineIOResource(Resource):
             if not ok:
                 body = EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             else:
-                result = self._handshake(request, query, protocol, transport)
+                result = self._handshake(request, query, wire, transport)
                 if result == NOT_DONE_YET:
                     return
                 assert isinstance(result, bytes)
@@ -140,17 +142,18 @@ class EngineIOResource(Resource):
         d.addCallbacks(allowed, failed).addErrback(
             lambda f: log.failure("error finishing a handshake", f))
 
-    def _handshake(self, request: Request, query: Mapping[str, str], protocol: int,
+    def _handshake(self, request: Request, query: Mapping[str, str], wire: WireFormat,
                    transport: str) -> int | bytes:
         server = self.engine
         if transport == "websocket":
             return self._websocket(request)
         polling = PollingTransport(
-            protocol,
+            wire,
             max_body=server.options.max_http_buffer_size,
             max_packets=server.options.max_payload_packets,
         )
-        session = server.create_session(protocol, polling, HandshakeRequest.of(request, query))
+        session = server.create_session(wire.revision, polling,
+                                        HandshakeRequest.of(request, query))
         polling.session = session
         if server.cookie is not None:
             server.cookie.set(request, session.id)

@@ -48,6 +48,7 @@ from twisted.logger import Logger
 from .._events import EventEmitter
 from .errors import CloseReason
 from .packet import Packet, PacketType
+from .wire import open_payload, wire_format
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -156,6 +157,8 @@ class EngineSession(EventEmitter):
     :param clock: the clock for every timer.
     :param request: what the handshake request carried (headers, query, address...), for the
         layers above; opaque to the session.
+
+    :ivar wire: the :class:`~txsio.engineio.wire.WireFormat` of ``protocol``.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class EngineSession(EventEmitter):
         self.id = sid
         self.options = options
         self.protocol = protocol
+        self.wire = wire_format(protocol)
         self.transport = transport
         self.request = request
         self.state = SessionState.OPEN
@@ -195,12 +199,12 @@ class EngineSession(EventEmitter):
         :param upgrades: the transports this session may upgrade to (sent to the client).
         """
         opts = self.options
-        self._queue.append(Packet(PacketType.OPEN, _json_open(
+        self._queue.append(Packet(PacketType.OPEN, open_payload(
             self.id, upgrades, opts.ping_interval, opts.ping_timeout, opts.max_http_buffer_size)))
-        if self.protocol == 3:
-            self._reset_v3_timeout()
-        else:
+        if self.wire.server_pings:
             self._schedule_ping()
+        else:
+            self._reset_v3_timeout()
         self.flush()
 
     def add_close_callback(self, callback: Callable[[EngineSession, str], None]) -> None:
@@ -291,14 +295,14 @@ class EngineSession(EventEmitter):
             assert packet.data is not None
             self.emit("message", packet.data)
         elif ptype is PacketType.PONG:
-            if self.protocol == 3:
+            if not self.wire.server_pings:
                 self._fail(CloseReason.TRANSPORT_ERROR, "pong from an EIO3 client")
                 return
             self._cancel("_timeout_timer")
             self._schedule_ping()
             self.emit("heartbeat")
         elif ptype is PacketType.PING:
-            if self.protocol != 3:
+            if self.wire.server_pings:
                 self._fail(CloseReason.TRANSPORT_ERROR, "ping from an EIO4 client")
                 return
             self._reset_v3_timeout()
@@ -507,15 +511,3 @@ class EngineSession(EventEmitter):
 
     _graceful_reason: str = CloseReason.FORCED_CLOSE
 
-
-def _json_open(sid: str, upgrades: list[str], ping_interval: float, ping_timeout: float,
-               max_payload: int) -> str:
-    import json
-
-    return json.dumps({
-        "sid": sid,
-        "upgrades": upgrades,
-        "pingInterval": round(ping_interval * 1000),
-        "pingTimeout": round(ping_timeout * 1000),
-        "maxPayload": max_payload,
-    }, separators=(",", ":"))

@@ -24,14 +24,8 @@ from twisted.logger import Logger
 
 from .errors import EngineRequestError
 from .handshake import HandshakeRequest
-from .packet import (
-    EngineIOParseError,
-    Packet,
-    decode_packet,
-    decode_packet_v3,
-    encode_packet,
-    encode_packet_v3,
-)
+from .packet import EngineIOParseError, Packet
+from .wire import V4, WireFormat, wire_format
 
 if TYPE_CHECKING:
     from .server import EngineServer
@@ -60,7 +54,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     factory: EngineWebSocketFactory
 
     session: EngineSession | None = None
-    _engine_protocol = 4
+    _wire: WireFormat = V4
     _handshake: HandshakeRequest | None = None
     _upgrade_sid: str | None = None
     _closing = False
@@ -75,7 +69,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             protocol, _, session = server.check_request("GET", query, upgrade=True)
         except EngineRequestError as e:
             raise ConnectionDeny(e.status, e.message) from None
-        self._engine_protocol = protocol
+        self._wire = wire_format(protocol)
         assert self.transport is not None
         peer = self.transport.getPeer()
         self._handshake = HandshakeRequest(
@@ -95,7 +89,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         server = self.factory.engine
         if self._upgrade_sid is None:
             assert self._handshake is not None
-            self.session = server.create_session(self._engine_protocol, self, self._handshake)
+            self.session = server.create_session(self._wire.revision, self, self._handshake)
             return
         session = server.sessions.get(self._upgrade_sid)
         if session is None or not session.can_upgrade():
@@ -120,8 +114,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             session.receive_message(text[1:], self)
             return
         try:
-            packet = decode_packet(text) if self._engine_protocol == 4 else \
-                decode_packet_v3(text)
+            packet = self._wire.decode_frame(text)
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return
@@ -131,15 +124,12 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         session = self.session
         if session is None:
             return
-        if self._engine_protocol == 4:
-            session.receive_message(payload, self)
-            return
         try:
-            packet = decode_packet_v3(payload)
+            data = self._wire.decode_binary_frame(payload)
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return
-        session.receive(packet, self)
+        session.receive_message(data, self)
 
     def dataReceived(self, data: bytes) -> None:
         """Read complete, small, unfragmented data frames directly; leave the rest to Autobahn.
@@ -254,9 +244,9 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         """Write each packet in its own frame."""
         if not self.writable:
             return  # Autobahn is closing: its sendMessage would raise Disconnected
-        v4 = self._engine_protocol == 4
+        encode = self._wire.encode_frame
         for packet in packets:
-            data = encode_packet(packet) if v4 else encode_packet_v3(packet)
+            data = encode(packet)
             if isinstance(data, str):
                 self._send_message(data.encode("utf-8"), False)
             else:
@@ -271,10 +261,8 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             return False
         if isinstance(data, str):
             self._send_message(("4" + data).encode("utf-8"), False)
-        elif self._engine_protocol == 4:
-            self._send_message(data, True)
         else:
-            self._send_message(b"\x04" + data, True)
+            self._send_message(self._wire.binary_prefix + data, True)
         return True
 
     def _send_message(self, payload: bytes, binary: bool) -> None:
