@@ -24,28 +24,9 @@ from twisted.web.resource import Resource
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
 from txsio.engineio.websocket import EngineWebSocketFactory
+from txsio.testing import MemoryTransport
 
 BASE = "http://127.0.0.1/engine.io/"
-
-
-class FakeWebSocket:
-    """A stand-in WebSocket transport for upgrading a polling session without a socket."""
-
-    name = "websocket"
-    writable = True
-
-    def __init__(self) -> None:
-        self.sent: list[Packet] = []
-        self.closes: list[bool] = []
-
-    def send(self, packets: list[Packet]) -> None:
-        self.sent.extend(packets)
-
-    def close(self, *, graceful: bool) -> None:
-        self.closes.append(graceful)
-
-    def noop(self) -> None:
-        pass
 
 
 class Response:
@@ -247,7 +228,7 @@ class BadRequestTests(ResourceTestCase):
         """Polling requests for a session that upgraded to WebSocket are refused with code 3."""
         sid, _ = self.handshake()
         session = self.server.sessions[sid]
-        ws = FakeWebSocket()
+        ws = MemoryTransport("websocket")
         session.begin_upgrade(ws)
         session.receive(Packet(PacketType.PING, "probe"), ws)
         session.receive(Packet(PacketType.UPGRADE), ws)
@@ -450,7 +431,7 @@ class PollingTests(ResourceTestCase):
         sid, _ = self.handshake()
         session = self.server.sessions[sid]
         poll = self.start_request("GET", self.url(sid))
-        ws = FakeWebSocket()
+        ws = MemoryTransport("websocket")
         session.begin_upgrade(ws)
         session.receive(Packet(PacketType.PING, "probe"), ws)
         self.assertEqual(ws.sent, [Packet(PacketType.PONG, "probe")])

@@ -8,7 +8,7 @@ with the query it parsed once): :meth:`~PollingTransport.handle_get`,
 :meth:`~PollingTransport.handle_post`.
 
 Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransport.send`,
-:meth:`~PollingTransport.noop`, :meth:`~PollingTransport.close`.
+:meth:`~PollingTransport.close`.
 
 At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
 violation (the new request gets 400 and the session closes with ``"transport error"``).  A GET
@@ -33,7 +33,7 @@ from .site import body_too_large, posts_arriving
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-    from .session import EngineSession
+    from .session import EngineSession, Outgoing
     from .wire import WireFormat
 
 __all__ = ["PollingTransport"]
@@ -53,6 +53,7 @@ class PollingTransport:
     """
 
     name = "polling"
+    upgrades_to: tuple[str, ...] = ("websocket",)
 
     def __init__(self, wire: WireFormat, *, max_body: int, max_packets: int) -> None:
         self.wire = wire
@@ -70,40 +71,40 @@ class PollingTransport:
         """Whether a GET is waiting for packets."""
         return self._get is not None
 
-    def send(self, packets: list[Packet]) -> None:
-        """Answer the pending GET with ``packets`` (and the close packet, when one is due)."""
+    def send(self, data: Outgoing) -> bool:
+        """Answer the pending GET with packets (and the close packet, when one is due).
+
+        Polling writes packets only: a lone message or a broadcast's frame is refused
+        (``False``), so the session queues it for the next GET.
+        """
+        if not isinstance(data, list):
+            return False
         request = self._get
         if request is None:  # pragma: no cover - the session checks writable first
-            return
+            return False
         self._get = None
         closing = self._close_pending
         if closing:
             self._close_pending = False
-            packets = [*packets, _CLOSE]
-        self._write(request, packets)
+            data = [*data, _CLOSE]
+        self._write(request, data)
         if closing and self.session is not None:
             self.session.close_delivered(self)
+        return True
 
-    def write_message(self, data: str | bytes) -> bool:
-        """Polling always queues: messages travel with the next GET."""
-        return False
+    def close(self, *, graceful: bool) -> bool:
+        """Deliver the close packet: now if a GET is pending, else to the next GET if graceful.
 
-    def send_prepared(self, frame: object) -> bool:
-        """Polling has no frames to prepare: the packets are queued."""
-        return False
-
-    def noop(self) -> None:
-        """Release the pending GET with a ``noop`` packet, if there is one."""
-        if self._get is not None:
-            self.send([_NOOP])
-
-    def close(self, *, graceful: bool) -> None:
-        """Deliver the close packet: now if a GET is pending, else to the next GET if graceful."""
+        :returns: whether nothing is left to deliver.
+        """
         self._close_pending = True
         if self._get is not None:
             self.send([])
-        elif not graceful:
+            return True
+        if not graceful:
             self._close_pending = False
+            return True
+        return False
 
     # -- called by the resource ------------------------------------------------------------
 
@@ -146,8 +147,8 @@ class PollingTransport:
         body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
             session.transport_error(self, "POST body larger than max_http_buffer_size")
-            return EngineRequestError(
-                ErrorCode.BAD_REQUEST, 413, "Payload too large").render(request)
+            return EngineRequestError(ErrorCode.BAD_REQUEST, 413, "Payload too large").render(
+                request)
         try:
             packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
                                             max_packets=self._max_packets)
@@ -155,9 +156,9 @@ class PollingTransport:
             session.parse_error(self, e)
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         for packet in packets:
-            if packet.type is PacketType.CLOSE:
+            if packet.type is PacketType.CLOSE and self._get is not None:
                 # The client closes: release its pending poll, as Node does.
-                self.noop()
+                self.send([_NOOP])
             session.receive(packet, self)
         request.setHeader(b"content-type", b"text/html")
         return b"ok"

@@ -4,8 +4,7 @@ Called by Autobahn (Twisted's reactor underneath): :meth:`EngineWebSocketProtoco
 ``onOpen``, ``onMessage``, ``onClose``.
 
 Called by the session: :attr:`~EngineWebSocketProtocol.writable`,
-:meth:`~EngineWebSocketProtocol.send`, :meth:`~EngineWebSocketProtocol.noop`,
-:meth:`~EngineWebSocketProtocol.close`.
+:meth:`~EngineWebSocketProtocol.send`, :meth:`~EngineWebSocketProtocol.close`.
 
 Each Engine.IO packet travels in its own frame: text packets as text frames, binary messages
 as binary frames (EIO v4: the raw bytes; v3: a ``0x04`` type byte first).  Autobahn's own
@@ -24,12 +23,12 @@ from twisted.logger import Logger
 
 from .errors import EngineRequestError
 from .handshake import HandshakeRequest
-from .packet import EngineIOParseError, Packet
+from .packet import EngineIOParseError
 from .wire import V4, WireFormat, wire_format
 
 if TYPE_CHECKING:
     from .server import EngineServer
-    from .session import EngineSession
+    from .session import EngineSession, Outgoing
 
 __all__ = ["EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
@@ -51,6 +50,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
     """One WebSocket connection: a new session, or an upgrade probe for a polling one."""
 
     name = "websocket"
+    upgrades_to: tuple[str, ...] = ()
     factory: EngineWebSocketFactory
 
     session: EngineSession | None = None
@@ -111,7 +111,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
             return
         if text and text[0] == "4":
             # A text message (EIO v3 and v4 alike): handed over without building a packet.
-            session.receive_message(text[1:], self)
+            session.receive(text[1:], self)
             return
         try:
             packet = self._wire.decode_frame(text)
@@ -129,7 +129,7 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return
-        session.receive_message(data, self)
+        session.receive(data, self)
 
     def dataReceived(self, data: bytes) -> None:
         """Read complete, small, unfragmented data frames directly; leave the rest to Autobahn.
@@ -240,29 +240,31 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         """A WebSocket takes packets whenever it is open."""
         return not self._closing and self.state == self.STATE_OPEN
 
-    def send(self, packets: list[Packet]) -> None:
-        """Write each packet in its own frame."""
-        if not self.writable:
-            return  # Autobahn is closing: its sendMessage would raise Disconnected
-        encode = self._wire.encode_frame
-        for packet in packets:
-            data = encode(packet)
-            if isinstance(data, str):
-                self._send_message(data.encode("utf-8"), False)
-            else:
-                self._send_message(data, True)
+    def send(self, data: Outgoing) -> bool:
+        """Write ``data`` now: a message in one frame, each packet in its own frame, or a
+        broadcast's frame prepared once (by ``data.prepared_frame``) for every recipient.
 
-    def write_message(self, data: str | bytes) -> bool:
-        """Write one message packet now, if the connection is open.
-
-        :returns: whether it was written (else the session queues it).
+        :returns: whether it was written (not when closing, nor a broadcast with no frame).
         """
-        if not self.writable:
-            return False
+        if self._closing or self.state != self.STATE_OPEN:
+            return False  # Autobahn is closing: its sendMessage would raise Disconnected
         if isinstance(data, str):
             self._send_message(("4" + data).encode("utf-8"), False)
-        else:
+        elif isinstance(data, bytes):
             self._send_message(self._wire.binary_prefix + data, True)
+        elif isinstance(data, list):
+            encode = self._wire.encode_frame
+            for packet in data:
+                frame = encode(packet)
+                if isinstance(frame, str):
+                    self._send_message(frame.encode("utf-8"), False)
+                else:
+                    self._send_message(frame, True)
+        else:
+            prepared = data.prepared_frame(self.factory)
+            if prepared is None:
+                return False
+            self.sendPreparedMessage(prepared)
         return True
 
     def _send_message(self, payload: bytes, binary: bool) -> None:
@@ -290,31 +292,13 @@ class EngineWebSocketProtocol(WebSocketServerProtocol):
         else:
             self.sendMessage(payload, binary)
 
-    def send_prepared(self, encoded: Any) -> bool:
-        """Write the frame of ``encoded`` prepared once for many recipients.
-
-        :param encoded: an object with ``prepared_frame(factory)`` returning an Autobahn
-            prepared message, or ``None`` when it has none (then nothing is written).
-        :returns: whether the frame was written.
-        """
-        if not self.writable:
-            return False
-        prepared = encoded.prepared_frame(self.factory)
-        if prepared is None:
-            return False
-        self.sendPreparedMessage(prepared)
+    def close(self, *, graceful: bool) -> bool:
+        """Close the connection with a normal closing handshake (at once, either way)."""
+        if not self._closing:
+            self._closing = True
+            self.session = None
+            self.sendClose(1000)
         return True
-
-    def noop(self) -> None:
-        """Nothing to release on a WebSocket."""
-
-    def close(self, *, graceful: bool) -> None:
-        """Close the connection with a normal closing handshake."""
-        if self._closing:
-            return
-        self._closing = True
-        self.session = None
-        self.sendClose(1000)
 
 
 class EngineWebSocketFactory(WebSocketServerFactory):
