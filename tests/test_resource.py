@@ -20,10 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
-from txsio.engineio.websocket import EngineWebSocketFactory
 from txsio.testing import MemoryTransport
 
 BASE = "http://127.0.0.1/engine.io/"
@@ -835,19 +835,27 @@ def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class WebSocketClient:
-    """One in-memory WebSocket connection to an EngineServer's Autobahn factory."""
+    """One in-memory WebSocket connection to an EngineServer, through its resource in a Site."""
 
-    def __init__(self, server: EngineServer, query: str) -> None:
-        factory = EngineWebSocketFactory(server)
+    def __init__(self, server: EngineServer, query: str,
+                 headers: dict[str, str] | None = None) -> None:
+        resource = server.resource()
         # No Autobahn timers (they would go to the global reactor); the session has its own.
-        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 80))
+        resource._ws_factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        root = Resource()
+        root.putChild(b"engine.io", resource)
+        site = Site(root, reactor=Clock())
         self.transport = _WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-        self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport.protocol = channel  # as a TCP transport has; Autobahn replaces it
+        channel.makeConnection(self.transport)
+        channel.dataReceived((
             f"GET /engine.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            "Sec-WebSocket-Version: 13\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+            + "\r\n").encode())
+        self.protocol: Any = self.transport.protocol
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status = int(head.split(b" ", 2)[1])
         self._frames = rest

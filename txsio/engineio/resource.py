@@ -3,8 +3,12 @@
 Called by twisted.web: :meth:`EngineIOResource.render` for every request under the mount
 point.  It checks the origin and the query, answers CORS preflights, refuses bad requests with
 the spec's JSON errors, and routes the rest: polling requests to the session's
-:class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn's
-``WebSocketResource`` (which takes the connection over).
+:class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn (which takes
+the connection over, :meth:`~txsio.engineio.websocket.EngineWebSocketFactory.take_over`).
+
+Each request is read once here, for both transports: its query is parsed once, checked once
+(:meth:`~txsio.engineio.EngineServer.check_request`), and a request that opens a session gets
+its :class:`~txsio.engineio.handshake.HandshakeRequest` built once.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,7 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 from .errors import EngineRequestError, ErrorCode
 from .handshake import HandshakeRequest, request_query
 from .polling import PollingTransport
-from .websocket import EngineWebSocketFactory
+from .websocket import Admission, EngineWebSocketFactory
 from .wire import WireFormat, wire_format
 
 if TYPE_CHECKING:
@@ -49,7 +52,6 @@ class EngineIOResource(Resource):
         super().__init__()
         self.engine = server
         self._ws_factory = EngineWebSocketFactory(server)
-        self._ws_resource = WebSocketResource(self._ws_factory)
 
     def render(self, request: Request) -> int | bytes:
         """Check and route one request."""
@@ -90,7 +92,7 @@ class EngineIOResource(Resource):
 
         if session is not None:
             if transport == "websocket":
-                return self._websocket(request)
+                return self._websocket(request, Admission(wire, session=session))
             polling = session.transport
             if not isinstance(polling, PollingTransport):  # pragma: no cover - checked above
                 return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
@@ -145,24 +147,24 @@ class EngineIOResource(Resource):
     def _handshake(self, request: Request, query: Mapping[str, str], wire: WireFormat,
                    transport: str) -> int | bytes:
         server = self.engine
+        handshake = HandshakeRequest.of(request, query)
         if transport == "websocket":
-            return self._websocket(request)
+            return self._websocket(request, Admission(wire, handshake=handshake))
         polling = PollingTransport(
             wire,
             max_body=server.options.max_http_buffer_size,
             max_packets=server.options.max_payload_packets,
         )
-        session = server.create_session(wire.revision, polling,
-                                        HandshakeRequest.of(request, query))
+        session = server.create_session(wire.revision, polling, handshake)
         polling.session = session
         if server.cookie is not None:
             server.cookie.set(request, session.id)
         return polling.handle_get(request, query)
 
-    def _websocket(self, request: Request) -> int | bytes:
+    def _websocket(self, request: Request, admission: Admission) -> int | bytes:
         channel = request.channel
         transport = channel.transport
-        result: int | bytes = self._ws_resource.render(request)
+        result = self._ws_factory.take_over(request, admission)
         if transport is not None and channel.transport is None:
             # Autobahn took the connection over.  The HTTP channel registered itself as the
             # transport's producer and may hold a timeout: detach it, or the channel and its
