@@ -1,8 +1,8 @@
 """An in-memory Socket.IO client for unit tests of :class:`txsio.Server` (no sockets).
 
-A :class:`MemoryClient` opens an Engine.IO session on a fake transport with
-``io.engine.create_session``, feeds Socket.IO packets to it as Engine.IO messages, and decodes
-what the server wrote with :class:`txsio.protocol.Decoder`::
+A :class:`MemoryClient` opens an Engine.IO session on a :class:`txsio.testing.MemoryTransport`
+with ``io.engine.create_session``, feeds Socket.IO packets to it as Engine.IO messages, and
+decodes what the server wrote with :class:`txsio.protocol.Decoder`::
 
     clock = Clock()
     io = txsio.Server(clock=clock)
@@ -16,45 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from txsio import Server
+from txsio.engineio.handshake import HandshakeRequest
 from txsio.engineio.packet import Packet as EnginePacket
 from txsio.engineio.packet import PacketType as EnginePacketType
-from txsio.engineio.server import HandshakeRequest
 from txsio.engineio.session import EngineSession, SessionState
 from txsio.protocol import Decoder, Packet, PacketType, encode
+from txsio.testing import MemoryTransport
 
-__all__ = ["FakeTransport", "MemoryClient"]
-
-
-class FakeTransport:
-    """A WebSocket-like transport that records the Engine.IO packets the session writes.
-
-    It is writable until closed; set :attr:`writable` to ``False`` to play a client that is
-    not ready to receive (the session then queues, and drops volatile packets).
-    """
-
-    name = "websocket"
-
-    def __init__(self) -> None:
-        self.writable = True
-        self.packets: list[EnginePacket] = []
-        self.closes: list[bool] = []
-
-    def send(self, packets: list[EnginePacket]) -> None:
-        assert self.writable, "the session wrote to a transport that is not writable"
-        self.packets.extend(packets)
-
-    def close(self, *, graceful: bool) -> None:
-        self.closes.append(graceful)
-        self.writable = False
-
-    def noop(self) -> None:
-        pass
-
-    def write_message(self, data: str | bytes) -> bool:
-        return False  # queued, so the recorded packets show every message
-
-    def send_prepared(self, frame: object) -> bool:
-        return False
+__all__ = ["MemoryClient"]
 
 
 class MemoryClient:
@@ -70,7 +39,7 @@ class MemoryClient:
                  query: dict[str, str] | None = None, address: str = "127.0.0.1") -> None:
         self.io = io
         self.protocol = 5 if eio == 4 else 4
-        self.transport = FakeTransport()
+        self.transport = MemoryTransport()
         query = dict(query or {})
         query.setdefault("EIO", str(eio))
         query.setdefault("transport", "websocket")
@@ -80,14 +49,14 @@ class MemoryClient:
         self.session: EngineSession = io.engine.create_session(eio, self.transport, request)
         self.decoder = Decoder(protocol=self.protocol, max_attachments=1000)
         # The open packet; an EIO3 client's automatic CONNECT reply may follow it.
-        assert self.transport.packets[0].type is EnginePacketType.OPEN
+        assert self.transport.sent[0].type is EnginePacketType.OPEN
         self._read = 1
 
     # -- to the server ---------------------------------------------------------------------
 
     def send_raw(self, data: str | bytes) -> None:
         """Deliver one Engine.IO message payload to the server."""
-        self.session.receive_message(data, self.transport)
+        self.session.receive(data, self.transport)
 
     def send(self, packet: Packet) -> None:
         """Encode ``packet`` and deliver its parts (text, then attachments)."""
@@ -122,8 +91,9 @@ class MemoryClient:
 
     def engine_packets(self) -> list[EnginePacket]:
         """The Engine.IO packets written since the last call."""
-        new = self.transport.packets[self._read:]
-        self._read = len(self.transport.packets)
+        sent = self.transport.sent
+        new = sent[self._read:]
+        self._read = len(sent)
         return new
 
     def raw(self) -> list[str | bytes]:

@@ -20,32 +20,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
-from txsio.engineio.websocket import EngineWebSocketFactory
+from txsio.testing import MemoryTransport
 
 BASE = "http://127.0.0.1/engine.io/"
-
-
-class FakeWebSocket:
-    """A stand-in WebSocket transport for upgrading a polling session without a socket."""
-
-    name = "websocket"
-    writable = True
-
-    def __init__(self) -> None:
-        self.sent: list[Packet] = []
-        self.closes: list[bool] = []
-
-    def send(self, packets: list[Packet]) -> None:
-        self.sent.extend(packets)
-
-    def close(self, *, graceful: bool) -> None:
-        self.closes.append(graceful)
-
-    def noop(self) -> None:
-        pass
 
 
 class Response:
@@ -247,7 +228,7 @@ class BadRequestTests(ResourceTestCase):
         """Polling requests for a session that upgraded to WebSocket are refused with code 3."""
         sid, _ = self.handshake()
         session = self.server.sessions[sid]
-        ws = FakeWebSocket()
+        ws = MemoryTransport("websocket")
         session.begin_upgrade(ws)
         session.receive(Packet(PacketType.PING, "probe"), ws)
         session.receive(Packet(PacketType.UPGRADE), ws)
@@ -450,7 +431,7 @@ class PollingTests(ResourceTestCase):
         sid, _ = self.handshake()
         session = self.server.sessions[sid]
         poll = self.start_request("GET", self.url(sid))
-        ws = FakeWebSocket()
+        ws = MemoryTransport("websocket")
         session.begin_upgrade(ws)
         session.receive(Packet(PacketType.PING, "probe"), ws)
         self.assertEqual(ws.sent, [Packet(PacketType.PONG, "probe")])
@@ -788,7 +769,7 @@ class CookieTests(ResourceTestCase):
         response = self.get()
         sid = json.loads(response.text[1:])["sid"]
         self.assertEqual(response.header("set-cookie"),
-                         f"io={sid}; Path=/; HttpOnly; SameSite=Lax")
+                         f"io={sid}; Path=/; HttpOnly; SameSite=lax")
         self.assertIsNone(self.post(sid, "4x").header("set-cookie"))
         self.assertIsNone(self.get(sid).header("set-cookie"))
 
@@ -797,6 +778,17 @@ class CookieTests(ResourceTestCase):
         self.start(cookie="sticky")
         response = self.get()
         self.assertTrue((response.header("set-cookie") or "").startswith("sticky="))
+
+    def test_cookie_attributes(self) -> None:
+        """Every cookie option is written, extra attributes last."""
+        self.start(cookie={"name": "sticky", "path": "/app", "domain": "example.com",
+                           "max_age": 60, "secure": True, "http_only": False,
+                           "same_site": "None", "extra": ("Partitioned",)})
+        response = self.get()
+        sid = json.loads(response.text[1:])["sid"]
+        self.assertEqual(response.header("set-cookie"),
+                         f"sticky={sid}; Domain=example.com; Path=/app; Max-Age=60; Secure; "
+                         "SameSite=none; Partitioned")
 
 
 # -- WebSocket, in memory ----------------------------------------------------------------------
@@ -843,19 +835,27 @@ def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class WebSocketClient:
-    """One in-memory WebSocket connection to an EngineServer's Autobahn factory."""
+    """One in-memory WebSocket connection to an EngineServer, through its resource in a Site."""
 
-    def __init__(self, server: EngineServer, query: str) -> None:
-        factory = EngineWebSocketFactory(server)
+    def __init__(self, server: EngineServer, query: str,
+                 headers: dict[str, str] | None = None) -> None:
+        resource = server.resource()
         # No Autobahn timers (they would go to the global reactor); the session has its own.
-        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 80))
+        resource._ws_factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        root = Resource()
+        root.putChild(b"engine.io", resource)
+        site = Site(root, reactor=Clock())
         self.transport = _WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
-        self.protocol.makeConnection(self.transport)
-        self.protocol.dataReceived(
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport.protocol = channel  # as a TCP transport has; Autobahn replaces it
+        channel.makeConnection(self.transport)
+        channel.dataReceived((
             f"GET /engine.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            "Sec-WebSocket-Version: 13\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+            + "\r\n").encode())
+        self.protocol: Any = self.transport.protocol
         head, _, rest = self.transport.value().partition(b"\r\n\r\n")
         self.status = int(head.split(b" ", 2)[1])
         self._frames = rest

@@ -1,4 +1,4 @@
-"""EngineSession: handshake, heartbeat, upgrade and close, on a Clock and a fake transport."""
+"""EngineSession: handshake, heartbeat, upgrade and close, on a Clock and a MemoryTransport."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+import txsio
 from txsio.engineio.packet import EngineIOParseError, Packet, PacketType
 from txsio.engineio.session import (
     CloseReason,
     EngineOptions,
     EngineSession,
+    SessionListener,
     SessionState,
+    SessionTransport,
 )
+from txsio.server import Connection
+from txsio.testing import MemoryTransport, TestClient
 
 PING = Packet(PacketType.PING)
 PONG = Packet(PacketType.PONG)
@@ -30,59 +35,13 @@ def msg(data: str | bytes) -> Packet:
     return Packet(PacketType.MESSAGE, data)
 
 
-class FakeTransport:
-    """A transport that records what the session does to it.
-
-    A polling one is writable only while a "GET" is pending (:meth:`get`), and one send answers
-    that GET; a WebSocket one is always writable until closed.
-    """
-
-    def __init__(self, name: str = "polling", *, writable: bool = False) -> None:
-        self.name = name
-        self.writable = writable if name == "polling" else True
-        self.batches: list[list[Packet]] = []
-        self.closes: list[bool] = []
-        self.noops = 0
-
-    @property
-    def sent(self) -> list[Packet]:
-        return [p for batch in self.batches for p in batch]
-
-    def send(self, packets: list[Packet]) -> None:
-        assert self.writable, "the session wrote to a transport that is not writable"
-        self.batches.append(list(packets))
-        if self.name == "polling":
-            self.writable = False
-
-    def close(self, *, graceful: bool) -> None:
-        self.closes.append(graceful)
-        if self.name == "websocket":
-            self.writable = False
-
-    def noop(self) -> None:
-        self.noops += 1
-        if self.name == "polling" and self.writable:
-            self.send([NOOP])
-
-    def write_message(self, data: str | bytes) -> bool:
-        return False  # queued, so the recorded packets show every message
-
-    def send_prepared(self, frame: object) -> bool:
-        return False
-
-    def get(self, session: EngineSession) -> None:
-        """A polling GET arrives."""
-        self.writable = True
-        session.transport_ready(self)
-
-
 class SessionTestCase(SynchronousTestCase):
     """Helpers: a session on a fake transport, with its events recorded."""
 
     def make(self, *, protocol: int = 4, name: str = "polling", writable: bool = True,
              upgrades: list[str] | None = None, **options: Any) -> EngineSession:
         self.clock = Clock()
-        self.transport = FakeTransport(name, writable=True)
+        self.transport = MemoryTransport(name, writable=True)
         self.session = EngineSession("sid1", EngineOptions(**options), protocol, self.transport,
                                      clock=self.clock)
         self.messages: list[str | bytes] = []
@@ -118,7 +77,7 @@ class OpenTests(SessionTestCase):
     def test_open_packet(self) -> None:
         """The open packet carries the sid, the upgrades and the timings in milliseconds."""
         clock = Clock()
-        transport = FakeTransport(writable=True)
+        transport = MemoryTransport("polling", writable=True)
         session = EngineSession("abc", EngineOptions(ping_interval=0.3, ping_timeout=0.2,
                                                      max_http_buffer_size=1234),
                                 4, transport, clock=clock)
@@ -133,7 +92,7 @@ class OpenTests(SessionTestCase):
     def test_open_defaults(self) -> None:
         """With Node's defaults the open packet says 25000 / 20000 ms and 1e6 bytes."""
         clock = Clock()
-        transport = FakeTransport(writable=True)
+        transport = MemoryTransport("polling", writable=True)
         EngineSession("s", EngineOptions(), 4, transport, clock=clock).open([])
         assert isinstance(transport.sent[0].data, str)
         opened = json.loads(transport.sent[0].data)
@@ -143,7 +102,7 @@ class OpenTests(SessionTestCase):
     def test_open_waits_for_a_get(self) -> None:
         """On polling with no GET pending, the open packet waits for the first GET."""
         clock = Clock()
-        transport = FakeTransport(writable=False)
+        transport = MemoryTransport("polling", writable=False)
         session = EngineSession("s", EngineOptions(), 4, transport, clock=clock)
         session.open([])
         self.assertEqual(transport.sent, [])
@@ -276,7 +235,7 @@ class ReceiveTests(SessionTestCase):
     def test_other_transport_ignored(self) -> None:
         """Packets from a transport that is neither the session's nor its probe are ignored."""
         self.make(name="websocket")
-        stranger = FakeTransport("websocket")
+        stranger = MemoryTransport("websocket")
         self.session.receive(msg("x"), stranger)
         self.session.receive_message("x", stranger)
         self.session.receive(CLOSE, stranger)
@@ -487,7 +446,7 @@ class UpgradeTests(SessionTestCase):
 
     def setUp(self) -> None:
         self.make(writable=False)
-        self.probe = FakeTransport("websocket")
+        self.probe = MemoryTransport("websocket")
         self.upgrading: list[str] = []
         self.session.on("upgrading", self.upgrading.append)
 
@@ -612,7 +571,7 @@ class UpgradeTests(SessionTestCase):
     def test_second_probe_refused(self) -> None:
         """A WebSocket arriving while another probes is closed at once."""
         self.session.begin_upgrade(self.probe)
-        other = FakeTransport("websocket")
+        other = MemoryTransport("websocket")
         self.assertFalse(self.session.can_upgrade())
         self.session.begin_upgrade(other)
         self.assertEqual(other.closes, [False])
@@ -668,6 +627,121 @@ class UpgradeTests(SessionTestCase):
         """A session already on WebSocket cannot upgrade."""
         self.make(name="websocket")
         self.assertFalse(self.session.can_upgrade())
-        probe = FakeTransport("websocket")
+        probe = MemoryTransport("websocket")
         self.session.begin_upgrade(probe)
         self.assertEqual(probe.closes, [False])
+
+
+class RecordingListener:
+    """A SessionListener that records what the session told it, and when."""
+
+    def __init__(self, order: list[str] | None = None, *, broken: bool = False) -> None:
+        self.messages: list[str | bytes] = []
+        self.reasons: list[str] = []
+        self.order = order if order is not None else []
+        self.broken = broken
+
+    def on_message(self, data: str | bytes) -> None:
+        self.order.append("listener")
+        self.messages.append(data)
+        if self.broken:
+            raise ZeroDivisionError("listener bug")
+
+    def on_close(self, reason: str) -> None:
+        self.order.append("listener close")
+        self.reasons.append(reason)
+        if self.broken:
+            raise ZeroDivisionError("listener bug")
+
+
+class ListenerTests(SessionTestCase):
+    """The layer above is the session's listener, called directly."""
+
+    def test_messages_and_close(self) -> None:
+        """Every message reaches the listener, packet or bare payload; the close once."""
+        self.make(name="websocket")
+        listener = RecordingListener()
+        self.session.listener = listener
+        self.session.receive(msg("packet"), self.transport)
+        self.session.receive("payload", self.transport)
+        self.session.receive(b"\x01", self.transport)
+        self.session.receive(CLOSE, self.transport)
+        self.session.receive("late", self.transport)
+        self.assertEqual(listener.messages, ["packet", "payload", b"\x01"])
+        self.assertEqual(listener.reasons, [CloseReason.TRANSPORT_CLOSE])
+        self.assertEqual(self.messages, ["packet", "payload", b"\x01"])
+
+    def test_listener_before_handlers(self) -> None:
+        """The listener hears of a message and of the close before the users' handlers."""
+        self.make(name="websocket")
+        order: list[str] = []
+        self.session.listener = RecordingListener(order)
+        self.session.on("message", lambda data: order.append("handler"))
+        self.session.on("close", lambda reason: order.append("handler close"))
+        self.session.receive("x", self.transport)
+        self.session.close()
+        self.assertEqual(order, ["listener", "handler", "listener close", "handler close"])
+
+    def test_listener_failure_logged(self) -> None:
+        """A listener that raises is logged; the session and the users' handlers go on."""
+        self.make(name="websocket")
+        self.session.listener = RecordingListener(broken=True)
+        self.session.receive("x", self.transport)
+        self.assertEqual(self.messages, ["x"])
+        self.assertOpen()
+        self.session.close()
+        self.assertClosed(CloseReason.FORCED_CLOSE)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+    def test_probe_messages_not_delivered(self) -> None:
+        """A message on an upgrade probe is not the listener's: it abandons the upgrade."""
+        self.make(writable=False)
+        listener = RecordingListener()
+        self.session.listener = listener
+        probe = MemoryTransport("websocket")
+        self.session.begin_upgrade(probe)
+        self.session.receive("x", probe)
+        self.assertFalse(self.session.upgrading)
+        self.assertEqual(listener.messages, [])
+
+
+class TransportSeamTests(SessionTestCase):
+    """The session asks its transport what it can do, never what it is called."""
+
+    def test_memory_transport_provides_the_interface(self) -> None:
+        """MemoryTransport, in both kinds, provides the whole SessionTransport interface."""
+        for name in ("polling", "websocket"):
+            self.assertIsInstance(MemoryTransport(name), SessionTransport)
+
+    def test_listener_protocol(self) -> None:
+        """A listener with on_message and on_close is a SessionListener."""
+        self.assertIsInstance(RecordingListener(), SessionListener)
+
+    def test_connection_is_the_listener(self) -> None:
+        """Socket.IO's connection is given to its session as the listener, not subscribed to
+        the session's events."""
+        io = txsio.Server(clock=Clock())
+        session = TestClient(io).session
+        self.assertIsInstance(session.listener, Connection)
+        self.assertIsInstance(session.listener, SessionListener)
+        self.assertFalse(session.has_listeners("message"))
+        self.assertFalse(session.has_listeners("close"))
+
+    def test_upgrade_by_capability(self) -> None:
+        """A transport named neither polling nor websocket that offers upgrades can be
+        upgraded, and its graceful close waits for the close packet's delivery."""
+        self.make(writable=False)
+        self.transport.name = "long-poll"
+        self.assertTrue(self.session.can_upgrade())
+        self.session.close()
+        self.assertIs(self.session.state, SessionState.CLOSING)
+        self.session.close_delivered(self.transport)
+        self.assertClosed(CloseReason.FORCED_CLOSE)
+
+    def test_closed_at_once_by_capability(self) -> None:
+        """A transport that says its graceful close is done ends the session at once."""
+        self.make(name="websocket")
+        self.transport.name = "custom"
+        self.session.close("bye")
+        self.assertClosed("bye")
+        self.assertEqual(self.transport.closes, [True])

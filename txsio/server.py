@@ -260,6 +260,9 @@ def _random_id() -> str:
 class Connection:
     """One client's Engine.IO session, seen from Socket.IO (Node's ``Client``).
 
+    It is the session's :class:`~txsio.engineio.session.SessionListener`: the session calls
+    :meth:`on_message` and :meth:`on_close` directly.
+
     :param server: the Socket.IO server.
     :param session: the Engine.IO session.
     """
@@ -276,8 +279,7 @@ class Connection:
         self._closed = False
         self._timer: IDelayedCall | None = server.clock.callLater(
             server.connect_timeout, self._connect_timed_out)
-        session.on("message", self._on_message)
-        session.on("close", self._on_close)
+        session.listener = self
         if session.protocol == 3:
             # socket.io-client 2.x joins the main namespace without a CONNECT packet.
             self._connect("/", {})
@@ -354,7 +356,8 @@ class Connection:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _on_message(self, data: str | bytes) -> None:
+    def on_message(self, data: str | bytes) -> None:
+        """Called by the session with each message: a Socket.IO packet, or a part of one."""
         try:
             packet = self.decoder.feed(data)
         except SocketIOParseError as e:
@@ -417,10 +420,11 @@ class Connection:
 
     def close(self, reason: str) -> None:
         """Disconnect every socket with ``reason`` and close the session now."""
-        self._on_close(reason)
+        self.on_close(reason)
         self.session.terminate(reason)
 
-    def _on_close(self, reason: str) -> None:
+    def on_close(self, reason: str) -> None:
+        """Called by the session when it closes: every socket disconnects with ``reason``."""
         if self._closed:
             return
         self._closed = True

@@ -45,41 +45,87 @@ from .protocol import Decoder, Packet, PacketType, encode
 
 if TYPE_CHECKING:
 
-    from .engineio.session import EngineSession
+    from .engineio.session import EngineSession, Outgoing
     from .server import Server
 
-__all__ = ["TestClient", "TestSocket"]
+__all__ = ["MemoryTransport", "TestClient", "TestSocket"]
 
 log = Logger()
 
 
-class _MemoryTransport:
-    """A WebSocket-like transport that hands what the session writes to the client."""
+class MemoryTransport:
+    """An Engine.IO transport in memory: what a session writes is recorded and handed on.
 
-    name = "websocket"
+    It provides the :class:`~txsio.engineio.session.SessionTransport` interface, so an
+    :class:`~txsio.engineio.EngineSession` runs on it exactly as on a real transport, with no
+    sockets: :class:`TestClient` talks to the server through one, and txsio's own tests drive
+    sessions with it.  Hand the session what the peer sends with ``session.receive(packet,
+    transport)`` (a :class:`~txsio.engineio.packet.Packet`, or a message's payload).
 
-    def __init__(self, client: TestClient) -> None:
-        self._client = client
+    The session's messages are always queued and written as packets (:meth:`send` refuses a
+    lone message or a broadcast's frame), so :attr:`batches` shows every one of them.
+
+    :param name: ``"websocket"``: writable until closed, and a graceful close completes at
+        once.  ``"polling"``: writable only while a GET is pending (:meth:`get`), each write
+        answers that GET, and a graceful close waits: the test plays the delivery of the close
+        packet with ``session.close_delivered(transport)``.
+    :param writable: whether a polling transport starts with a GET pending.
+    :param on_packet: called with each packet the session writes, in order.
+    :param on_close: called with ``graceful`` each time the session closes the transport.
+
+    :ivar writable: whether the session may write now; set it to ``False`` to play a client
+        that is not ready to receive (the session queues, and drops volatile packets).
+    :ivar batches: every batch of packets written, in order.
+    :ivar closes: the ``graceful`` flag of each close, in order.
+    """
+
+    def __init__(self, name: str = "websocket", *, writable: bool = True,
+                 on_packet: Callable[[EnginePacket], object] | None = None,
+                 on_close: Callable[[bool], object] | None = None) -> None:
+        self.name = name
+        self._polling = name == "polling"
+        self.upgrades_to: tuple[str, ...] = ("websocket",) if self._polling else ()
+        self.writable = writable if self._polling else True
+        self.batches: list[list[EnginePacket]] = []
+        self.closes: list[bool] = []
+        self._on_packet = on_packet
+        self._on_close = on_close
+
+    @property
+    def sent(self) -> list[EnginePacket]:
+        """Every packet written, in order."""
+        return [p for batch in self.batches for p in batch]
+
+    def send(self, data: Outgoing) -> bool:
+        """Record a batch of packets (and hand each to ``on_packet``); refuse anything else,
+        so the session queues it and writes it as packets."""
+        if not isinstance(data, list):
+            return False
+        if not self.writable:
+            raise AssertionError("the session wrote to a transport that is not writable")
+        packets = list(data)
+        self.batches.append(packets)
+        if self._polling:
+            self.writable = False  # the write answered the pending GET
+        if self._on_packet is not None:
+            for packet in packets:
+                self._on_packet(packet)
+        return True
+
+    def close(self, *, graceful: bool) -> bool:
+        """Record the close; a WebSocket one is closed at once, a polling one only when not
+        graceful."""
+        self.closes.append(graceful)
+        if not self._polling:
+            self.writable = False
+        if self._on_close is not None:
+            self._on_close(graceful)
+        return not (self._polling and graceful)
+
+    def get(self, session: EngineSession) -> None:
+        """A polling GET arrives: the transport is writable, and tells ``session`` so."""
         self.writable = True
-
-    def send(self, packets: list[EnginePacket]) -> None:
-        for packet in packets:
-            self._client._from_server(packet)
-
-    def close(self, *, graceful: bool) -> None:
-        self.writable = False
-        self._client._engine_closed()
-
-    def noop(self) -> None:
-        """Nothing to release in memory."""
-
-    def write_message(self, data: str | bytes) -> bool:
-        """Queue through :meth:`send`, like polling."""
-        return False
-
-    def send_prepared(self, frame: object) -> bool:
-        """No frames in memory: the session hands over the packets."""
-        return False
+        session.transport_ready(self)
 
 
 class TestSocket:
@@ -206,7 +252,8 @@ class TestClient:
         self.sockets: dict[str, TestSocket] = {}
         self._decoder = Decoder()
         self._ids = 0
-        self._transport = _MemoryTransport(self)
+        self._transport = MemoryTransport(on_packet=self._from_server,
+                                          on_close=lambda graceful: self._engine_closed())
         query = {"EIO": "4", "transport": "websocket", **(query or {})}
         request = HandshakeRequest(
             method="GET", url="/socket.io/?" + "&".join(f"{k}={v}" for k, v in query.items()),
@@ -256,7 +303,7 @@ class TestClient:
         if self.closed:
             return
         for part in encode(packet):
-            self.session.receive_message(part, self._transport)
+            self.session.receive(part, self._transport)
 
     def _from_server(self, packet: EnginePacket) -> None:
         if packet.type is EnginePacketType.PING:

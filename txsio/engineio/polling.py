@@ -3,45 +3,38 @@
 :class:`PollingTransport` is an adapter between twisted.web requests and an
 :class:`~txsio.engineio.session.EngineSession`.
 
-Called by :class:`~txsio.engineio.resource.EngineIOResource` (for each request of the session):
-:meth:`~PollingTransport.handle_get`, :meth:`~PollingTransport.handle_post`.
+Called by :class:`~txsio.engineio.resource.EngineIOResource` (for each request of the session,
+with the query it parsed once): :meth:`~PollingTransport.handle_get`,
+:meth:`~PollingTransport.handle_post`.
 
 Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransport.send`,
-:meth:`~PollingTransport.noop`, :meth:`~PollingTransport.close`.
+:meth:`~PollingTransport.close`.
 
 At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
 violation (the new request gets 400 and the session closes with ``"transport error"``).  A GET
 whose client goes away closes the session as well, as Node does; nothing is written to a
-request after it finished.
+request after it finished.  The session's :class:`~txsio.engineio.wire.WireFormat` reads and
+writes the bodies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
-from .packet import (
-    EngineIOParseError,
-    Packet,
-    PacketType,
-    decode_jsonp_body,
-    decode_payload,
-    decode_payload_v3,
-    encode_jsonp_payload,
-    encode_payload,
-    encode_payload_v3,
-)
-from .server import EngineRequestError, ErrorCode
+from .errors import EngineRequestError, ErrorCode
+from .packet import EngineIOParseError, Packet, PacketType
 from .site import body_too_large, posts_arriving
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-    from .session import EngineSession
+    from .session import EngineSession, Outgoing
+    from .wire import WireFormat
 
 __all__ = ["PollingTransport"]
 
@@ -49,25 +42,26 @@ log = Logger()
 
 _CLOSE = Packet(PacketType.CLOSE)
 _NOOP = Packet(PacketType.NOOP)
-_RS = "\x1e"
 
 
 class PollingTransport:
     """The long-polling transport of one session.
 
-    :param protocol: the Engine.IO revision, 3 or 4.
+    :param wire: the session's wire format.
     :param max_body: the largest POST body accepted, in bytes.
     :param max_packets: the most packets accepted in one POST body.
     """
 
     name = "polling"
+    upgrades_to: tuple[str, ...] = ("websocket",)
 
-    def __init__(self, protocol: int, *, max_body: int, max_packets: int) -> None:
-        self.protocol = protocol
+    def __init__(self, wire: WireFormat, *, max_body: int, max_packets: int) -> None:
+        self.wire = wire
         self.session: EngineSession | None = None
         self._max_body = max_body
         self._max_packets = max_packets
         self._get: Request | None = None
+        self._get_query: Mapping[str, str] = {}
         self._close_pending = False
 
     # -- called by the session -------------------------------------------------------------
@@ -77,51 +71,56 @@ class PollingTransport:
         """Whether a GET is waiting for packets."""
         return self._get is not None
 
-    def send(self, packets: list[Packet]) -> None:
-        """Answer the pending GET with ``packets`` (and the close packet, when one is due)."""
+    def send(self, data: Outgoing) -> bool:
+        """Answer the pending GET with packets (and the close packet, when one is due).
+
+        Polling writes packets only: a lone message or a broadcast's frame is refused
+        (``False``), so the session queues it for the next GET.
+        """
+        if not isinstance(data, list):
+            return False
         request = self._get
         if request is None:  # pragma: no cover - the session checks writable first
-            return
+            return False
         self._get = None
         closing = self._close_pending
         if closing:
             self._close_pending = False
-            packets = [*packets, _CLOSE]
-        self._write(request, packets)
+            data = [*data, _CLOSE]
+        self._write(request, data)
         if closing and self.session is not None:
             self.session.close_delivered(self)
+        return True
 
-    def write_message(self, data: str | bytes) -> bool:
-        """Polling always queues: messages travel with the next GET."""
-        return False
+    def close(self, *, graceful: bool) -> bool:
+        """Deliver the close packet: now if a GET is pending, else to the next GET if graceful.
 
-    def send_prepared(self, frame: object) -> bool:
-        """Polling has no frames to prepare: the packets are queued."""
-        return False
-
-    def noop(self) -> None:
-        """Release the pending GET with a ``noop`` packet, if there is one."""
-        if self._get is not None:
-            self.send([_NOOP])
-
-    def close(self, *, graceful: bool) -> None:
-        """Deliver the close packet: now if a GET is pending, else to the next GET if graceful."""
+        :returns: whether nothing is left to deliver.
+        """
         self._close_pending = True
         if self._get is not None:
             self.send([])
-        elif not graceful:
+            return True
+        if not graceful:
             self._close_pending = False
+            return True
+        return False
 
     # -- called by the resource ------------------------------------------------------------
 
-    def handle_get(self, request: Request) -> int | bytes:
-        """Serve a long-poll GET: answer now if packets are queued, else hold the request."""
+    def handle_get(self, request: Request, query: Mapping[str, str]) -> int | bytes:
+        """Serve a long-poll GET: answer now if packets are queued, else hold the request.
+
+        :param request: the GET.
+        :param query: its query parameters (JSONP and base64 are asked for there).
+        """
         session = self.session
         assert session is not None
         if self._get is not None:
             session.transport_error(self, "overlapping GET requests")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         self._get = request
+        self._get_query = query
         request.notifyFinish().addBoth(self._get_finished, request)
         # Queued packets first (a graceful close delivers them); send() appends the close packet.
         session.transport_ready(self)
@@ -129,77 +128,50 @@ class PollingTransport:
             self.send([])
         return NOT_DONE_YET
 
-    def handle_post(self, request: Request) -> bytes:
-        """Serve a POST: decode its packets and hand them to the session."""
+    def handle_post(self, request: Request, query: Mapping[str, str]) -> bytes:
+        """Serve a POST: decode its packets and hand them to the session.
+
+        :param request: the POST.
+        :param query: its query parameters (a JSONP POST carries ``j``).
+        """
         session = self.session
         assert session is not None
         content_type = request.getHeader(b"content-type") or b""
         binary = content_type.split(b";")[0].strip().lower() == b"application/octet-stream"
-        if binary and self.protocol == 4:
+        if binary and not self.wire.binary_polling:
             session.transport_error(self, "binary POST body from an EIO4 client")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         if posts_arriving(request, session.id) > 1:
             session.transport_error(self, "overlapping POST requests")
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
             session.transport_error(self, "POST body larger than max_http_buffer_size")
-            return _error(request, EngineRequestError(
-                ErrorCode.BAD_REQUEST, 413, "Payload too large"))
+            return EngineRequestError(ErrorCode.BAD_REQUEST, 413, "Payload too large").render(
+                request)
         try:
-            packets = self._decode(request, body, binary)
+            packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
+                                            max_packets=self._max_packets)
         except EngineIOParseError as e:
             session.parse_error(self, e)
-            return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
         for packet in packets:
-            if packet.type is PacketType.CLOSE:
+            if packet.type is PacketType.CLOSE and self._get is not None:
                 # The client closes: release its pending poll, as Node does.
-                self.noop()
+                self.send([_NOOP])
             session.receive(packet, self)
         request.setHeader(b"content-type", b"text/html")
         return b"ok"
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _decode(self, request: Request, body: bytes, binary: bool) -> list[Packet]:
-        if self.protocol == 4:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
-            return decode_payload(text, max_packets=self._max_packets)
-        if binary:
-            return decode_payload_v3(body, max_packets=self._max_packets)
-        if _query(request, "j") is not None:
-            text = decode_jsonp_body(body)
-        else:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise EngineIOParseError(f"POST body is not UTF-8: {e}") from None
-        return decode_payload_v3(text, max_packets=self._max_packets)
-
     def _write(self, request: Request, packets: list[Packet]) -> None:
-        if self.protocol == 4:
-            if any(isinstance(p.data, str) and _RS in p.data for p in packets):
-                # EIO4 payloads are split on the record separator: a message holding one cannot
-                # travel over polling intact (it would forge packets), so it is dropped, loudly.
-                log.warn("dropped a message containing U+001E, which polling cannot carry")
-                packets = [p for p in packets
-                           if not (isinstance(p.data, str) and _RS in p.data)] or [_NOOP]
-            body = encode_payload(packets).encode("utf-8")
-            content_type = b"text/plain; charset=UTF-8"
-        else:
-            jsonp = _query(request, "j")
-            supports_binary = jsonp is None and _query(request, "b64") is None
-            payload = encode_payload_v3(packets, supports_binary=supports_binary)
-            if isinstance(payload, bytes):
-                body, content_type = payload, b"application/octet-stream"
-            elif jsonp is not None:
-                body = encode_jsonp_payload(payload, jsonp).encode("utf-8")
-                content_type = b"text/javascript; charset=UTF-8"
-            else:
-                body, content_type = payload.encode("utf-8"), b"text/plain; charset=UTF-8"
+        query = self._get_query
+        body, content_type, dropped = self.wire.encode_poll(
+            packets, jsonp=query.get("j"), b64="b64" in query)
+        if dropped:
+            log.warn("dropped {count} message(s) containing U+001E, which polling cannot carry",
+                     count=dropped)
         request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", b"%d" % len(body))
         request.write(body)
@@ -213,27 +185,6 @@ class PollingTransport:
             # The client went away while its poll was pending (Node: "poll connection closed
             # prematurely").
             self.session.transport_error(self, "poll connection closed prematurely")
-
-
-def request_query(request: Request) -> dict[str, str]:
-    """The query parameters of ``request``'s URL (the first value of each), parsed once.
-
-    Read from the URL only: twisted.web also merges form-encoded POST bodies into
-    ``request.args``, and a body must not override ``sid``, ``EIO`` or ``transport``.
-    """
-    cached: dict[str, str] | None = getattr(request, "_txsio_query", None)
-    if cached is not None:
-        return cached
-    _, _, raw = request.uri.partition(b"?")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        query.setdefault(key, value)
-    request._txsio_query = query  # type: ignore[attr-defined]
-    return query
-
-
-def _query(request: Request, name: str) -> str | None:
-    return request_query(request).get(name)
 
 
 def _read_body(request: Request, limit: int) -> bytes | None:
@@ -257,9 +208,3 @@ def _read_body(request: Request, limit: int) -> bytes | None:
     if len(data) > limit:
         return None
     return data
-
-
-def _error(request: Request, error: EngineRequestError) -> bytes:
-    request.setResponseCode(error.status)
-    request.setHeader(b"content-type", b"application/json")
-    return error.body()

@@ -3,24 +3,30 @@
 Called by twisted.web: :meth:`EngineIOResource.render` for every request under the mount
 point.  It checks the origin and the query, answers CORS preflights, refuses bad requests with
 the spec's JSON errors, and routes the rest: polling requests to the session's
-:class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn's
-``WebSocketResource`` (which takes the connection over).
+:class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn (which takes
+the connection over, :meth:`~txsio.engineio.websocket.EngineWebSocketFactory.take_over`).
+
+Each request is read once here, for both transports: its query is parsed once, checked once
+(:meth:`~txsio.engineio.EngineServer.check_request`), and a request that opens a session gets
+its :class:`~txsio.engineio.handshake.HandshakeRequest` built once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from .polling import PollingTransport, _error, request_query
-from .server import EngineRequestError, ErrorCode, HandshakeRequest
-from .websocket import EngineWebSocketFactory
+from .errors import EngineRequestError, ErrorCode
+from .handshake import HandshakeRequest, request_query
+from .polling import PollingTransport
+from .websocket import Admission, EngineWebSocketFactory
+from .wire import WireFormat, wire_format
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
@@ -46,7 +52,6 @@ class EngineIOResource(Resource):
         super().__init__()
         self.engine = server
         self._ws_factory = EngineWebSocketFactory(server)
-        self._ws_resource = WebSocketResource(self._ws_factory)
 
     def render(self, request: Request) -> int | bytes:
         """Check and route one request."""
@@ -57,7 +62,7 @@ class EngineIOResource(Resource):
             server.check_origin(origin, _header(request, b"host"), request.isSecure())
         except EngineRequestError as e:
             log.info("refused a request from origin {origin!r}", origin=origin)
-            return _error(request, e)
+            return e.render(request)
         for name, value in server.cors_headers(origin):
             # bytes names, as everywhere: Twisted's header-name cache is shared by str and
             # bytes keys, and mixing them trips BytesWarning under python -bb.
@@ -82,21 +87,22 @@ class EngineIOResource(Resource):
         except EngineRequestError as e:
             log.debug("bad request {method} {uri}: {message}", method=method,
                       uri=request.uri.decode("latin-1"), message=e.message)
-            return _error(request, e)
+            return e.render(request)
+        wire = wire_format(protocol)
 
         if session is not None:
             if transport == "websocket":
-                return self._websocket(request)
+                return self._websocket(request, Admission(wire, session=session))
             polling = session.transport
             if not isinstance(polling, PollingTransport):  # pragma: no cover - checked above
-                return _error(request, EngineRequestError(ErrorCode.BAD_REQUEST))
+                return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
             if method == "GET":
-                return polling.handle_get(request)
-            return polling.handle_post(request)
+                return polling.handle_get(request, query)
+            return polling.handle_post(request, query)
 
         # A handshake: ask allow_request (maybe asynchronously), then open the session.
         if server.allow_request is None:
-            return self._handshake(request, protocol, transport)
+            return self._handshake(request, query, wire, transport)
         d = maybeDeferred(server.allow_request, request)
         if d.called:
             result: list[Any] = []
@@ -104,15 +110,15 @@ class EngineIOResource(Resource):
             outcome = result[0]
             if isinstance(outcome, Failure):
                 log.failure("allow_request raised", outcome)
-                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             if not outcome:
-                return _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
-            return self._handshake(request, protocol, transport)
-        self._handshake_later(d, request, protocol, transport)
+                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
+            return self._handshake(request, query, wire, transport)
+        self._handshake_later(d, request, query, wire, transport)
         return NOT_DONE_YET
 
-    def _handshake_later(self, d: Deferred[Any], request: Request, protocol: int,
-                         transport: str) -> None:
+    def _handshake_later(self, d: Deferred[Any], request: Request, query: Mapping[str, str],
+                         wire: WireFormat, transport: str) -> None:
         finished: list[bool] = []
         request.notifyFinish().addBoth(lambda _: finished.append(True))
 
@@ -120,9 +126,9 @@ class EngineIOResource(Resource):
             if finished:
                 return  # the client went away while we were deciding
             if not ok:
-                body = _error(request, EngineRequestError(ErrorCode.FORBIDDEN, 403))
+                body = EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
             else:
-                result = self._handshake(request, protocol, transport)
+                result = self._handshake(request, query, wire, transport)
                 if result == NOT_DONE_YET:
                     return
                 assert isinstance(result, bytes)
@@ -138,25 +144,27 @@ class EngineIOResource(Resource):
         d.addCallbacks(allowed, failed).addErrback(
             lambda f: log.failure("error finishing a handshake", f))
 
-    def _handshake(self, request: Request, protocol: int, transport: str) -> int | bytes:
+    def _handshake(self, request: Request, query: Mapping[str, str], wire: WireFormat,
+                   transport: str) -> int | bytes:
         server = self.engine
+        handshake = HandshakeRequest.of(request, query)
         if transport == "websocket":
-            return self._websocket(request)
+            return self._websocket(request, Admission(wire, handshake=handshake))
         polling = PollingTransport(
-            protocol,
+            wire,
             max_body=server.options.max_http_buffer_size,
             max_packets=server.options.max_payload_packets,
         )
-        session = server.create_session(protocol, polling, _handshake_request(request))
+        session = server.create_session(wire.revision, polling, handshake)
         polling.session = session
         if server.cookie is not None:
-            request.setHeader(b"set-cookie", server.cookie.header(session.id).encode())
-        return polling.handle_get(request)
+            server.cookie.set(request, session.id)
+        return polling.handle_get(request, query)
 
-    def _websocket(self, request: Request) -> int | bytes:
+    def _websocket(self, request: Request, admission: Admission) -> int | bytes:
         channel = request.channel
         transport = channel.transport
-        result: int | bytes = self._ws_resource.render(request)
+        result = self._ws_factory.take_over(request, admission)
         if transport is not None and channel.transport is None:
             # Autobahn took the connection over.  The HTTP channel registered itself as the
             # transport's producer and may hold a timeout: detach it, or the channel and its
@@ -172,18 +180,3 @@ def _header(request: Request, name: bytes) -> str | None:
     if value is None:
         return None
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)
-
-
-def _handshake_request(request: Request) -> HandshakeRequest:
-    headers: dict[str, str] = {}
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1") for v in values)
-    peer = request.getClientAddress()
-    return HandshakeRequest(
-        method=request.method.decode("ascii", "replace"),
-        url=request.uri.decode("utf-8", "replace"),
-        headers=headers,
-        query=request_query(request),
-        address=getattr(peer, "host", ""),
-        secure=request.isSecure(),
-    )

@@ -10,32 +10,36 @@
 
     root.putChild(b"engine.io", server.resource())
 
-The checks here are pure functions of the request's method, query and headers, so the polling
-and WebSocket transports share them and tests can call them directly.
+The checks here are pure functions of the request's method, query and headers: the resource
+runs them once per request, for polling and WebSocket alike, and tests can call them directly.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union, cast
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from .._events import EventEmitter
-from .session import CloseReason, EngineOptions, EngineSession, SessionTransport
+from .._twisted import default_reactor
+from .errors import CloseReason, EngineRequestError, ErrorCode
+from .handshake import CookieOptions, HandshakeRequest, cookie_options
+from .session import EngineOptions, EngineSession, SessionTransport
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from .resource import EngineIOResource
 
+# EngineRequestError, ErrorCode (errors.py) and HandshakeRequest, CookieOptions (handshake.py)
+# lived here first: importing them from this module keeps working.
 __all__ = [
+    "CookieOptions",
     "CorsOrigins",
     "EngineRequestError",
     "EngineServer",
@@ -48,99 +52,6 @@ log = Logger()
 #: What ``cors_allowed_origins`` accepts: ``None`` (no CORS), ``"*"``, a list of origins, or a
 #: callable taking the ``Origin`` header and returning whether it is allowed.
 CorsOrigins = Union[None, str, Iterable[str], Callable[[str], bool]]  # noqa: UP007
-
-
-class ErrorCode:
-    """The error codes of an Engine.IO HTTP error response body ``{"code", "message"}``."""
-
-    UNKNOWN_TRANSPORT = 0
-    UNKNOWN_SID = 1
-    BAD_HANDSHAKE_METHOD = 2
-    BAD_REQUEST = 3
-    FORBIDDEN = 4
-    UNSUPPORTED_PROTOCOL_VERSION = 5
-
-    MESSAGES = {
-        0: "Transport unknown",
-        1: "Session ID unknown",
-        2: "Bad handshake method",
-        3: "Bad request",
-        4: "Forbidden",
-        5: "Unsupported protocol version",
-    }
-
-
-class EngineRequestError(Exception):
-    """A request the server refuses, carrying how to answer it on the wire.
-
-    :param code: the Engine.IO error code (:class:`ErrorCode`).
-    :param status: the HTTP status.
-    :param message: the ``message`` of the JSON body (defaults to the code's standard text).
-    """
-
-    def __init__(self, code: int, status: int = 400, message: str | None = None) -> None:
-        self.code = code
-        self.status = status
-        self.message = message if message is not None else ErrorCode.MESSAGES[code]
-        super().__init__(code, status, self.message)
-
-    def body(self) -> bytes:
-        """The JSON body of the error response."""
-        return json.dumps({"code": self.code, "message": self.message}).encode()
-
-
-@dataclass(frozen=True)
-class HandshakeRequest:
-    """What the request that opened a session carried, for the layers above.
-
-    :ivar method: the HTTP method.
-    :ivar url: the request target (path and query).
-    :ivar headers: the request headers, names lower-cased (repeated headers joined by ``,``).
-    :ivar query: the query parameters (the first value of each).
-    :ivar address: the peer's IP address.
-    :ivar secure: whether the request came over TLS.
-    """
-
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    query: Mapping[str, str]
-    address: str
-    secure: bool
-
-
-@dataclass(frozen=True)
-class CookieOptions:
-    """The ``io`` cookie for sticky load balancing (Node's defaults)."""
-
-    name: str = "io"
-    path: str = "/"
-    http_only: bool = True
-    same_site: str | None = "Lax"
-    secure: bool = False
-    extra: tuple[str, ...] = field(default=())
-
-    def header(self, sid: str) -> str:
-        """The ``Set-Cookie`` value for the session ``sid``."""
-        parts = [f"{self.name}={sid}", f"Path={self.path}"]
-        if self.http_only:
-            parts.append("HttpOnly")
-        if self.same_site:
-            parts.append(f"SameSite={self.same_site}")
-        if self.secure:
-            parts.append("Secure")
-        parts.extend(self.extra)
-        return "; ".join(parts)
-
-
-def _cookie_options(cookie: bool | str | Mapping[str, Any] | None) -> CookieOptions | None:
-    if cookie is None or cookie is False:
-        return None
-    if cookie is True:
-        return CookieOptions()
-    if isinstance(cookie, str):
-        return CookieOptions(name=cookie)
-    return CookieOptions(**dict(cookie))
 
 
 def generate_id() -> str:
@@ -168,7 +79,7 @@ class EngineServer(EventEmitter):
     :param allow_request: ``f(request) -> bool`` (or a Deferred firing with one), called with
         the twisted.web request of every new session; a false answer refuses it with 403.
     :param cookie: ``False`` (the default), ``True`` for the ``io`` cookie, a cookie name, or a
-        mapping of :class:`CookieOptions` fields.
+        mapping of :class:`~txsio.engineio.handshake.CookieOptions` fields.
     :param clock: the clock for every timer (default: the global reactor).
     """
 
@@ -188,11 +99,7 @@ class EngineServer(EventEmitter):
         clock: IReactorTime | None = None,
     ) -> None:
         super().__init__()
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast("IReactorTime", reactor)
-        self.clock: IReactorTime = clock
+        self.clock: IReactorTime = default_reactor(clock)
         self.options = EngineOptions(
             ping_interval=float(ping_interval),
             ping_timeout=float(ping_timeout),
@@ -203,7 +110,7 @@ class EngineServer(EventEmitter):
             allow_eio3=allow_eio3,
         )
         self.allow_request = allow_request
-        self.cookie = _cookie_options(cookie)
+        self.cookie = cookie_options(cookie)
         self._cors_any = False
         self._cors_list: frozenset[str] | None = None
         self._cors_callable: Callable[[str], bool] | None = None

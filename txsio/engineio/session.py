@@ -1,8 +1,13 @@
 """One Engine.IO session: handshake, heartbeat, upgrade, send queue and close reasons.
 
 The session does not know which transport it talks over.  A transport object
-(:class:`SessionTransport`) hands it decoded packets and takes packets from it; the session
-owns every timer, through the clock it is given.
+(:class:`SessionTransport`) hands it what the peer sent through one entry,
+:meth:`EngineSession.receive`, and takes what the session writes through one entry,
+:meth:`SessionTransport.send`; the session owns every timer, through the clock it is given.
+The layer above (Socket.IO's :class:`~txsio.server.Connection`) is the session's
+:class:`SessionListener`: the session calls it directly for each message and once when it
+closes.  Users of plain Engine.IO register handlers instead (``session.on("message", f)``);
+both are called, the listener first.
 
 Theory of operation
 -------------------
@@ -16,9 +21,9 @@ States (:class:`SessionState`)::
   to the transport whenever the transport is *writable* (a WebSocket always is; polling is while
   a GET is pending).
 - ``CLOSING``: :meth:`EngineSession.close` was called.  The queue is flushed, then the transport
-  is asked to close: a WebSocket closes at once; polling answers the pending GET (or the next
-  one) with a close packet.  Incoming packets are ignored.  ``close`` fires with
-  ``"forced close"``.
+  is asked to close gracefully: a WebSocket closes at once; polling answers the pending GET (or
+  the next one) with a close packet and reports :meth:`EngineSession.close_delivered`.
+  Incoming packets are ignored.  ``close`` fires with ``"forced close"``.
 - ``CLOSED``: terminal.  Timers are cancelled, the queue is dropped, ``close`` has fired once.
 
 Heartbeat (EIO v4): the server sends ``ping`` every ``ping_interval``; a client that does not
@@ -41,12 +46,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
 from twisted.logger import Logger
 
 from .._events import EventEmitter
+from .._twisted import cancel_call
+from .errors import CloseReason
 from .packet import Packet, PacketType
+from .wire import open_payload, wire_format
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -55,28 +63,16 @@ __all__ = [
     "CloseReason",
     "EngineOptions",
     "EngineSession",
+    "Outgoing",
+    "SessionListener",
     "SessionState",
     "SessionTransport",
+    "SharedMessage",
 ]
 
 log = Logger()
 
-
-class CloseReason:
-    """The reasons a session closes with, spelled as Node's ``engine.io``."""
-
-    #: the client closed the transport (close packet, or the connection went away)
-    TRANSPORT_CLOSE = "transport close"
-    #: the client did not answer a ping in time
-    PING_TIMEOUT = "ping timeout"
-    #: the server called :meth:`EngineSession.close`
-    FORCED_CLOSE = "forced close"
-    #: the client broke the transport's rules (overlapping requests, ...)
-    TRANSPORT_ERROR = "transport error"
-    #: the client sent a packet that does not parse
-    PARSE_ERROR = "parse error"
-    #: the server is stopping
-    SERVER_SHUTTING_DOWN = "server shutting down"
+_NOOP = Packet(PacketType.NOOP)
 
 
 def _default_transports() -> tuple[str, ...]:
@@ -111,41 +107,79 @@ class EngineOptions:
                              f"{sorted(unknown)!r}")
 
 
-class SessionTransport(Protocol):
-    """What a session needs from a transport (polling or WebSocket).
+class SharedMessage(Protocol):
+    """A message encoded once for many sessions (a broadcast), handed to each transport.
 
-    The transport calls the session's :meth:`EngineSession.receive`,
-    :meth:`EngineSession.transport_ready` and :meth:`EngineSession.transport_closed`; the
-    session calls the methods below.
+    Socket.IO's :class:`~txsio.adapter.EncodedPacket` is one.
     """
 
-    #: ``"polling"`` or ``"websocket"``
+    def prepared_frame(self, factory: Any) -> Any:
+        """Its WebSocket frame prepared once by ``factory`` (Autobahn's ``prepareMessage``),
+        or ``None`` when it has none."""
+
+
+#: What a session hands :meth:`SessionTransport.send`: packets to write now, one message's
+#: payload (``str`` text, ``bytes`` binary), or a :class:`SharedMessage`.
+Outgoing = Union[list[Packet], str, bytes, SharedMessage]  # noqa: UP007
+
+
+@runtime_checkable
+class SessionTransport(Protocol):
+    """What a session needs from a transport (polling, WebSocket, or a test's
+    :class:`~txsio.testing.MemoryTransport`).
+
+    The transport calls the session's :meth:`~EngineSession.receive` with what the peer sent,
+    and reports its own life with :meth:`~EngineSession.transport_ready`,
+    :meth:`~EngineSession.transport_closed`, :meth:`~EngineSession.transport_error`,
+    :meth:`~EngineSession.parse_error` and :meth:`~EngineSession.close_delivered`.  The
+    session calls :meth:`send` and :meth:`close`, and reads :attr:`writable`.
+    """
+
+    #: the transport's name for the peer and the logs: ``"polling"`` or ``"websocket"``
     name: str
+    #: the transports a session on this one may upgrade to (polling: ``("websocket",)``)
+    upgrades_to: tuple[str, ...]
 
     @property
     def writable(self) -> bool:
-        """Whether :meth:`send` may be called now."""
+        """Whether :meth:`send` may be given packets now."""
 
-    def send(self, packets: list[Packet]) -> None:
-        """Write ``packets`` (in order) to the peer."""
+    def send(self, data: Outgoing) -> bool:
+        """Write ``data`` to the peer, if the transport can now: the one way out.
 
-    def close(self, *, graceful: bool) -> None:
+        - packets (a list): written in order; the session only sends them while
+          :attr:`writable`.
+        - a message's payload (``str`` or ``bytes``): written at once as one message packet if
+          the transport can (an open WebSocket);
+        - a :class:`SharedMessage`: its frame prepared once for every recipient, if the
+          transport can.
+
+        :returns: whether it was written; ``False`` makes the session queue the message (or
+            the shared message's packets) until the transport is writable.
+        """
+
+    def close(self, *, graceful: bool) -> bool:
         """Close the transport.
 
         ``graceful``: deliver a close packet first (polling answers the pending GET, or the next
-        one, with it); otherwise stop now.
+        one, with it, and reports :meth:`~EngineSession.close_delivered`); otherwise stop now.
+
+        :returns: whether the transport is closed now (a WebSocket); ``False`` while a close
+            packet waits for its delivery.
         """
 
-    def noop(self) -> None:
-        """Release a pending polling request with a ``noop`` packet (upgrade); else nothing."""
 
-    def write_message(self, data: str | bytes) -> bool:
-        """Write one message packet at once if the transport can (an open WebSocket);
-        ``False`` makes the session queue it instead."""
+@runtime_checkable
+class SessionListener(Protocol):
+    """What the layer above an Engine.IO session (Socket.IO's
+    :class:`~txsio.server.Connection`) is told by the session, directly."""
 
-    def send_prepared(self, frame: Any) -> bool:
-        """Write a broadcast's frame prepared once for every recipient, if the transport can;
-        ``False`` makes the session queue the broadcast's packets instead."""
+    def on_message(self, data: str | bytes) -> None:
+        """A message arrived: ``str`` text, ``bytes`` binary."""
+
+    def on_close(self, reason: str) -> None:
+        """The session closed (once), for ``reason`` (a :class:`CloseReason` or the reason
+        given to :meth:`~EngineSession.close`)."""
 
 
 class SessionState(enum.Enum):
@@ -162,8 +196,10 @@ class SessionState(enum.Enum):
 class EngineSession(EventEmitter):
     """One Engine.IO session.
 
-    Events: ``"message"`` (``data``: ``str`` or ``bytes``), ``"close"`` (``reason``: ``str``),
-    ``"upgrade"`` (the new transport's name), ``"heartbeat"``.
+    Events, for plain Engine.IO users' handlers: ``"message"`` (``data``: ``str`` or
+    ``bytes``), ``"close"`` (``reason``: a :class:`CloseReason` or the reason given to
+    :meth:`close`), ``"upgrading"`` and ``"upgrade"`` (the new transport's name),
+    ``"heartbeat"``.  The layer above is told first, through :attr:`listener`.
 
     :param sid: the session id.
     :param options: the server's options.
@@ -172,6 +208,10 @@ class EngineSession(EventEmitter):
     :param clock: the clock for every timer.
     :param request: what the handshake request carried (headers, query, address...), for the
         layers above; opaque to the session.
+
+    :ivar listener: the :class:`SessionListener` the session calls for each message and when
+        it closes (Socket.IO's connection sets itself here), or ``None``.
+    :ivar wire: the :class:`~txsio.engineio.wire.WireFormat` of ``protocol``.
     """
 
     def __init__(
@@ -188,8 +228,10 @@ class EngineSession(EventEmitter):
         self.id = sid
         self.options = options
         self.protocol = protocol
+        self.wire = wire_format(protocol)
         self.transport = transport
         self.request = request
+        self.listener: SessionListener | None = None
         self.state = SessionState.OPEN
         self.upgraded = False
         self.close_reason: str | None = None
@@ -211,12 +253,12 @@ class EngineSession(EventEmitter):
         :param upgrades: the transports this session may upgrade to (sent to the client).
         """
         opts = self.options
-        self._queue.append(Packet(PacketType.OPEN, _json_open(
+        self._queue.append(Packet(PacketType.OPEN, open_payload(
             self.id, upgrades, opts.ping_interval, opts.ping_timeout, opts.max_http_buffer_size)))
-        if self.protocol == 3:
-            self._reset_v3_timeout()
-        else:
+        if self.wire.server_pings:
             self._schedule_ping()
+        else:
+            self._reset_v3_timeout()
         self.flush()
 
     def add_close_callback(self, callback: Callable[[EngineSession, str], None]) -> None:
@@ -243,7 +285,7 @@ class EngineSession(EventEmitter):
         if not self._queue:
             # The hot path: a transport that can write one message now does so, with no packet
             # object and no queue (a WebSocket; polling always queues).
-            if self.transport.write_message(data):
+            if self.transport.send(data):
                 return
         self._queue.append(Packet(PacketType.MESSAGE, data))
         self.flush()
@@ -258,20 +300,19 @@ class EngineSession(EventEmitter):
         self._queue.extend(packets)
         self.flush()
 
-    def send_encoded(self, packets: list[Packet], frame: Any) -> None:
+    def send_encoded(self, packets: list[Packet], frame: SharedMessage) -> None:
         """Send message packets encoded once for many sessions (a broadcast).
 
-        On an idle WebSocket the transport may write the frame ``frame`` prepared once for
-        every recipient (``transport.send_prepared(frame)`` returning true); otherwise the
-        packets are queued as usual.
+        On an idle WebSocket the transport may write the frame of ``frame`` prepared once for
+        every recipient (its ``send(frame)`` returning true); otherwise the packets are queued
+        as usual.
 
         :param packets: the message packets.
-        :param frame: the broadcast's encoded packet, handed to ``send_prepared``.
+        :param frame: the broadcast's encoded packet.
         """
         if self.state is not SessionState.OPEN:
             return
-        transport = self.transport
-        if not self._queue and transport.writable and transport.send_prepared(frame):
+        if not self._queue and self.transport.send(frame):
             return
         self._queue.extend(packets)
         self.flush()
@@ -288,33 +329,59 @@ class EngineSession(EventEmitter):
             return
         if self._probed and self._probe is not None:
             # Upgrading: release the poll at once so the client can finish the upgrade.
-            transport.noop()
+            transport.send([_NOOP])
             return
         self.flush()
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, packet: Packet, transport: SessionTransport) -> None:
-        """Handle one packet that ``transport`` received from the client."""
+    def receive(self, packet: Packet | str | bytes, transport: SessionTransport) -> None:
+        """Handle what ``transport`` received from the client: the one way in.
+
+        :param packet: a packet, or the payload of a message packet (``str`` text, ``bytes``
+            binary), which a transport hands over without building a packet.
+        :param transport: the transport it came from.
+        """
         if transport is not self.transport:
             if transport is self._probe:
+                if not isinstance(packet, Packet):
+                    packet = Packet(PacketType.MESSAGE, packet)
                 self._receive_probe(packet, transport)
             return
         if self.state is not SessionState.OPEN:
             return
+        if isinstance(packet, Packet):
+            if packet.type is not PacketType.MESSAGE:
+                self._receive_control(packet)
+                return
+            data = packet.data
+            assert data is not None
+        else:
+            data = packet  # the hot path: a message, no packet built
+        listener = self.listener
+        if listener is not None:
+            try:
+                listener.on_message(data)
+            except Exception:
+                log.failure("session {sid}: the listener failed on a message", sid=self.id)
+        self.emit("message", data)
+
+    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
+        """The same as :meth:`receive` with a message's payload."""
+        self.receive(data, transport)
+
+    def _receive_control(self, packet: Packet) -> None:
         ptype = packet.type
-        if ptype is PacketType.MESSAGE:
-            assert packet.data is not None
-            self.emit("message", packet.data)
-        elif ptype is PacketType.PONG:
-            if self.protocol == 3:
+        if ptype is PacketType.PONG:
+            if not self.wire.server_pings:
                 self._fail(CloseReason.TRANSPORT_ERROR, "pong from an EIO3 client")
                 return
-            self._cancel("_timeout_timer")
+            cancel_call(self._timeout_timer)
+            self._timeout_timer = None
             self._schedule_ping()
             self.emit("heartbeat")
         elif ptype is PacketType.PING:
-            if self.protocol != 3:
+            if self.wire.server_pings:
                 self._fail(CloseReason.TRANSPORT_ERROR, "ping from an EIO4 client")
                 return
             self._reset_v3_timeout()
@@ -328,13 +395,6 @@ class EngineSession(EventEmitter):
         else:
             # OPEN and UPGRADE are never sent by a client on an established transport.
             self._fail(CloseReason.PARSE_ERROR, f"unexpected {ptype.name} packet")
-
-    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
-        """Fast path for a message packet: ``data`` is its payload."""
-        if transport is self.transport and self.state is SessionState.OPEN:
-            self.emit("message", data)
-        elif transport is self._probe:
-            self._receive_probe(Packet(PacketType.MESSAGE, data), transport)
 
     def parse_error(self, transport: SessionTransport, why: object) -> None:
         """Called by a transport that received something that does not parse."""
@@ -372,7 +432,7 @@ class EngineSession(EventEmitter):
     def can_upgrade(self) -> bool:
         """Whether a WebSocket may start probing now."""
         return (self.state is SessionState.OPEN and not self.upgraded
-                and self._probe is None and self.transport.name == "polling")
+                and self._probe is None and bool(self.transport.upgrades_to))
 
     def begin_upgrade(self, probe: SessionTransport) -> None:
         """Make ``probe`` (a new WebSocket) the upgrade candidate."""
@@ -388,11 +448,13 @@ class EngineSession(EventEmitter):
         if packet.type is PacketType.PING and packet.data == "probe" and not self._probed:
             self._probed = True
             probe.send([Packet(PacketType.PONG, "probe")])
-            self.transport.noop()
+            if self.transport.writable:
+                self.transport.send([_NOOP])
             self.emit("upgrading", probe.name)
         elif packet.type is PacketType.UPGRADE and self._probed and self.state is not \
                 SessionState.CLOSED:
-            self._cancel("_upgrade_timer")
+            cancel_call(self._upgrade_timer)
+            self._upgrade_timer = None
             old = self.transport
             self._probe = None
             self._probed = False
@@ -417,7 +479,8 @@ class EngineSession(EventEmitter):
     def _abandon_upgrade(self, *, close_probe: bool = True) -> None:
         probe, self._probe = self._probe, None
         probed, self._probed = self._probed, False
-        self._cancel("_upgrade_timer")
+        cancel_call(self._upgrade_timer)
+        self._upgrade_timer = None
         if probe is not None and close_probe:
             probe.close(graceful=False)
         if probed and self.state is SessionState.CLOSING:
@@ -427,7 +490,8 @@ class EngineSession(EventEmitter):
     # -- heartbeat -------------------------------------------------------------------------
 
     def _schedule_ping(self) -> None:
-        self._cancel("_ping_timer")
+        cancel_call(self._ping_timer)
+        self._ping_timer = None
         self._ping_timer = self._clock.callLater(self.options.ping_interval, self._ping)
 
     def _ping(self) -> None:
@@ -439,7 +503,8 @@ class EngineSession(EventEmitter):
         self.flush()
 
     def _reset_v3_timeout(self) -> None:
-        self._cancel("_timeout_timer")
+        cancel_call(self._timeout_timer)
+        self._timeout_timer = None
         self._timeout_timer = self._clock.callLater(
             self.options.ping_interval + self.options.ping_timeout, self._timed_out)
 
@@ -462,8 +527,10 @@ class EngineSession(EventEmitter):
             return
         self.state = SessionState.CLOSING
         self._graceful_reason = reason
-        self._cancel("_ping_timer")
-        self._cancel("_timeout_timer")
+        cancel_call(self._ping_timer)
+        self._ping_timer = None
+        cancel_call(self._timeout_timer)
+        self._timeout_timer = None
         if self._probe is not None and not self._probed:
             self._abandon_upgrade()
         if self._probe is None:
@@ -481,12 +548,13 @@ class EngineSession(EventEmitter):
 
     def _start_graceful_close(self) -> None:
         self.flush()
-        if self.transport.name == "websocket":
-            self._closed(self._graceful_reason, graceful=True)
-            return
-        # Polling: the close packet goes out with the pending GET, or the next one.
-        self._close_timer = self._clock.callLater(self.options.close_timeout, self._close_expired)
-        self.transport.close(graceful=True)
+        if self.transport.close(graceful=True):
+            # Closed at once (a WebSocket, or polling with a GET pending).
+            self._closed(self._graceful_reason, graceful=None)
+        elif self.state is SessionState.CLOSING:
+            # The close packet goes out with the next GET, or never.
+            self._close_timer = self._clock.callLater(self.options.close_timeout,
+                                                      self._close_expired)
 
     def _close_expired(self) -> None:
         self._close_timer = None
@@ -496,42 +564,36 @@ class EngineSession(EventEmitter):
         log.warn("closing session {sid} ({reason}): {why}", sid=self.id, reason=reason, why=why)
         self._closed(reason, graceful=False)
 
-    def _closed(self, reason: str, *, graceful: bool) -> None:
+    def _closed(self, reason: str, *, graceful: bool | None) -> None:
+        # graceful: how to close the transport; None when it is closed already.
         if self.state is SessionState.CLOSED:
             return
         if self.state is SessionState.CLOSING and reason != CloseReason.PING_TIMEOUT:
             reason = self._graceful_reason
         self.state = SessionState.CLOSED
         self.close_reason = reason
-        for name in ("_ping_timer", "_timeout_timer", "_upgrade_timer", "_close_timer"):
-            self._cancel(name)
+        for timer in (self._ping_timer, self._timeout_timer, self._upgrade_timer,
+                      self._close_timer):
+            cancel_call(timer)
+        self._ping_timer = self._timeout_timer = self._upgrade_timer = self._close_timer = None
         self._queue = []
         probe, self._probe = self._probe, None
         if probe is not None:
             probe.close(graceful=False)
-        self.transport.close(graceful=graceful)
+        if graceful is not None:
+            self.transport.close(graceful=graceful)
         for callback in self._on_closed:
             callback(self, reason)
+        if self.listener is not None:
+            _call_logged(self.listener.on_close, reason, self.id)
         self.emit("close", reason)
-
-    def _cancel(self, name: str) -> None:
-        timer: IDelayedCall | None = getattr(self, name)
-        if timer is not None:
-            setattr(self, name, None)
-            if timer.active():
-                timer.cancel()
 
     _graceful_reason: str = CloseReason.FORCED_CLOSE
 
 
-def _json_open(sid: str, upgrades: list[str], ping_interval: float, ping_timeout: float,
-               max_payload: int) -> str:
-    import json
-
-    return json.dumps({
-        "sid": sid,
-        "upgrades": upgrades,
-        "pingInterval": round(ping_interval * 1000),
-        "pingTimeout": round(ping_timeout * 1000),
-        "maxPayload": max_payload,
-    }, separators=(",", ":"))
+def _call_logged(callback: Callable[[str], None], arg: str, sid: str) -> None:
+    # The layer above failing must not stop the session's own work (nor users' handlers).
+    try:
+        callback(arg)
+    except Exception:
+        log.failure("session {sid}: its listener failed", sid=sid)

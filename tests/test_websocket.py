@@ -1,0 +1,139 @@
+"""The WebSocket transport: one check per request, the handshake record, the transport
+interface, and the Autobahn internals the frame fast path relies on."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+
+from txsio.engineio import _wsfast
+from txsio.engineio.polling import PollingTransport
+from txsio.engineio.session import SessionTransport
+from txsio.engineio.websocket import EngineWebSocketFactory
+from txsio.engineio.wire import V4
+
+from .test_resource import ResourceTestCase, WebSocketClient, _WSTransport
+
+
+class CountedChecks:
+    """Counts the calls of a server's ``check_request``."""
+
+    def __init__(self, case: ResourceTestCase) -> None:
+        self.calls = 0
+        check = case.server.check_request
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return check(*args, **kwargs)
+
+        case.patch(case.server, "check_request", counted)
+
+
+class AdmissionTests(ResourceTestCase):
+    """The resource checks a WebSocket request once and hands Autobahn what it decided."""
+
+    def test_check_request_once_for_a_new_session(self) -> None:
+        """A WebSocket handshake runs check_request once (the resource's), not again when
+        Autobahn connects."""
+        checks = CountedChecks(self)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        self.assertEqual(len(self.sessions), 1)
+        self.assertEqual(checks.calls, 1)
+
+    def test_check_request_once_for_an_upgrade(self) -> None:
+        """An upgrade runs check_request once, and the probe reaches the session."""
+        sid, _ = self.handshake()
+        checks = CountedChecks(self)
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        self.assertEqual(client.status, 101)
+        self.assertTrue(self.server.sessions[sid].upgrading)
+        self.assertEqual(checks.calls, 1)
+
+    def test_handshake_record_as_polling(self) -> None:
+        """A WebSocket session's handshake record is read from the HTTP request as a polling
+        one's is: the URL as sent, lower-cased headers, the query, the peer's address."""
+        WebSocketClient(self.server, "EIO=4&transport=websocket&x=a%20b",
+                        headers={"X-Custom": "yes"})
+        request = self.sessions[0].request
+        self.assertEqual(request.method, "GET")
+        self.assertEqual(request.url, "/engine.io/?EIO=4&transport=websocket&x=a%20b")
+        self.assertEqual(request.headers["x-custom"], "yes")
+        self.assertEqual(request.headers["upgrade"], "websocket")
+        self.assertEqual(dict(request.query), {"EIO": "4", "transport": "websocket",
+                                               "x": "a b"})
+        self.assertEqual(request.address, "127.0.0.1")
+        self.assertFalse(request.secure)
+
+    def test_handshake_record_released(self) -> None:
+        """Once open, the connection no longer holds what the resource decided (the session
+        keeps the handshake record)."""
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertIsNone(client.protocol.admission)
+        self.assertIsNotNone(self.sessions[0].request)
+
+    def test_factory_alone_refuses(self) -> None:
+        """A connection that did not come through the resource (which checks every request)
+        is refused with 400."""
+        factory = EngineWebSocketFactory(self.server)
+        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 80))
+        transport = _WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 "))
+        self.assertEqual(self.sessions, [])
+
+
+class TransportInterfaceTests(ResourceTestCase):
+    """Both Twisted transports provide the whole session transport interface."""
+
+    def test_websocket(self) -> None:
+        """An open WebSocket connection is a SessionTransport that cannot be upgraded."""
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertIsInstance(client.protocol, SessionTransport)
+        self.assertEqual(client.protocol.upgrades_to, ())
+
+    def test_polling(self) -> None:
+        """A polling transport is a SessionTransport that upgrades to WebSocket."""
+        polling = PollingTransport(V4, max_body=10, max_packets=10)
+        self.assertIsInstance(polling, SessionTransport)
+        self.assertEqual(polling.upgrades_to, ("websocket",))
+
+
+def _attributes_read(cls: type) -> set[str]:
+    """The names of the ``self.<name>`` attributes the methods of ``cls`` touch."""
+    tree = ast.parse(inspect.getsource(cls))
+    return {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "self"}
+
+
+class FastPathInternalsTests(ResourceTestCase):
+    """The Autobahn internals the fast path touches are listed, and all still exist."""
+
+    def test_each_internal_exists(self) -> None:
+        """Every listed internal is an attribute of an open Autobahn connection (an Autobahn
+        upgrade that moves one fails here)."""
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        for dotted in _wsfast.AUTOBAHN_INTERNALS:
+            target: object = client.protocol
+            for name in dotted.split("."):
+                self.assertTrue(hasattr(target, name), f"Autobahn has no {dotted}")
+                target = getattr(target, name)
+
+    def test_list_is_complete(self) -> None:
+        """The fast path touches no attribute of Autobahn's protocol beyond its own, the
+        public API and the listed internals."""
+        cls = _wsfast.FastServerProtocol
+        own = set(vars(cls)) | set(cls.__annotations__)
+        public = {"transport", "sendFrame", "sendMessage"}
+        listed = {dotted.split(".")[0] for dotted in _wsfast.AUTOBAHN_INTERNALS}
+        unlisted = _attributes_read(cls) - (own - listed) - public - listed
+        self.assertEqual(unlisted, set())

@@ -1,0 +1,226 @@
+"""The WebSocket frame fast path: small data frames read and written without Autobahn's
+per-frame machinery, on top of Autobahn's server protocol.
+
+Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS`; a test
+checks each still exists on the installed Autobahn, so an upgrade that moves one fails the
+suite instead of silently disabling (or breaking) the fast path.  The Engine.IO adapter
+(:mod:`txsio.engineio.websocket`) subclasses :class:`FastServerProtocol` and uses Autobahn's
+public API only.
+
+Called by Autobahn (Twisted's reactor underneath): :meth:`FastServerProtocol.dataReceived`,
+``sendData``, ``onMessage``, ``onClose``.  Called by the subclass:
+:meth:`FastServerProtocol.write_frame`.  The subclass implements the hooks
+:meth:`~FastServerProtocol.text_received`, :meth:`~FastServerProtocol.binary_received` and
+:meth:`~FastServerProtocol.closed`.
+
+Theory of operation
+-------------------
+Reading: almost every frame a Socket.IO client sends is one masked, unfragmented text or
+binary frame under 64 KiB, often several in one read.  While the connection is open and
+Autobahn holds no partial frame or message, such frames are unmasked and dispatched here, which
+skips Autobahn's per-frame machinery (a masker object, several callbacks and Deferreds, debug
+formatting) — most of the server's time under load.  Anything else — control frames (ping,
+pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
+or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
+the connection where the RFC says so) exactly as it would have.
+
+Writing: with no compression, nothing queued, no frame logging and no auto-fragmentation, a
+message is written as one unmasked frame straight to the transport; otherwise Autobahn's
+``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
+logging on the same common case.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+
+__all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
+
+#: The Autobahn internals this module touches: attributes of an open
+#: ``WebSocketServerProtocol`` (dotted where nested).  Each is read or called below.
+AUTOBAHN_INTERNALS: tuple[str, ...] = (
+    # reading
+    "state",                    # compared with STATE_OPEN
+    "STATE_OPEN",
+    "data",                     # Autobahn's receive buffer: empty between frames
+    "current_frame",            # None between frames
+    "_perMessageCompress",      # None without permessage-deflate
+    "logOctets",
+    "maxMessagePayloadSize",
+    "maxFramePayloadSize",
+    "_dataReceived",            # Autobahn's frame reader, given what the fast path leaves
+    # writing
+    "sendData",                 # Autobahn's frame writer, overridden below
+    "send_queue",               # empty unless Autobahn is chopping or syncing
+    "logFrames",
+    "autoFragmentSize",
+    "trafficStats.outgoingOctetsWireLevel",
+    # closing
+    "closeHandshakeTimeoutCall",
+    "failedByMe",
+    "wasNotCleanReason",
+)
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte ``mask`` (RFC 6455 section 5.3), via big ints."""
+    n = len(payload)
+    if not n:
+        return b""
+    repeats = n // 4 + 1
+    key = int.from_bytes(mask * repeats, "big") >> (8 * (4 * repeats - n))
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+class FastServerProtocol(WebSocketServerProtocol):
+    """An Autobahn server protocol whose small data frames take the fast path.
+
+    Every complete data message, whichever path it took, reaches :meth:`text_received` or
+    :meth:`binary_received`; the end of the connection reaches :meth:`closed`.
+    """
+
+    #: the largest payload the fast path reads (set when the connection is made)
+    _fast_limit = 0
+
+    # Autobahn's options, copied from the factory onto each connection when it is made
+    # (declared for mypy only: a class attribute would stop Autobahn from copying them).
+    logOctets: bool
+    logFrames: bool
+    autoFragmentSize: int
+    maxMessagePayloadSize: int
+    maxFramePayloadSize: int
+
+    # -- hooks for the subclass --------------------------------------------------------------
+
+    def text_received(self, text: str) -> None:
+        """A text message arrived (valid UTF-8, decoded)."""
+        raise NotImplementedError
+
+    def binary_received(self, payload: bytes) -> None:
+        """A binary message arrived."""
+        raise NotImplementedError
+
+    def closed(self, failure: str | None) -> None:
+        """The connection is gone: ``failure`` says why Autobahn failed it (a bad frame,
+        invalid UTF-8, a message over the size limit...), ``None`` for a normal end."""
+        raise NotImplementedError
+
+    # -- called by Twisted and Autobahn ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Autobahn copies its options onto the connection; the fast path's bound follows."""
+        super().connectionMade()
+        # 16-bit lengths only, and within Autobahn's own limits (0 means none).
+        limit = 65535
+        for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize):
+            if bound and bound < limit:
+                limit = bound
+        self._fast_limit = limit
+
+    def dataReceived(self, data: bytes) -> None:
+        """Read complete, small, unfragmented data frames here; leave the rest to Autobahn
+        (see the module docstring)."""
+        if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
+                or self._perMessageCompress is not None or self.logOctets):
+            self._dataReceived(data)
+            return
+        pos = 0
+        end_of_data = len(data)
+        limit = self._fast_limit
+        while pos + 6 <= end_of_data:
+            first = data[pos]
+            second = data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break  # not FIN + text/binary, or not masked
+            length = second & 0x7F
+            start = pos + 2
+            if length == 126:
+                if start + 2 > end_of_data:
+                    break
+                length = (data[start] << 8) | data[start + 1]
+                start += 2
+            elif length == 127:
+                break
+            if length > limit:
+                break
+            end = start + 4 + length
+            if end > end_of_data:
+                break
+            payload = _unmask(data[start + 4:end], data[start:start + 4])
+            if first == 0x81:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # Autobahn fails the connection (1007)
+                pos = end
+                self.text_received(text)
+            else:
+                pos = end
+                self.binary_received(payload)
+            if self.state != self.STATE_OPEN:
+                break
+        if pos < end_of_data:
+            self._dataReceived(data[pos:] if pos else data)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """A message Autobahn assembled (the path for what the fast path leaves to it)."""
+        if isBinary:
+            self.binary_received(payload)
+        else:
+            self.text_received(payload.decode("utf-8"))  # Autobahn validated the UTF-8
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """Clean up after Autobahn, then report the end to :meth:`closed`."""
+        # Autobahn leaves its close handshake timer behind when the peer drops the TCP
+        # connection before answering our close frame: cancel it, or it outlives us.
+        timer, self.closeHandshakeTimeoutCall = self.closeHandshakeTimeoutCall, None
+        if timer is not None:
+            with suppress(Exception):  # already fired or cancelled
+                timer.cancel()
+        self.closed(f"WebSocket failed: {self.wasNotCleanReason}" if self.failedByMe else None)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's frame writer, minus its per-frame debug logging on the common path.
+
+        Autobahn formats (colours) the arguments of a debug log line for every frame it
+        writes, even with debug logging off: a tenth of the server's time under load.  The
+        common case — an open connection, nothing queued, no chopping — writes directly.
+        """
+        transport = self.transport
+        if (chopsize or sync or self.send_queue or self.logOctets
+                or self.state != self.STATE_OPEN or transport is None):
+            super().sendData(data, sync, chopsize)
+            return
+        transport.write(data)
+        self.trafficStats.outgoingOctetsWireLevel += len(data)
+
+    # -- called by the subclass --------------------------------------------------------------
+
+    def write_frame(self, payload: bytes, binary: bool) -> None:
+        """Write one message: a text (UTF-8) or binary ``payload``, in one frame if it can."""
+        transport = self.transport
+        if (self._perMessageCompress is None and not self.send_queue
+                and transport is not None and not self.logFrames
+                and not self.autoFragmentSize):
+            # One unmasked, unfragmented frame (RFC 6455 section 5.2), written directly:
+            # what Autobahn's sendMessage would write, without its per-frame machinery.
+            length = len(payload)
+            opcode = 0x82 if binary else 0x81
+            if length < 126:
+                header = bytes((opcode, length))
+            elif length < 65536:
+                header = bytes((opcode, 126)) + length.to_bytes(2, "big")
+            else:
+                header = bytes((opcode, 127)) + length.to_bytes(8, "big")
+            transport.write(header + payload)
+            return
+        limit = self.maxMessagePayloadSize
+        if limit and len(payload) > limit:
+            # The size limit bounds what the peer sends, but Autobahn's sendMessage applies it
+            # to outgoing messages too and raises: send a larger message as one frame.
+            self.sendFrame(opcode=2 if binary else 1, payload=payload)
+        else:
+            self.sendMessage(payload, binary)
+

@@ -1,0 +1,104 @@
+"""Engine.IO's value types for refusals and endings: error codes, request errors, close reasons.
+
+Pure (stdlib only), so that the session, the transports and the server import them without
+importing one another.  :class:`EngineRequestError` is raised by the server's checks and
+answered by the resource and the polling transport (:meth:`EngineRequestError.render`);
+:class:`CloseReason` is what a session's ``close`` event reports.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+__all__ = ["CloseReason", "EngineRequestError", "ErrorCode"]
+
+
+class ErrorCode(enum.IntEnum):
+    """The error codes of an Engine.IO HTTP error response body ``{"code", "message"}``."""
+
+    UNKNOWN_TRANSPORT = 0
+    UNKNOWN_SID = 1
+    BAD_HANDSHAKE_METHOD = 2
+    BAD_REQUEST = 3
+    FORBIDDEN = 4
+    UNSUPPORTED_PROTOCOL_VERSION = 5
+
+    #: the standard message of each code, as Node's ``engine.io`` sends it
+    MESSAGES: ClassVar[dict[int, str]]
+
+    @property
+    def message(self) -> str:
+        """The standard message of this code."""
+        return ErrorCode.MESSAGES[self]
+
+
+ErrorCode.MESSAGES = {
+    ErrorCode.UNKNOWN_TRANSPORT: "Transport unknown",
+    ErrorCode.UNKNOWN_SID: "Session ID unknown",
+    ErrorCode.BAD_HANDSHAKE_METHOD: "Bad handshake method",
+    ErrorCode.BAD_REQUEST: "Bad request",
+    ErrorCode.FORBIDDEN: "Forbidden",
+    ErrorCode.UNSUPPORTED_PROTOCOL_VERSION: "Unsupported protocol version",
+}
+
+
+class EngineRequestError(Exception):
+    """A request the server refuses, carrying how to answer it on the wire.
+
+    :param code: the Engine.IO error code (:class:`ErrorCode`).
+    :param status: the HTTP status.
+    :param message: the ``message`` of the JSON body (defaults to the code's standard text).
+    """
+
+    def __init__(self, code: int, status: int = 400, message: str | None = None) -> None:
+        self.code = code
+        self.status = status
+        self.message = message if message is not None else ErrorCode.MESSAGES[code]
+        super().__init__(code, status, self.message)
+
+    def body(self) -> bytes:
+        """The JSON body of the error response."""
+        return json.dumps({"code": int(self.code), "message": self.message}).encode()
+
+    def render(self, request: Request) -> bytes:
+        """Set the status and content type of ``request``'s response; return the body.
+
+        :param request: the twisted.web request being refused.
+        :returns: the JSON body, for ``render`` to return (or to write).
+        """
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", b"application/json")
+        return self.body()
+
+
+class CloseReason(str, enum.Enum):
+    """The reasons a session closes with, spelled as Node's ``engine.io``.
+
+    Each member is the string itself (``CloseReason.PING_TIMEOUT == "ping timeout"``, and
+    ``str()`` and formatting give the text), so handlers may compare with either.
+    """
+
+    #: the client closed the transport (close packet, or the connection went away)
+    TRANSPORT_CLOSE = "transport close"
+    #: the client did not answer a ping in time
+    PING_TIMEOUT = "ping timeout"
+    #: the server called :meth:`~txsio.engineio.EngineSession.close`
+    FORCED_CLOSE = "forced close"
+    #: the client broke the transport's rules (overlapping requests, ...)
+    TRANSPORT_ERROR = "transport error"
+    #: the client sent a packet that does not parse
+    PARSE_ERROR = "parse error"
+    #: the server is stopping
+    SERVER_SHUTTING_DOWN = "server shutting down"
+
+    # enum.StrEnum's behaviour (Python 3.11+), spelled out for 3.10: the text, not the name.
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
