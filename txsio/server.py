@@ -129,8 +129,8 @@ class Server(Broadcasting):
             allow_request=allow_request,
             cookie=cookie,
             clock=clock,
+            on_session=self._on_engine_connection,
         )
-        self.engine.on("connection", self._on_engine_connection)
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         #: the open connections by Engine.IO session id

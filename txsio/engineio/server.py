@@ -81,6 +81,8 @@ class EngineServer(EventEmitter):
     :param cookie: ``False`` (the default), ``True`` for the ``io`` cookie, a cookie name, or a
         mapping of :class:`~txsio.engineio.handshake.CookieOptions` fields.
     :param clock: the clock for every timer (default: the global reactor).
+    :param on_session: called with each new session before the ``"connection"`` handlers
+        (the Socket.IO server's way in: a direct call, not an event).
     """
 
     def __init__(
@@ -97,9 +99,11 @@ class EngineServer(EventEmitter):
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
         clock: IReactorTime | None = None,
+        on_session: Callable[[EngineSession], None] | None = None,
     ) -> None:
         super().__init__()
         self.clock: IReactorTime = default_reactor(clock)
+        self._on_session = on_session
         self.options = EngineOptions(
             ping_interval=float(ping_interval),
             ping_timeout=float(ping_timeout),
@@ -272,6 +276,8 @@ class EngineServer(EventEmitter):
         session.add_close_callback(self._session_closed)
         session.open(self.upgrades_for(transport.name))
         log.debug("session {sid} opened over {transport}", sid=sid, transport=transport.name)
+        if self._on_session is not None:
+            self._on_session(session)
         self.emit("connection", session)
         return session
 
