@@ -940,6 +940,21 @@ class TrafficTests(ClientCase):
         self.assertEqual(self.taken(), [SPacket(SType.ACK, "/", ["done"], 8)])
         self.assertEqual(seen, [("one", 1), ("two",), ("none",), ("later",), ("one", 10)])
 
+    def test_outgoing_catch_alls(self) -> None:
+        """``on_any_outgoing`` sees each event when it is written: at once when connected,
+        and when the buffer is flushed for an emit made before the connection."""
+        client = self.client()
+        seen: list[tuple[Any, ...]] = []
+        client.on_any_outgoing(lambda *args: seen.append(args))
+        client.emit("early", 0)
+        self.assertEqual(seen, [])  # buffered: not written yet
+        self.connected(client)
+        self.assertEqual(seen, [("early", 0)])
+        client.emit("now", 1)
+        self.assertEqual(seen, [("early", 0), ("now", 1)])
+        self.assertEqual(client.listeners_any_outgoing(), client.socket("/")
+                         .listeners_any_outgoing())
+
     def test_numeric_event_name(self) -> None:
         """An event named by a number reaches the handler of its text, as on the server (and
         as Node keys listeners): ``on("1")`` gets the event ``1``."""

@@ -41,7 +41,7 @@ class ListenersTests(SynchronousTestCase):
         """Only the first handler's result is the ack; catch-alls never answer."""
         listeners = Listeners("owner")
         answers: list[Any] = []
-        listeners.on_any(lambda *args: "catch-all")
+        listeners.catch_alls().append(lambda *args: "catch-all")
         listeners.on("e", lambda x: x + 1)
         listeners.on("e", lambda x: x + 2)
         listeners.dispatch("e", [1], answers.append)

@@ -685,6 +685,44 @@ class IncomingEventTests(ServerTestCase):
                         texts(events))
         self.assertEqual(self.client_.raw(), ['34["handled"]'])
 
+    def test_catch_all_before_middleware(self) -> None:
+        """As Node: catch-alls see an incoming event before the socket's middlewares, so they
+        see an event a middleware refuses too."""
+        seen: list[Any] = []
+
+        def refuse(packet: list[Any]) -> None:
+            seen.append(("middleware", packet[0]))
+            raise PermissionError("no")
+
+        self.socket.use(refuse)
+        self.socket.on("error", lambda e: None)
+        self.socket.on_any(lambda event, *args: seen.append(("any", event, *args)))
+        self.socket.on("e", lambda x: seen.append(("handler", x)))
+        self.client_.emit("e", 1)
+        self.assertEqual(seen, [("any", "e", 1), ("middleware", "e")])
+
+    def test_catch_all_family(self) -> None:
+        """``prepend_any`` runs first, ``listeners_any`` is a copy in calling order, and
+        ``off_any`` removes one catch-all or all of them."""
+        seen: list[str] = []
+
+        def last(*args: Any) -> None:
+            seen.append("last")
+
+        def first(*args: Any) -> None:
+            seen.append("first")
+
+        self.socket.on_any(last)
+        self.socket.prepend_any(first)
+        self.assertEqual(self.socket.listeners_any(), [first, last])
+        self.socket.listeners_any().clear()  # a copy
+        self.client_.emit("e")
+        self.assertEqual(seen, ["first", "last"])
+        self.socket.off_any(first)
+        self.assertEqual(self.socket.listeners_any(), [last])
+        self.socket.off_any()
+        self.assertEqual(self.socket.listeners_any(), [])
+
     def test_message_event(self) -> None:
         """The client's ``send`` is the ``message`` event."""
         seen: list[Any] = []
@@ -1104,6 +1142,30 @@ class RoomTests(ServerTestCase):
         self.assertEqual(failure.value.responses, ["a", None])
         self.b.ack(ack_id, "late")
         self.assertFalse(self.b.closed)
+
+    def test_outgoing_catch_alls(self) -> None:
+        """``on_any_outgoing`` sees what is sent to its socket: its own emits (with ack too)
+        and the broadcasts that reach it, not those that do not; ``prepend_any_outgoing`` runs
+        first; ``off_any_outgoing`` removes."""
+        seen: list[tuple[Any, ...]] = []
+
+        def watch(*args: Any) -> None:
+            seen.append(args)
+
+        self.sa.on_any_outgoing(watch)
+        self.sa.prepend_any_outgoing(lambda *args: seen.append(("first", *args)))
+        self.assertEqual(len(self.sa.listeners_any_outgoing()), 2)
+        self.sa.emit("direct", 1)
+        self.sa.emit_with_ack("question")
+        self.io.to("r1").emit("room", 2)
+        self.io.to("r2").emit("elsewhere")  # a is not in r2
+        self.io.to("r1").timeout(5).emit_with_ack("poll")
+        self.assertEqual(seen, [
+            ("first", "direct", 1), ("direct", 1), ("first", "question"), ("question",),
+            ("first", "room", 2), ("room", 2), ("first", "poll"), ("poll",)])
+        self.sa.off_any_outgoing()
+        self.sa.emit("quiet")
+        self.assertEqual(len(seen), 8)
 
     def test_broadcast_acks_forgotten(self) -> None:
         """Every broadcast ack a socket was registered for goes when the broadcast times out

@@ -109,32 +109,3 @@ class EventEmitter:
 
 def _log_handler_failure(failure: Failure, event: str) -> None:
     log.failure("error in the handler of the {event!r} event", failure, event=event)
-
-
-class CatchAllEmitter(EventEmitter):
-    """An :class:`EventEmitter` with catch-all handlers, the base of both ends' sockets.
-
-    ``on_any(f)`` registers ``f(event, *args)`` for every incoming event; the socket classes
-    call those handlers themselves when they dispatch a peer's event.
-    """
-
-    __slots__ = ("_any",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._any: list[Callable[..., Any]] = []
-
-    def on_any(self, handler: _F) -> _F:
-        """Register ``handler(event, *args)`` for every incoming event.
-
-        :returns: ``handler`` (so it works as a decorator).
-        """
-        self._any.append(handler)
-        return handler
-
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove ``handler``, or every catch-all handler when omitted."""
-        if handler is None:
-            self._any.clear()
-        elif handler in self._any:
-            self._any.remove(handler)

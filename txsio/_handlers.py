@@ -166,20 +166,24 @@ def event_name(raw: Any) -> str:
 
 
 class Listeners:
-    """One socket's user handlers: per event (an :class:`EventEmitter`) and catch-all.
+    """One socket's user handlers: per event (an :class:`EventEmitter`), and the catch-alls
+    of incoming and of outgoing events.
 
-    The socket calls :meth:`dispatch` with each event its peer sent and :meth:`emit_local`
-    for its own lifecycle events (``"connect"``, ``"disconnect"``, ``"error"``…).
+    The socket calls :meth:`dispatch` (or :meth:`notify_any` then :meth:`call_handlers`, when
+    middlewares run between them, as on the server) with each event its peer sent,
+    :meth:`notify_outgoing` with each event it sends, and :meth:`emit_local` for its own
+    lifecycle events (``"connect"``, ``"disconnect"``, ``"error"``…).
 
     :param owner: what the log lines name (the socket, through its ``repr``).
     """
 
-    __slots__ = ("_any", "_events", "_owner")
+    __slots__ = ("_any", "_any_outgoing", "_events", "_owner")
 
     def __init__(self, owner: object) -> None:
         self._owner = owner
         self._events = EventEmitter()
         self._any: list[Callable[..., Any]] = []
+        self._any_outgoing: list[Callable[..., Any]] = []
 
     def on(self, event: str, handler: Callable[..., Any]) -> None:
         """Register ``handler`` for ``event``."""
@@ -193,16 +197,15 @@ class Listeners:
         """Whether ``event`` has a handler."""
         return self._events.has_listeners(event)
 
-    def on_any(self, handler: Callable[..., Any]) -> None:
-        """Register a catch-all ``handler(event, *args)``."""
-        self._any.append(handler)
+    def catch_alls(self, outgoing: bool = False) -> list[Callable[..., Any]]:
+        """The catch-all handlers of incoming (or ``outgoing``) events, in calling order:
+        the list itself, for :class:`HandlerMethods` to add to and remove from."""
+        return self._any_outgoing if outgoing else self._any
 
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove a catch-all handler (all of them when omitted)."""
-        if handler is None:
-            self._any.clear()
-        elif handler in self._any:
-            self._any.remove(handler)
+    @property
+    def has_outgoing(self) -> bool:
+        """Whether a catch-all watches outgoing events (cheap: checked on every send)."""
+        return bool(self._any_outgoing)
 
     def emit_local(self, event: str, *args: Any) -> None:
         """Call the handlers of one of the socket's own events (errors logged)."""
@@ -210,14 +213,29 @@ class Listeners:
 
     def dispatch(self, event: str, params: list[Any],
                  ack: Callable[[Any], None] | None = None) -> None:
-        """Call the catch-alls, then the handlers of ``event``, with the peer's ``params``.
+        """Call the catch-alls, then the handlers of ``event``, with the peer's ``params``
+        (:meth:`notify_any`, then :meth:`call_handlers`)."""
+        self.notify_any(event, params)
+        self.call_handlers(event, params, ack)
+
+    def notify_any(self, event: str, params: list[Any]) -> None:
+        """Call the catch-alls of incoming events with ``event`` and ``params``."""
+        for handler in tuple(self._any):
+            self._call(handler, event, (event, *params), None)
+
+    def notify_outgoing(self, event: str, params: Iterable[Any]) -> None:
+        """Call the catch-alls of outgoing events with ``event`` and ``params``."""
+        for handler in tuple(self._any_outgoing):
+            self._call(handler, event, (event, *params), None)
+
+    def call_handlers(self, event: str, params: list[Any],
+                      ack: Callable[[Any], None] | None = None) -> None:
+        """Call the handlers of ``event`` with the peer's ``params``.
 
         :param ack: when the peer asked for an acknowledgement, what sends it: it gets the
             first handler's result (a Deferred's or coroutine's result when it fires).
             Nothing is sent when no handler exists or the first one raised.
         """
-        for handler in tuple(self._any):
-            self._call(handler, event, (event, *params), None)
         for handler in self._events.handlers(event):
             self._call(handler, event, params, ack)
             ack = None  # only the first handler answers
@@ -289,21 +307,68 @@ class EventMethods:
 
 
 class HandlerMethods(EventMethods):
-    """:class:`EventMethods` and the catch-alls ``on_any`` / ``off_any`` of a socket."""
+    """:class:`EventMethods` and the catch-alls of a socket: ``handler(event, *args)`` for
+    every incoming event (``on_any``…) or every outgoing one (``on_any_outgoing``…), as
+    Node's ``onAny`` / ``onAnyOutgoing`` family."""
 
     __slots__ = ()
 
     def on_any(self, handler: _F) -> _F:
-        """Register ``handler(event, *args)`` for every incoming event.
+        """Register ``handler(event, *args)`` for every incoming event (before the socket's
+        middlewares and handlers).
 
         :returns: ``handler`` (so it works as a decorator).
         """
-        self.listeners.on_any(handler)
+        self.listeners.catch_alls().append(handler)
+        return handler
+
+    def prepend_any(self, handler: _F) -> _F:
+        """Like :meth:`on_any`, called before the catch-alls registered so far.
+
+        :returns: ``handler``.
+        """
+        self.listeners.catch_alls().insert(0, handler)
         return handler
 
     def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove ``handler``, or every catch-all handler when omitted."""
-        self.listeners.off_any(handler)
+        """Remove ``handler``, or every catch-all of incoming events when omitted."""
+        _remove(self.listeners.catch_alls(), handler)
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The catch-alls of incoming events, in calling order (a copy)."""
+        return list(self.listeners.catch_alls())
+
+    def on_any_outgoing(self, handler: _F) -> _F:
+        """Register ``handler(event, *args)`` for every event sent to the peer (broadcasts
+        that reach this socket included).
+
+        :returns: ``handler`` (so it works as a decorator).
+        """
+        self.listeners.catch_alls(outgoing=True).append(handler)
+        return handler
+
+    def prepend_any_outgoing(self, handler: _F) -> _F:
+        """Like :meth:`on_any_outgoing`, called before those registered so far.
+
+        :returns: ``handler``.
+        """
+        self.listeners.catch_alls(outgoing=True).insert(0, handler)
+        return handler
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler``, or every catch-all of outgoing events when omitted."""
+        _remove(self.listeners.catch_alls(outgoing=True), handler)
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """The catch-alls of outgoing events, in calling order (a copy)."""
+        return list(self.listeners.catch_alls(outgoing=True))
+
+
+def _remove(handlers: list[Callable[..., Any]], handler: Callable[..., Any] | None) -> None:
+    if handler is None:
+        handlers.clear()
+    elif handler in handlers:
+        handlers.remove(handler)
 
 
 # -- acknowledgements a socket waits for --------------------------------------------------------

@@ -166,6 +166,9 @@ class Recipient(Protocol):
     def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
         """Write a packet encoded once for many recipients (dropped when not connected)."""
 
+    def notify_outgoing(self, data: list[Any]) -> None:
+        """Tell the socket's catch-alls of outgoing events about ``[event, *args]``."""
+
     def expect_ack(self, ack_id: int, callback: AckCallback) -> None:
         """Call ``callback`` with the arguments of the client's ack of ``ack_id``."""
 
@@ -315,7 +318,13 @@ class Adapter:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
         encoded = EncodedPacket.of(packet)
         volatile = opts.flags.volatile
-        self._apply(opts, lambda socket: socket.write_encoded(encoded, volatile))
+        data = packet.data
+
+        def send(socket: Recipient) -> None:
+            socket.notify_outgoing(data)
+            socket.write_encoded(encoded, volatile)
+
+        self._apply(opts, send)
 
     def broadcast_with_ack(
         self,
@@ -349,6 +358,7 @@ class Adapter:
         def send(socket: Recipient) -> None:
             recipients.append(socket)
             socket.expect_ack(ack_id, answered)
+            socket.notify_outgoing(packet.data)
             socket.write_encoded(encoded, volatile)
 
         def expired() -> None:

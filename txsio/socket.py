@@ -173,9 +173,11 @@ class Socket(Selecting, HandlerMethods):
             raise ValueError(f'"{event}" is a reserved event name')
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args])
         if self.server.connection_state_recovery and not flags.volatile:
-            # Through the adapter, so that the packet is logged with an offset.
+            # Through the adapter, so that the packet is logged with an offset (the adapter
+            # tells the outgoing catch-alls).
             self.adapter.broadcast(packet, BroadcastOptions(frozenset((self.id,))))
             return
+        self.notify_outgoing(packet.data)
         self._write_packet(packet, flags.volatile)
 
     def _emit_with_ack(self, event: str, args: tuple[Any, ...],
@@ -186,8 +188,9 @@ class Socket(Selecting, HandlerMethods):
             return fail(DisconnectedError("not connected"))
         ack_id = self.nsp.next_ack_id()
         d = self._acks.deferred(ack_id, flags.timeout)
-        self._write_packet(Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id),
-                           flags.volatile)
+        packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id)
+        self.notify_outgoing(packet.data)
+        self._write_packet(packet, flags.volatile)
         return d
 
     def _write_packet(self, packet: Packet, volatile: bool = False) -> None:
@@ -198,6 +201,12 @@ class Socket(Selecting, HandlerMethods):
         """Write a packet an adapter encoded once for many recipients (for adapters)."""
         if self.connected:
             self.conn.write_encoded(encoded, volatile)
+
+    def notify_outgoing(self, data: list[Any]) -> None:
+        """Tell the catch-alls of outgoing events about the event ``data`` (``[event,
+        *args]``) sent to this client (for adapters, on each broadcast that reaches it)."""
+        if self.listeners.has_outgoing:
+            self.listeners.notify_outgoing(data[0], data[1:])
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         """Call ``callback`` with the client's ack of ``ack_id`` (for adapters)."""
@@ -288,6 +297,8 @@ class Socket(Selecting, HandlerMethods):
                      sid=self.id, event=raw)
             return
         event, params = event_name(raw), args[1:]
+        # As Node: the catch-alls see the event before the middlewares may refuse it.
+        self.listeners.notify_any(event, params)
         if self._middlewares:
             d = Deferred.fromCoroutine(self._run_middlewares(args))
             d.addCallback(lambda ok: self._dispatch(event, params, ack_id) if ok else None)
@@ -307,7 +318,7 @@ class Socket(Selecting, HandlerMethods):
         return self.connected
 
     def _dispatch(self, event: str, params: list[Any], ack_id: int | None) -> None:
-        self.listeners.dispatch(
+        self.listeners.call_handlers(
             event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     def _send_ack(self, result: Any, ack_id: int) -> None:

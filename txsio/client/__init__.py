@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
 from twisted.python.failure import Failure
 
-from .._handlers import FlaggedEmitter
+from .._handlers import FlaggedEmitter, HandlerMethods, Listeners
 from .._twisted import default_reactor
 from ..engineio.client.transport import DEFAULT_MAX_PAYLOAD
 from .backoff import Backoff
@@ -92,7 +92,7 @@ _CLIENT_MANAGER_EVENTS = frozenset(
 )
 
 
-class Client:
+class Client(HandlerMethods):
     """A Socket.IO client: a :class:`Manager` and its ``"/"`` socket.
 
     ``client.on``, ``on_any``, ``emit``, ``emit_with_ack``, ``timeout``, ``volatile``,
@@ -156,6 +156,9 @@ class Client:
             close_timeout=close_timeout,
         )
         self._main = self.io.socket("/")
+        #: the ``"/"`` socket's handlers: ``on_any``, ``on_any_outgoing`` and the rest of the
+        #: catch-all family act on them
+        self.listeners: Listeners = self._main.listeners
 
     def __repr__(self) -> str:
         return f"<Client {self.io.state.value} {sorted(self.io._nsps)}>"
@@ -304,14 +307,6 @@ class Client:
             self.io.off(event, handler)
         else:
             self._main.off(event, handler)
-
-    def on_any(self, handler: _F) -> _F:
-        """Register ``handler(event, *args)`` for every event the server sends on ``"/"``."""
-        return self._main.on_any(handler)
-
-    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
-        """Remove *handler* (or every catch-all handler)."""
-        self._main.off_any(handler)
 
     def emit(self, event: str, *args: Any) -> None:
         """Emit on the ``"/"`` socket (see :meth:`ClientSocket.emit`)."""

@@ -89,7 +89,8 @@ class ClientSocket(HandlerMethods):
         self._last_offset: str | None = None
         self._active = False
         self._receive_buffer: list[tuple[list[Any], int | None]] = []
-        self._send_buffer: list[tuple[int | None, list[str | bytes]]] = []
+        #: emits waiting for the connection: (ack id, encoded packet, [event, *args])
+        self._send_buffer: list[tuple[int | None, list[str | bytes], list[Any]]] = []
         self._queue: list[_Queued] = []
         self._ids = 0
         self._acks = PendingAcks(io.clock)
@@ -259,9 +260,9 @@ class ClientSocket(HandlerMethods):
         if flags.volatile and not (self.connected and self.io.writable):
             log.debug("{socket}: volatile {event!r} dropped", socket=self, event=event)
         elif self.connected:
-            self.io._write(encoded)
+            self._write_event(encoded, [event, *args])
         else:
-            self._send_buffer.append((ack_id, encoded))
+            self._send_buffer.append((ack_id, encoded, [event, *args]))
         if ack_id is None:
             return lambda: None
         return lambda: self._forget_ack(ack_id)
@@ -324,6 +325,12 @@ class ClientSocket(HandlerMethods):
         queued.tries += 1
         self._emit(queued.event, queued.args, queued.flags,
                    lambda error, args: self._queue_ack(queued, error, args), from_queue=True)
+
+    def _write_event(self, encoded: list[str | bytes], data: list[Any]) -> None:
+        # As socket.io-client: the outgoing catch-alls see an event when it is written.
+        if self.listeners.has_outgoing:
+            self.listeners.notify_outgoing(data[0], data[1:])
+        self.io._write(encoded)
 
     def _packet(self, packet: Packet) -> None:
         self.io._write(encode(packet))
@@ -437,8 +444,8 @@ class ClientSocket(HandlerMethods):
         for args, ack_id in received:
             self._on_event(args, ack_id)
         buffered, self._send_buffer = self._send_buffer, []
-        for _, encoded in buffered:
-            self.io._write(encoded)
+        for _, encoded, data in buffered:
+            self._write_event(encoded, data)
         self._drain_queue(force=True)
         self.listeners.emit_local("connect")
         self._fire_waiters(None)
@@ -463,7 +470,7 @@ class ClientSocket(HandlerMethods):
             log.info("{nsp}: disconnected ({reason})", nsp=self.nsp, reason=reason)
         # Emits still buffered go when the connection is back: their acks keep waiting.
         self._acks.fail_all(DisconnectedError(reason),
-                            keep={i for i, _ in self._send_buffer if i is not None})
+                            keep={i for i, _, _ in self._send_buffer if i is not None})
         if was_connected:
             self.listeners.emit_local("disconnect", reason)
         elif self._active:
