@@ -226,6 +226,41 @@ class DynamicNamespaceTests(ServerTestCase):
         client.connect("/dyn-1/more")
         self.assertEqual(client.received()[0].type, CONNECT_ERROR)
 
+    def test_new_namespace_event(self) -> None:
+        """``io.on("new_namespace")`` sees each namespace made after the server: named ones
+        and the children of dynamic ones, once each."""
+        made: list[str] = []
+        self.io.on("new_namespace", lambda nsp: made.append(nsp.name))
+        self.io.of("/chat")
+        self.io.of("/chat")
+        self.io.of(re.compile(r"/dyn-\d+"))
+        self.client().connect_ok("/dyn-7")
+        self.assertEqual(made, ["/chat", "/dyn-7"])
+
+    def test_empty_children_cleaned_up(self) -> None:
+        """With ``cleanup_empty_child_namespaces``, a dynamic child goes (adapter closed) when
+        its last socket leaves, and comes back for the next client; without it, it stays."""
+        closed: list[str] = []
+
+        class RecordingAdapter(txsio.Adapter):
+            def close(self) -> None:
+                closed.append(self.nsp.name)
+
+        for cleanup in (True, False):
+            io = self.server(cleanup_empty_child_namespaces=cleanup, adapter=RecordingAdapter)
+            parent = io.of(re.compile(r"/dyn-\d+"))
+            first, second = self.client(io), self.client(io)
+            first.connect_ok("/dyn-1")
+            second.connect_ok("/dyn-1")
+            first.disconnect("/dyn-1")
+            self.assertIn("/dyn-1", io._nsps)
+            second.disconnect("/dyn-1")
+            self.assertEqual("/dyn-1" not in io._nsps, cleanup)
+            self.assertEqual(len(parent.children), 0 if cleanup else 1)
+            self.client(io).connect_ok("/dyn-1")
+            self.assertIn("/dyn-1", io._nsps)
+        self.assertEqual(closed, ["/dyn-1"])
+
     def test_callable(self) -> None:
         """A callable parent gets the name and the auth and decides."""
         calls: list[tuple[str, dict[str, Any]]] = []
@@ -978,6 +1013,25 @@ class RoomTests(ServerTestCase):
             if raw:
                 names.append(name)
         return names
+
+    def test_adapter_room_events(self) -> None:
+        """The adapter emits create-room, join-room, leave-room and delete-room as Node's
+        does (only for real changes)."""
+        seen: list[tuple[Any, ...]] = []
+        adapter = self.io.sockets.adapter
+        for event in ("create-room", "join-room", "leave-room", "delete-room"):
+            adapter.on(event, lambda *args, event=event: seen.append((event, *args)))
+        self.sa.join(["r1", "new"])  # already in r1: no event for it
+        self.sa.leave("new")
+        self.sa.leave("new")
+        self.sb.leave("r1")
+        self.assertEqual(seen, [
+            ("create-room", "new"), ("join-room", "new", self.sa.id),
+            ("leave-room", "new", self.sa.id), ("delete-room", "new"),
+            ("leave-room", "r1", self.sb.id)])
+        seen.clear()
+        _, socket = self.joined()
+        self.assertEqual(seen, [("create-room", socket.id), ("join-room", socket.id, socket.id)])
 
     def test_room_names_are_strings(self) -> None:
         """Joining, leaving or selecting a room that is not a string raises a TypeError that

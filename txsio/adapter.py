@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from ._handlers import EventMethods, Listeners
 from ._twisted import cancel_call
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
@@ -213,13 +214,20 @@ def new_offset() -> str:
     return base64.urlsafe_b64encode(os.urandom(9)).decode("ascii")
 
 
-class Adapter:
+class Adapter(EventMethods):
     """Rooms and broadcasts of one namespace, in memory (the default adapter).
+
+    Events (``adapter.on(event, f)``), as Node's adapter emits them: ``"create-room"``
+    (room) when a room gets its first member, ``"join-room"`` (room, socket id) when a socket
+    joins one, ``"leave-room"`` (room, socket id) when it leaves one, ``"delete-room"`` (room)
+    when a room's last member left.  The room of a socket's own id counts too.
 
     :param nsp: the namespace (an :class:`AdapterHost`).
     """
 
     def __init__(self, nsp: AdapterHost) -> None:
+        #: the user's handlers of the room events
+        self.listeners = Listeners(self)
         self.nsp = nsp
         #: room -> socket ids
         self.rooms: dict[str, set[str]] = {}
@@ -247,12 +255,16 @@ class Adapter:
         own = self.sids.get(sid)
         if own is None:
             own = self.sids[sid] = set()
+        emit = self.listeners.emit_local
         for room in rooms:
             own.add(room)
             members = self.rooms.get(room)
             if members is None:
                 members = self.rooms[room] = set()
-            members.add(sid)
+                emit("create-room", room)
+            if sid not in members:
+                members.add(sid)
+                emit("join-room", room, sid)
 
     def delete(self, sid: str, room: str) -> None:
         """Remove socket ``sid`` from ``room``."""
@@ -263,10 +275,12 @@ class Adapter:
 
     def _del(self, room: str, sid: str) -> None:
         members = self.rooms.get(room)
-        if members is not None:
+        if members is not None and sid in members:
             members.discard(sid)
+            self.listeners.emit_local("leave-room", room, sid)
             if not members:
                 del self.rooms[room]
+                self.listeners.emit_local("delete-room", room)
 
     def delete_all(self, sid: str) -> None:
         """Remove socket ``sid`` from every room."""

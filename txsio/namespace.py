@@ -129,7 +129,8 @@ class Namespace(Broadcasting, EventMethods):
         (plain, Deferred or coroutine result; the first item of a tuple) is the answer;
         ``None`` when no handler is registered."""
         event, params = args[0], args[1:]
-        if not isinstance(event, str) or event in RESERVED_EVENTS or event == "connection":
+        if (not isinstance(event, str) or event in RESERVED_EVENTS
+                or event in ("connection", "new_namespace")):
             log.warn("ignoring the server-side event {event!r} of another node", event=event)
             return
         if not self.listeners.has_listeners(event):
@@ -189,6 +190,8 @@ class Namespace(Broadcasting, EventMethods):
     def _remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
+            if not self.sockets:
+                self.server._namespace_emptied(self)
 
 
 def _first(value: Any) -> Any:
@@ -254,6 +257,7 @@ class ParentNamespace(Namespace):
         child._parent = self
         self.children.add(child)
         self.server._nsps[name] = child
+        self.server._namespace_created(child)
         return child
 
 

@@ -92,7 +92,14 @@ class Server(Broadcasting):
         or ``None`` (off, the default).
     :param adapter: a factory ``f(namespace) -> Adapter`` (default: in memory).
     :param max_attachments: the most binary attachments one packet may announce.
+    :param cleanup_empty_child_namespaces: remove a child of a dynamic namespace (and close
+        its adapter) when its last socket leaves (Node's ``cleanupEmptyChildNamespaces``;
+        default off: children stay).
     :param clock: the clock for every timer (default: the global reactor).
+
+    Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
+    ``"new_namespace"`` (each namespace created after the server, dynamic children
+    included), and any other name: a server-side event from another node of the cluster.
     """
 
     def __init__(
@@ -111,12 +118,14 @@ class Server(Broadcasting):
         connection_state_recovery: bool | Mapping[str, Any] | RecoveryOptions | None = None,
         adapter: Callable[[Namespace], Adapter] | None = None,
         max_attachments: int = 10,
+        cleanup_empty_child_namespaces: bool = False,
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
         self.path = "/" + path.strip("/")
         self.connect_timeout = float(connect_timeout)
         self.max_attachments = max_attachments
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.connection_state_recovery = _recovery(connection_state_recovery)
         self._adapter_factory = adapter
         self.engine = EngineServer(
@@ -168,10 +177,36 @@ class Server(Broadcasting):
             nsp = self._nsps.get(name)
             if nsp is None:
                 nsp = self._nsps[name] = Namespace(self, name)
+                self._namespace_created(nsp)
             return nsp
         parent = ParentNamespace(self, name)
         self._parents.append(parent)
         return parent
+
+    def _namespace_created(self, nsp: Namespace) -> None:
+        """Emit ``"new_namespace"`` (called for names given to :meth:`of` and for the
+        children of dynamic namespaces; the main namespace, made with the server, has no
+        handler yet to tell)."""
+        main = self._nsps.get("/")
+        if main is not None and main is not nsp:
+            main.listeners.emit_local("new_namespace", nsp)
+
+    def _namespace_emptied(self, nsp: Namespace) -> None:
+        """A namespace's last socket left: remove it if it is a dynamic child and
+        ``cleanup_empty_child_namespaces`` says so."""
+        parent = nsp._parent
+        if parent is None or not self.cleanup_empty_child_namespaces or nsp.sockets:
+            return
+        parent.children.discard(nsp)
+        if self._nsps.get(nsp.name) is nsp:
+            del self._nsps[nsp.name]
+        try:
+            closing = nsp.adapter.close()
+        except Exception:
+            log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
+            return
+        if isinstance(closing, Deferred):
+            closing.addErrback(_log_close_failure, nsp.name)
 
     @overload
     def on(self, event: str) -> Callable[[_F], _F]: ...
