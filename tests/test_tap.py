@@ -645,6 +645,20 @@ class TwistdTests(TestCase):
         self.assertTrue(any(re.match(r"sio\s+Socket\.IO server", line)
                             for line in result.other_output), result.describe())
 
+    async def test_plugin_is_installed(self) -> None:
+        """``twistd --help`` lists sio outside the checkout, with no PYTHONPATH: the plugin
+        of the installed txsio (an editable install hides it; .ci/run installs as users do)."""
+        env = os.environ.copy()
+        env.pop("PYTHONPATH", None)
+        peer = spawn(twistd_argv("--help", json_log=False), env=env, cwd="/")
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(any(re.match(r"sio\s+Socket\.IO server", line)
+                            for line in result.other_output),
+                        "the installed txsio has no twistd plugin (an editable install? run "
+                        f"pip install '.[test,docs]' as .ci/run does)\n{result.describe()}")
+
     async def test_demo_over_tcp_and_unix(self) -> None:
         """With no --app, the page at / answers on a TCP and a UNIX endpoint at once, and so
         does the Engine.IO endpoint; SIGTERM then exits with status 0, cleanly."""
