@@ -162,16 +162,72 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["app"], "tests.tap_app:setup")
         self.assertEqual(parse("-a", "tests.tap_app:PENDING.append").app, tap_app.PENDING.append)
 
-    def test_app_in_the_current_directory(self) -> None:
-        """--app finds a module in the current directory, which twistd does not search."""
+    def in_a_new_directory(self, **modules: str) -> Path:
+        """Work in a new directory holding *modules* (name: source) until the test ends."""
         directory = temp_dir(self)
-        (directory / "txsio_tap_cwd_app.py").write_text("def setup(io):\n    pass\n")
+        for name, source in modules.items():
+            (directory / f"{name}.py").write_text(source)
+            self.addCleanup(sys.modules.pop, name, None)
         here = os.getcwd()
         os.chdir(directory)
         self.addCleanup(os.chdir, here)
-        self.addCleanup(sys.modules.pop, "txsio_tap_cwd_app", None)
         self.addCleanup(lambda: str(directory) in sys.path and sys.path.remove(str(directory)))
+        return directory
+
+    def app_error(self, spec: str) -> str:
+        """The usage error of ``--app spec``, checked to be one line."""
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--app", spec)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith(f"--app {spec!r}: "), message)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_app_in_the_current_directory(self) -> None:
+        """--app finds a module in the current directory, which twistd does not search."""
+        self.in_a_new_directory(txsio_tap_cwd_app="def setup(io):\n    pass\n")
         self.assertEqual(parse("--app", "txsio_tap_cwd_app:setup").app.__name__, "setup")
+
+    def test_app_given_as_a_file(self) -> None:
+        """A path or a file name given to --app is a usage error that says which module
+        name to write, without running the file."""
+        directory = self.in_a_new_directory(
+            txsio_tap_chat="raise AssertionError('imported')\ndef setup(io): pass\n")
+        for spec in ["./txsio_tap_chat:setup", "txsio_tap_chat.py:setup",
+                     "./sub/txsio_tap_chat.py:setup"]:
+            expected = "sub.txsio_tap_chat" if "sub" in spec else "txsio_tap_chat"
+            self.assertIn(f"a module name, not a file: write --app {expected}:setup",
+                          self.app_error(spec))
+        message = self.app_error(f"{directory}/txsio_tap_chat.py:setup")
+        self.assertTrue(message.endswith(
+            f"write --app txsio_tap_chat:setup, run from {directory} (or with it on "
+            "PYTHONPATH)"), message)
+        self.assertIn("a module name, not a file name: --app txsio_tap_none:setup",
+                      self.app_error("txsio_tap_none.py:setup"))
+        self.assertIn("run twistd in the directory that holds it",
+                      self.app_error("txsio_tap_none:setup"))
+
+    def test_app_whose_import_fails(self) -> None:
+        """An app module whose own import fails is a usage error naming the real cause, the
+        line it was raised at and the fix, never "No module named" the app."""
+        directory = self.in_a_new_directory(
+            txsio_tap_needs="import json\nimport txsio_tap_no_such_dependency\n",
+            txsio_tap_raises="def setup(io): pass\nraise RuntimeError('no config ' * 50)\n",
+            txsio_tap_syntax="def setup(io):\n    return (\n")
+        message = self.app_error("txsio_tap_needs:setup")
+        self.assertIn("importing txsio_tap_needs failed: it imports "
+                      "'txsio_tap_no_such_dependency', which is not installed "
+                      f"({directory / 'txsio_tap_needs.py'}, line 2); install it", message)
+        message = self.app_error("txsio_tap_raises:setup")
+        self.assertIn("importing txsio_tap_raises failed: RuntimeError: no config no config",
+                      message)
+        self.assertIn(f"({directory / 'txsio_tap_raises.py'}, line 2); fix it", message)
+        self.assertLess(len(message), 500)
+        message = self.app_error("txsio_tap_syntax:setup")
+        self.assertIn("importing txsio_tap_syntax failed: SyntaxError: ", message)
+        self.assertIn("line 2", message)
+        for name in ["txsio_tap_needs", "txsio_tap_raises", "txsio_tap_syntax"]:
+            self.assertNotIn(f"No module named '{name}'", self.app_error(f"{name}:setup"))
 
     def test_bad_app(self) -> None:
         """A missing module or attribute, a non-callable or a malformed spec is a usage
@@ -787,6 +843,27 @@ class TwistdTests(TestCase):
         self.assertTrue(result.other_output[-1].endswith(
             "--ping-interval 'soon': expected a positive number of seconds"), result.describe())
         self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
+
+    async def test_app_usage_errors(self) -> None:
+        """A path, a file name, and an app whose own import fails each end twistd with a
+        one-line usage error naming the cause and the fix, and no traceback."""
+        directory = temp_dir(self)
+        (directory / "chat.py").write_text("import txsio_tap_no_such_dependency\n")
+        expected = {
+            "./chat:setup": "a module name, not a file: write --app chat:setup",
+            "chat.py:setup": "a module name, not a file: write --app chat:setup",
+            "chat:setup": "importing chat failed: it imports 'txsio_tap_no_such_dependency', "
+                          "which is not installed",
+        }
+        for spec, message in expected.items():
+            peer = spawn(twistd_argv("sio", "--app", spec, json_log=False),
+                         env=checkout_env(), cwd=directory)
+            peer.close_stdin()
+            result = await peer.wait(15)
+            self.assertEqual(result.exit_code, 1, result.describe())
+            self.assertIn(f"--app {spec!r}: {message}", result.other_output[-1],
+                          result.describe())
+            self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
 
     async def test_port_in_use(self) -> None:
         """A port already taken ends twistd with a one-line error and status 1."""

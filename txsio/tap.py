@@ -39,6 +39,7 @@ import importlib.util
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -245,30 +246,16 @@ def load_app(spec: str) -> Callable[[Server], object]:
     The current directory is searched for the module too, as ``python -m`` does.
 
     :param spec: ``package.module:name`` (``name`` may be dotted: ``module:App.setup``).
-    :raises usage.UsageError: the module or the name does not exist, or is not callable.
+    :raises usage.UsageError: the module or the name does not exist, or is not callable; the
+        spec names a file instead of a module; importing the module failed (the message
+        names the exception and where it was raised).
     """
     module_name, sep, attribute = spec.strip().partition(":")
     if not sep or not module_name or not attribute:
         raise usage.UsageError(f"--app {spec!r}: expected module:callable, e.g. myapp:setup")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        # Only the named module missing is a usage error; a missing import inside it is a bug
-        # in the app, and its traceback says where.
-        if not _names(e, module_name):
-            raise
-        cwd = os.getcwd()
-        if cwd in sys.path or "" in sys.path:
-            raise usage.UsageError(f"--app {spec!r}: no module named {e.name!r}") from None
-        # twistd does not search the current directory; python -m does.
-        sys.path.insert(0, cwd)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if not _names(e, module_name):
-                raise
-            sys.path.remove(cwd)
-            raise usage.UsageError(f"--app {spec!r}: no module named {e.name!r}") from None
+    if _looks_like_a_file(module_name):
+        raise _file_error(spec, module_name, attribute)
+    module = _import_app(spec, module_name, attribute)
     target: object = module
     for part in attribute.split("."):
         try:
@@ -281,10 +268,97 @@ def load_app(spec: str) -> Callable[[Server], object]:
     return cast("Callable[[Server], object]", target)
 
 
+def _import_app(spec: str, module_name: str, attribute: str) -> object:
+    """Import the app's module, from the current directory too; every failure is a one-line
+    usage error (twistd would print a traceback that opens with the wrong cause)."""
+    cwd = os.getcwd()
+    searched = cwd in sys.path or "" in sys.path
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if not _names(e, module_name):
+            raise _import_error(spec, module_name, e) from None
+        if searched:
+            raise _not_found(spec, module_name, e, attribute) from None
+    except Exception as e:
+        raise _import_error(spec, module_name, e) from None
+    # twistd does not search the current directory; python -m does.  Out of the except
+    # block, so that a failure below is not chained to the first "No module named".
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if not _names(e, module_name):
+            raise _import_error(spec, module_name, e) from None
+        sys.path.remove(cwd)
+        raise _not_found(spec, module_name, e, attribute) from None
+    except Exception as e:
+        raise _import_error(spec, module_name, e) from None
+
+
+def _looks_like_a_file(module_name: str) -> bool:
+    """Whether ``--app`` was given a path (``./chat``, ``app/chat``, ``chat.py`` that
+    exists here) rather than a module name."""
+    return "/" in module_name or os.sep in module_name or (
+        module_name.endswith(".py") and Path(module_name).is_file())
+
+
+def _file_error(spec: str, path: str, attribute: str) -> usage.UsageError:
+    """The usage error for a path given as ``--app``, naming the module it most likely
+    means (``./app/chat.py`` is ``app.chat`` run from here)."""
+    text = path.replace(os.sep, "/").removesuffix(".py")
+    parts = [p for p in text.split("/") if p and p != "."]
+    where = ""
+    if text.startswith("/") or ".." in parts:
+        directory = os.path.dirname(os.path.abspath(text))
+        parts = parts[-1:]
+        where = f", run from {directory} (or with it on PYTHONPATH)"
+    module = ".".join(parts) or "module"
+    return usage.UsageError(
+        f"--app {spec!r}: a module name, not a file: write --app {module}:{attribute}{where}")
+
+
+def _not_found(spec: str, module_name: str, error: ModuleNotFoundError,
+               attribute: str) -> usage.UsageError:
+    hint = "run twistd in the directory that holds it, or add that directory to PYTHONPATH"
+    if module_name.endswith(".py"):
+        hint = f"a module name, not a file name: --app {module_name[:-3]}:{attribute}"
+    return usage.UsageError(f"--app {spec!r}: no module named {error.name!r} ({hint})")
+
+
+def _import_error(spec: str, module_name: str, error: Exception) -> usage.UsageError:
+    """The one-line usage error for an app module whose own import failed."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        cause = f"it imports {error.name!r}, which is not installed"
+        fix = f"install it into this Python ({sys.executable})"
+    else:
+        cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        fix = f"fix it, then check with: python -c 'import {module_name}'"
+    where = "" if isinstance(error, SyntaxError) else _raised_at(error)
+    return usage.UsageError(
+        f"--app {spec!r}: importing {module_name} failed: {_clip(cause)}{where}; {fix}")
+
+
+def _raised_at(error: BaseException) -> str:
+    """`` (file, line N)``: the innermost frame outside importlib and this module."""
+    here = os.path.normcase(os.path.abspath(__file__))
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith("<")
+              and os.path.normcase(os.path.abspath(f.filename)) != here]
+    if not frames:
+        return ""
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})"
+
+
 def _names(error: ModuleNotFoundError, module_name: str) -> bool:
     """Whether the missing module is ``module_name`` or one of its parents."""
     return error.name is not None and (
         module_name == error.name or module_name.startswith(error.name + "."))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``text``, cut to ``limit`` characters (it may quote a peer, or be huge)."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
 
 
 def _positive_seconds(option: str, value: str) -> float:
