@@ -38,7 +38,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import txsio
-from txsio import tap
+from txsio import _service, tap
 
 from . import tap_app
 from .sio_memory import MemoryClient
@@ -311,6 +311,36 @@ class ServiceTests(SynchronousTestCase):
         pending.errback(ValueError("no database"))
         self.assertEqual(clock.tcpServers, [])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.successResultOf(service.stopService())
+
+    def test_failed_app_under_twistd(self) -> None:
+        """Under twistd, an app that failed while the service was being built is logged once,
+        when the service starts (twistd's log has begun then), and the process is set to
+        exit with status 1 once the reactor has stopped; so is one failing later."""
+        statuses: list[int] = []
+        self.patch(_service, "_exit_status_at_exit", statuses.append)
+        with capturedLogs() as events:
+            service, clock = make("--port", "tcp:0", "--app",
+                                  "tests.tap_app:setup_async_fails_at_once", owns_process=True)
+            self.assertEqual(([e for e in events if "log_failure" in e], statuses), ([], []))
+            service.privilegedStartService()
+            service.startService()
+        [failed] = [e for e in events if "log_failure" in e]
+        self.assertEqual(failed["log_format"], "the app {app} failed to start{exiting}")
+        self.assertEqual(failed["exiting"], ": twistd exits with status 1")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((statuses, clock.tcpServers), ([1], []))
+        hooks = [hook for hook, _, _ in clock.whenRunningHooks]
+        self.assertIn(service._stop_reactor, hooks)
+        self.successResultOf(service.stopService())
+
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_fails",
+                              owns_process=True)
+        pending = tap_app.PENDING.pop()
+        service.startService()
+        pending.errback(ValueError("no database"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(statuses, [1, 1])
         self.successResultOf(service.stopService())
 
     def test_stopped_before_the_app_is_ready(self) -> None:
@@ -832,6 +862,20 @@ class TwistdTests(TestCase):
         self.assertEqual([(e["event"], e.get("reason")) for e in seen.events[-2:]],
                          [("disconnect", "transport close"), ("reconnect_attempt", None)],
                          seen.describe())
+
+    async def test_failed_app_exits_non_zero(self) -> None:
+        """An async app that fails, at once or once the reactor has turned, ends twistd with
+        status 1 (systemd's Restart=on-failure restarts it), its traceback logged once."""
+        for app in ["setup_async_fails", "setup_async_fails_at_once"]:
+            server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1",
+                            "--app", f"tests.tap_app:{app}")
+            result = await server.process.wait(15)
+            self.assertEqual(result.exit_code, 1, result.describe())
+            [failed] = [e for e in result.events if "log_failure" in e]
+            self.assertEqual(failed["app"], f"tests.tap_app:{app}", result.describe())
+            self.assertEqual(failed["log_failure"]["type"]["__name__"], "RuntimeError")
+            self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
+            self.assertEqual(tap_events(result.events, "listening on"), [])
 
     async def test_usage_error(self) -> None:
         """A bad option value ends twistd with a one-line usage error, no traceback."""

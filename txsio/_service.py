@@ -21,12 +21,17 @@ Graceful stop (theory of operation)
 4. waits for all connections to go, at most ``shutdown_timeout`` seconds, then aborts the rest.
 
 Under twistd, SIGTERM ends the process with exit status 0 once this is done (twistd's own
-handler would re-raise the signal, so the process would die of it instead).
+handler would re-raise the signal, so the process would die of it instead).  An app that fails
+to start (its Deferred or coroutine fails), or listeners that cannot listen once it is ready,
+end the process with exit status 1, the cause logged once.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -99,6 +104,8 @@ class SocketIOService(MultiService):
         self._owns_process = owns_process
         self._shutdown_timeout = shutdown_timeout
         self._terminating = False
+        #: the app's failure, kept until twistd's log has begun (see _app_failed)
+        self._app_failure: Failure | None = None
         if ready is not None:
             ready.addCallbacks(self._app_ready, self._app_failed)
 
@@ -114,6 +121,10 @@ class SocketIOService(MultiService):
         """Start listening (once the app is ready)."""
         if self._owns_process:
             self._reactor.callWhenRunning(self._install_sigterm)
+        if self._app_failure is not None:
+            Service.startService(self)
+            self._report_app_failure()
+            return
         if self._ready is None:
             with self._listen_errors():
                 super().startService()
@@ -144,12 +155,23 @@ class SocketIOService(MultiService):
     def _app_failed(self, failure: Failure) -> None:
         if failure.check(CancelledError):
             return  # stopped before the app was ready
-        log.failure("the app {app} failed to start", failure, app=self._app_name)
+        self._app_failure = failure
+        if self.running or not self._owns_process:
+            self._report_app_failure()
+        # else: twistd has not begun its log yet (an app that failed at once, in makeService);
+        # logged now, the failure would be printed to stderr and again in the log.
+
+    def _report_app_failure(self) -> None:
+        failure, self._app_failure = self._app_failure, None
+        log.failure("the app {app} failed to start{exiting}", failure, app=self._app_name,
+                    exiting=": twistd exits with status 1" if self._owns_process else "")
         self._give_up()
 
     def _give_up(self) -> None:
-        # A service that will never listen: under twistd, end the process.
+        # A service that will never listen: under twistd, end the process, with a status that
+        # says so (systemd's Restart=on-failure restarts only a process that failed).
         if self._owns_process:
+            _exit_status_at_exit(1)
             self._reactor.callWhenRunning(self._stop_reactor)
 
     def stopService(self) -> Deferred[None]:
@@ -191,6 +213,26 @@ class SocketIOService(MultiService):
             self._reactor.stop()
         except ReactorNotRunning:
             pass
+
+
+def _exit_status_at_exit(status: int) -> None:
+    """End the process with ``status`` once twistd is done.
+
+    twistd returns normally once the reactor has stopped (exit status 0); only an exit at
+    interpreter shutdown can change that.  Earlier ``atexit`` handlers do not run then, so
+    the standard streams (twistd's log on stdout) are flushed first.
+    """
+    atexit.register(_exit_now, status)
+
+
+def _exit_now(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 class _Listener(Service):
