@@ -11,6 +11,7 @@ treq, python-socketio's client (``python -m tests.tap_app``) and npm's socket.io
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -107,6 +108,24 @@ class OptionsTests(SynchronousTestCase):
                 parse("--port", value)
             self.assertIn("--port", str(caught.exception))
             self.assertNotIn("\n", str(caught.exception))
+
+    def test_version(self) -> None:
+        """--version prints txsio's version (then Twisted's and Python's) and exits 0."""
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as caught:
+            parse("--version")
+        self.assertEqual(caught.exception.code, 0)
+        self.assertTrue(out.getvalue().startswith(f"txsio {txsio.__version__} (Twisted "),
+                        out.getvalue())
+
+    def test_help_says_where_a_port_listens(self) -> None:
+        """--help says that a bare port number listens on every interface and how to listen
+        on loopback only."""
+        text = " ".join(str(tap.Options()).split())
+        self.assertIn("A port number alone (--port 8080) listens on every network interface: "
+                      "use --port tcp:8080:interface=127.0.0.1 to listen on loopback only",
+                      text)
 
     def test_numbers(self) -> None:
         """Heartbeat seconds may be fractions; the buffer size takes 1e6 notation."""
@@ -876,6 +895,15 @@ class TwistdTests(TestCase):
             self.assertEqual(failed["log_failure"]["type"]["__name__"], "RuntimeError")
             self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
             self.assertEqual(tap_events(result.events, "listening on"), [])
+
+    async def test_version(self) -> None:
+        """``twistd sio --version`` prints txsio's version and exits 0."""
+        peer = spawn(twistd_argv("sio", "--version", json_log=False), env=checkout_env())
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(result.other_output[0].startswith(f"txsio {txsio.__version__} "),
+                        result.describe())
 
     async def test_usage_error(self) -> None:
         """A bad option value ends twistd with a one-line usage error, no traceback."""

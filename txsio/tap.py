@@ -38,6 +38,7 @@ import importlib
 import importlib.util
 import math
 import os
+import platform
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from twisted.copyright import version as twisted_version
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -93,7 +95,9 @@ class Options(usage.Options):
         "and the server listens once it has finished.  --port takes a port number or any "
         "Twisted server endpoint string (tcp:8080:interface=127.0.0.1, "
         "ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/sio.sock), and may be "
-        "repeated.  SIGTERM stops gracefully: clients are disconnected with the reason "
+        "repeated.  A port number alone (--port 8080) listens on every network interface: "
+        "use --port tcp:8080:interface=127.0.0.1 to listen on loopback only (behind a proxy "
+        "on the same host).  SIGTERM stops gracefully: clients are disconnected with the reason "
         "'server shutting down' and reconnect by themselves to the next server."
     )
     optFlags = [
@@ -120,10 +124,17 @@ class Options(usage.Options):
         self.app: Callable[[Server], object] | None = None
 
     def opt_port(self, value: str) -> None:
-        """A port number or a server endpoint string; repeat to listen on several [8080]."""
+        """A port number (every interface) or a server endpoint string
+        (tcp:8080:interface=127.0.0.1 for loopback only); repeatable [8080]."""
         self["port"].append(endpoint_description(value))
 
     opt_p = opt_port
+
+    def opt_version(self) -> None:
+        """Print txsio's version and exit."""
+        print(f"txsio {__version__} (Twisted {twisted_version}, "
+              f"Python {platform.python_version()})")
+        raise SystemExit(0)
 
     def opt_listen(self, value: str) -> None:
         """The same as --port."""
