@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from twisted.application.service import Application
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -29,7 +30,7 @@ from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import ILogObserver, LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -39,10 +40,13 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import txsio
-from txsio import _service, tap
+from txsio import _service, _tap_log, tap
+from txsio.engineio.packet import Packet as EnginePacket
+from txsio.engineio.packet import PacketType as EnginePacketType
+from txsio.engineio.server import HandshakeRequest
 
 from . import tap_app
-from .sio_memory import MemoryClient
+from .sio_memory import FakeTransport, MemoryClient
 from .support import (
     NODE_DIR,
     EventLog,
@@ -612,9 +616,222 @@ class GracefulStopTests(SynchronousTestCase):
         self.assertEqual(lines, [
             ("client {sid} connected from {address} over {transport}", None),
             ("client {sid} connected from {address} over {transport}", None),
-            ("client {sid} disconnected: {reason}", "server shutting down"),
-            ("client {sid} disconnected: {reason}", "server shutting down"),
+            (DISCONNECTED, "server shutting down"),
+            (DISCONNECTED, "server shutting down"),
         ])
+
+
+CONNECTED = "client {sid} connected from {address} over {transport}"
+DISCONNECTED = "client {sid} disconnected: {reason} (after {duration:.1f} s over {transport})"
+
+
+class _PollingTransport(FakeTransport):
+    """A fake transport that says it is long-polling."""
+
+    name = "polling"
+
+
+def _event(level: LogLevel = LogLevel.info, namespace: str = "txsio.socket",
+           when: float = 1000.0, **fields: Any) -> dict[str, Any]:
+    """A log event as twisted.logger makes them."""
+    return {"log_level": level, "log_namespace": namespace, "log_time": when,
+            "log_format": fields.pop("log_format", "socket {sid}: unexpected packet"),
+            **fields}
+
+
+class TapLogTests(SynchronousTestCase):
+    """twistd sio's log: the level, the JSON lines, clipping and the repeat limiter."""
+
+    def observer(self, level: LogLevel = LogLevel.info) -> tuple[Any, list[dict[str, Any]]]:
+        """A TapLogObserver at *level* and the events it let through."""
+        seen: list[dict[str, Any]] = []
+        return _tap_log.TapLogObserver(seen.append, level), seen
+
+    def test_options(self) -> None:
+        """--log-level takes debug, info, warn or error (info by default); --log-format text
+        or json (text by default); other values are one-line usage errors."""
+        self.assertEqual((parse()["log-level"], parse()["log-format"]), ("info", "text"))
+        options = parse("--log-level", "DEBUG", "--log-format", "json")
+        self.assertEqual((options["log-level"], options["log-format"]), ("debug", "json"))
+        for option, value in [("--log-level", "verbose"), ("--log-level", "critical"),
+                              ("--log-format", "xml")]:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(option, value)
+            self.assertIn(option, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+    def test_level(self) -> None:
+        """Events below the level are dropped; events without a level pass."""
+        observer, seen = self.observer()
+        for level in [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.critical]:
+            observer(_event(level, namespace="app", log_format=level.name))
+        observer({"log_format": "no level"})
+        self.assertEqual([e["log_format"] for e in seen], ["info", "warn", "critical",
+                                                           "no level"])
+        observer, seen = self.observer(LogLevel.error)
+        observer(_event(LogLevel.warn, namespace="app"))
+        self.assertEqual(seen, [])
+
+    def test_clipping(self) -> None:
+        """Long texts, bytes and exception messages in fields are cut to 200 characters, a
+        line written to stdout to 2000; Twisted's keys and short fields are kept as they are."""
+        observer, seen = self.observer()
+        event = _event(namespace="app", uri="u" * 8000, data=b"b" * 8000,
+                       why=ValueError("w" * 8000), short="ok", number=7)
+        observer(event)
+        observer(_event(namespace="stdout", log_format="{log_io}", log_io="p" * 9000))
+        [clipped, printed] = seen
+        self.assertEqual(clipped["uri"], "u" * 200 + "... [7800 more]")
+        self.assertEqual(clipped["data"], b"b" * 200 + b"...")
+        self.assertEqual(clipped["why"], "w" * 200 + "... [7800 more]")
+        self.assertEqual((clipped["short"], clipped["number"]), ("ok", 7))
+        self.assertEqual(event["uri"], "u" * 8000)  # the original event is not changed
+        self.assertEqual(printed["log_io"], "p" * 2000 + "... [7000 more]")
+        short = _event(namespace="app", uri="/socket.io/")
+        self.assertIs(_tap_log.clip_fields(short), short)
+
+    def test_repeat_limiter(self) -> None:
+        """A txsio line repeated for one peer is logged ten times a minute, then once as a
+        notice; after the minute, the count not logged comes first.  Other peers, the
+        connection lines of txsio.tap and the app's lines are not limited."""
+        observer, seen = self.observer()
+        for i in range(100):
+            observer(_event(LogLevel.warn, when=1000 + i / 100, sid="A"))
+            observer(_event(LogLevel.warn, namespace="txsio.tap", when=1000 + i / 100,
+                            sid="A", log_format=CONNECTED))
+            observer(_event(LogLevel.warn, namespace="chat", when=1000 + i / 100, sid="A"))
+        observer(_event(LogLevel.warn, when=1001, sid="B"))
+        limited = [e for e in seen if e["log_namespace"] == "txsio.socket"]
+        self.assertEqual(len(limited), 12)
+        self.assertEqual([e.get("sid") for e in limited[:10]], ["A"] * 10)
+        notice = limited[10]
+        self.assertEqual(notice["log_level"], LogLevel.warn)
+        self.assertEqual(formatEvent(notice), "not logging lines like 'socket {sid}: "
+                         "unexpected packet' (sid A) for up to 60 s: repeated too often")
+        self.assertEqual(limited[11]["sid"], "B")
+        self.assertEqual(len([e for e in seen if e["log_namespace"] == "txsio.tap"]), 100)
+        self.assertEqual(len([e for e in seen if e["log_namespace"] == "chat"]), 100)
+
+        del seen[:]
+        observer(_event(LogLevel.warn, when=1061, sid="A"))
+        summary, line = seen
+        self.assertEqual(formatEvent(summary), "90 line(s) like 'socket {sid}: unexpected "
+                         "packet' (sid A) were not logged in the 60 s before: repeated too "
+                         "often")
+        self.assertEqual(line["sid"], "A")
+
+    def test_repeat_limiter_memory(self) -> None:
+        """The limiter remembers a bounded number of (line, peer) windows."""
+        limiter = _tap_log.RepeatLimiter(burst=1, window=10, max_keys=100)
+        for i in range(1000):
+            self.assertEqual(limiter.admit(("line", i), 1000 + i / 1000)[0], limiter.PASS)
+            self.assertLessEqual(len(limiter._windows), 100)
+        self.assertEqual(limiter.admit(("line", 999), 1001)[0], limiter.NOTICE)
+
+    def test_json_line(self) -> None:
+        """A JSON line has the time (UTC), level, namespace, the formatted message, the
+        traceback of a failure and the event's fields (text where JSON has no value)."""
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            failure = Failure()
+        event = _event(LogLevel.error, namespace="txsio.tap", when=1_700_000_000.25,
+                       log_format="client {sid} gone after {duration} s", sid="S",
+                       duration=1.5, ratio=float("nan"), peer=IPv4Address("TCP", "1.2.3.4", 5),
+                       log_failure=failure)
+        record = json.loads(_tap_log.json_line(event))
+        self.assertEqual(record["time"], "2023-11-14T22:13:20.250+00:00")
+        self.assertEqual((record["level"], record["namespace"], record["message"]),
+                         ("error", "txsio.tap", "client S gone after 1.5 s"))
+        self.assertEqual(record["format"], "client {sid} gone after {duration} s")
+        self.assertIn("ValueError: bad value", record["traceback"])
+        self.assertEqual((record["sid"], record["duration"], record["ratio"]), ("S", 1.5, "nan"))
+        self.assertIn("1.2.3.4", record["peer"])
+        self.assertFalse([k for k in record if k.startswith("log_")])
+
+    def test_observer_given_to_twistd(self) -> None:
+        """Under twistd, the service makes its log observer when attached to the application
+        and gives it the application (twistd then logs to it); not with twistd --logger, nor
+        over a .tac file's own, nor outside twistd."""
+        directory = temp_dir(self)
+        self.patch(_tap_log, "_rotate_on_sigusr1", lambda logfile: None)
+
+        def attached(*argv: str, application: Any = None,
+                     **twistd: Any) -> tuple[ILogObserver | None, Any]:
+            options = parse("--log-format", "json", *argv)
+            options.parent = {"nodaemon": False, "logfile": str(directory / "sio.log"),
+                              **twistd}
+            service = tap.makeService(options, reactor=MemoryReactorClock())
+            self.assertIsNone(service.log_observer)  # nothing opened before
+            application = application or Application("sio")
+            service.setServiceParent(application)
+            return service.log_observer, application.getComponent(ILogObserver)
+
+        observer, component = attached()
+        assert isinstance(observer, _tap_log.TapLogObserver)
+        self.assertIs(component, observer)
+        self.assertEqual(observer.level, LogLevel.info)
+        observer(_event(namespace="app", log_format="hello {who}", who="you"))
+        self.assertEqual(json.loads((directory / "sio.log").read_text())["message"],
+                         "hello you")
+        text, _ = attached("--log-format", "text", logfile=str(directory / "text.log"))
+        assert text is not None
+        text(_event(namespace="app", log_format="hello {who}", who="you"))
+        self.assertRegex((directory / "text.log").read_text(), r"^\S+ \[app#info\] hello you\n$")
+        observer, _ = attached("--log-level", "warn")
+        assert isinstance(observer, _tap_log.TapLogObserver)
+        self.assertEqual(observer.level, LogLevel.warn)
+
+        own = Application("sio")
+        own.setComponent(ILogObserver, print)
+        self.assertEqual(attached(application=own), (None, print))
+        self.assertEqual(attached(logger="tests.tap_app.json_log"), (None, None))
+        self.assertEqual(attached(logfile="-"), (None, None))  # twistd refuses it itself
+        service, _ = make()
+        service.setServiceParent(Application("sio"))
+        self.assertIsNone(service.log_observer)
+
+    def test_connection_lines(self) -> None:
+        """One line when a client connects and one when it goes, both under its Engine.IO
+        session id: the address and transport it came over, then the reason, how long it
+        stayed and the transport it ended on (after an upgrade, websocket)."""
+        service, clock = make("--app", "tests.tap_app:setup")
+        clock.advance(100)
+        polling, websocket = _PollingTransport(), FakeTransport()
+        request = HandshakeRequest(method="GET", url="/socket.io/?EIO=4&transport=polling",
+                                   headers={}, query={}, address="192.0.2.1" + "x" * 500,
+                                   secure=False)
+        with capturedLogs() as events:
+            session = service.io.engine.create_session(4, polling, request)
+            clock.advance(2)
+            session.begin_upgrade(websocket)
+            session.receive(EnginePacket(EnginePacketType.PING, "probe"), websocket)
+            session.receive(EnginePacket(EnginePacketType.UPGRADE), websocket)
+            clock.advance(3)
+            session.receive(EnginePacket(EnginePacketType.CLOSE), websocket)
+        lines = [e for e in events if e.get("log_namespace") == "txsio.tap"
+                 and e["log_level"] >= LogLevel.info]
+        self.assertEqual([e["log_format"] for e in lines], [CONNECTED, DISCONNECTED])
+        self.assertEqual({e["sid"] for e in lines}, {session.id})
+        self.assertEqual(formatEvent(lines[0]), f"client {session.id} connected from "
+                         f"{'192.0.2.1' + 'x' * 191}... [309 more] over polling")
+        self.assertEqual(formatEvent(lines[1]), f"client {session.id} disconnected: "
+                         "transport close (after 5.0 s over websocket)")
+        self.assertEqual(lines[1]["duration"], 5.0)
+
+    def test_access_log_line(self) -> None:
+        """An access log line is the combined log format, what the peer sent escaped and
+        cut to 200 characters."""
+        service, _ = make("--access-log")
+        protocol, _ = _connection(service)
+        written: list[str] = []
+        self.patch(service.site, "_logFile", type("F", (), {"write": written.append})())
+        protocol.dataReceived(b"GET /" + b"x" * 8000 + b' HTTP/1.1\r\nHost: h\r\n'
+                              b'User-Agent: "evil"\x01\r\n\r\n')
+        [line] = written
+        self.assertLess(len(line), 700)
+        self.assertRegex(line, r'^"127\.0\.0\.1" - - .*? "GET /x{199}\.\.\. \[7801 more\] '
+                         r'HTTP/1\.1" 404 \d+ "-" "\\"evil\\"\\x01"\n$')
 
 
 # -- the real twistd ----------------------------------------------------------------------------
@@ -673,8 +890,9 @@ def twistd_argv(*args: str, json_log: bool = True) -> list[str]:
 
 
 def tap_events(events: list[dict[str, Any]], prefix: str, **fields: Any) -> list[dict[str, Any]]:
-    """The logged events whose format starts with *prefix* and whose fields match."""
-    return [e for e in events if str(e.get("log_format", "")).startswith(prefix)
+    """The logged events whose format starts with *prefix* and whose fields match (in
+    twistd's JSON, or in the lines of ``--log-format json``)."""
+    return [e for e in events if str(e.get("log_format", e.get("format", ""))).startswith(prefix)
             and all(e.get(k) == v for k, v in fields.items())]
 
 
@@ -686,12 +904,14 @@ def assert_clean(test: TestCase, result: ProcessResult) -> None:
 
 
 class Twistd:
-    """``twistd -n sio ARGS`` as a subprocess, its JSON log events in :attr:`log`."""
+    """``twistd -n sio ARGS`` as a subprocess, its JSON log events in :attr:`log` (twistd's
+    JSON, or without *logger* the service's own ``--log-format json`` when ARGS ask)."""
 
-    def __init__(self, test: TestCase, *args: str) -> None:
+    def __init__(self, test: TestCase, *args: str, logger: bool = True) -> None:
         self.log = EventLog(reactor)
-        self.process: PeerProcess = spawn(twistd_argv("sio", *args), on_event=self.log.add,
-                                          env=checkout_env(), cwd=temp_dir(test))
+        self.process: PeerProcess = spawn(twistd_argv("sio", *args, json_log=logger),
+                                          on_event=self.log.add, env=checkout_env(),
+                                          cwd=temp_dir(test))
         test.addCleanup(self.process.stop)
 
     async def listening(self, count: int) -> list[dict[str, Any]]:
@@ -904,6 +1124,62 @@ class TwistdTests(TestCase):
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertTrue(result.other_output[0].startswith(f"txsio {txsio.__version__} "),
                         result.describe())
+
+    async def test_log_volume_under_a_flood(self) -> None:
+        """At the default level, 400 bad requests with 8 kB of garbage each (in the URI, or
+        in an Origin the server refuses) add a few kB of log, not megabytes: no debug line,
+        every field cut, and the repeated refusal logged ten times, then once as a notice."""
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--log-format", "json",
+                        logger=False)
+        [tcp] = await server.listening(1)
+        base = f"http://127.0.0.1:{tcp['port']}/socket.io/?EIO=4&transport="
+        garbage = "g" * 8000
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.closeCachedConnections)
+        for _ in range(200):
+            response = await treq.get(base + "bogus&" + garbage, pool=pool)
+            self.assertEqual(response.code, 400)
+            await treq.content(response)
+            # bytes header names, as everywhere (str ones trip BytesWarning under -bb)
+            response = await treq.get(base + "polling", pool=pool, headers={
+                b"origin": [f"https://{garbage}.example".encode()]})
+            self.assertEqual(response.code, 403)
+            await treq.content(response)
+
+        result, _ = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        volume = sum(len(json.dumps(e)) for e in result.events)
+        self.assertLess(volume, 40_000, result.describe())
+        self.assertEqual([e for e in result.events if e["level"] == "debug"], [])
+        refused = tap_events(result.events, "refused a request from origin")
+        self.assertEqual(len(refused), 10)
+        self.assertLess(max(len(e["origin"]) for e in refused), 250)
+        [notice] = tap_events(result.events, "not logging lines like")
+        self.assertIn("'refused a request from origin {origin!r}' (any peer)", notice["message"])
+
+    async def test_log_level_debug_and_connection_lines(self) -> None:
+        """With --log-level debug the debug lines are logged too; a client's connection and
+        disconnection are one line each, under one id, the second with its reason, duration
+        and transport."""
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--log-format", "json",
+                        "--log-level", "debug", logger=False)
+        [tcp] = await server.listening(1)
+        status, body = await fetch(f"http://127.0.0.1:{tcp['port']}/socket.io/"
+                                   "?EIO=4&transport=polling")
+        self.assertEqual(status, 200)
+        sid = json.loads(body[1:])["sid"]
+        result, _ = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue([e for e in result.events if e["level"] == "debug"], result.describe())
+        lines = tap_events(result.events, "client {sid}")
+        self.assertEqual([(e["format"], e["sid"]) for e in lines if e["level"] == "info"],
+                         [(CONNECTED, sid), (DISCONNECTED, sid)], result.describe())
+        gone = lines[-1]
+        self.assertEqual((gone["reason"], gone["transport"]), ("server shutting down",
+                                                               "polling"))
+        self.assertGreaterEqual(gone["duration"], 0)
+        self.assertEqual(gone["message"], f"client {sid} disconnected: server shutting down "
+                         f"(after {gone['duration']:.1f} s over polling)")
 
     async def test_usage_error(self) -> None:
         """A bad option value ends twistd with a one-line usage error, no traceback."""

@@ -32,7 +32,7 @@ import atexit
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -43,14 +43,17 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybe
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._tap_log import clip
 from .engineio.site import EngineRequest, EngineSite
 
 if TYPE_CHECKING:
+    from twisted.application.service import IServiceCollection
     from twisted.internet.interfaces import (
         IAddress,
         IListeningPort,
@@ -87,14 +90,22 @@ class SocketIOService(MultiService):
     :param owns_process: the service is the whole process (twistd): SIGTERM stops the reactor
         for exit status 0, and a port that cannot be bound raises :class:`SystemExit`.
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
+    :param log_observer: makes the observer twistd is to log to (``--log-level``,
+        ``--log-format``), or ``None``; called when the service is attached to twistd's
+        application (before twistd begins its log), and the observer set as the
+        application's ``ILogObserver`` component.
     :ivar connections: the factory the listeners listen with; it tracks every connection.
+    :ivar log_observer: the observer given to the application, once attached.
     """
 
     def __init__(self, io: Server, site: EngineSite, *, reactor: Any,
                  ready: Deferred[object] | None = None, app_name: str | None = None,
                  owns_process: bool = False,
-                 shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+                 log_observer: Callable[[], ILogObserver | None] | None = None) -> None:
         super().__init__()
+        self._make_log_observer = log_observer
+        self.log_observer: ILogObserver | None = None
         self.io = io
         self.site = site
         self.connections = _ConnectionTracker(cast("_TapSite", site), reactor)
@@ -108,6 +119,16 @@ class SocketIOService(MultiService):
         self._app_failure: Failure | None = None
         if ready is not None:
             ready.addCallbacks(self._app_ready, self._app_failed)
+
+    def setServiceParent(self, parent: IServiceCollection) -> None:
+        """Attach to ``parent``; give twistd's application the log observer, unless it has
+        one (a ``.tac`` file may set its own)."""
+        if self._make_log_observer is not None and isinstance(parent, Componentized) \
+                and parent.getComponent(ILogObserver) is None:
+            self.log_observer = self._make_log_observer()
+            if self.log_observer is not None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         """Bind the listeners now, unless the app is still getting ready."""
@@ -487,7 +508,8 @@ class _TrackedRequest(EngineRequest):
 
 
 class _TapSite(EngineSite):
-    """The site of ``twistd sio``: bounded request bodies, an optional access log."""
+    """The site of ``twistd sio``: bounded request bodies, an optional access log (the
+    combined log format, with what the peer sent cut: :func:`_access_line`)."""
 
     #: the connection tracker the listeners use (set by it)
     tracker: _ConnectionTracker | None = None
@@ -495,7 +517,8 @@ class _TapSite(EngineSite):
     def __init__(self, resource: IResource, *, max_request_body: int,
                  access_log: bool = False, reactor: Any = None) -> None:
         super().__init__(resource, max_request_body=max_request_body,
-                         requestFactory=_TrackedRequest, reactor=reactor)
+                         requestFactory=_TrackedRequest, reactor=reactor,
+                         logFormatter=_access_line)
         self.displayTracebacks = False
         self.noisy = False
         self._access_log = access_log
@@ -504,3 +527,22 @@ class _TapSite(EngineSite):
         """Write the access log line, when ``--access-log`` asked for one."""
         if self._access_log:
             super().log(request)
+
+
+def _access_line(timestamp: str, request: Any) -> str:
+    """One access log line in the combined log format; every field the peer chose (method,
+    URI, protocol, referrer, user agent) is escaped and cut to 200 characters."""
+    host = getattr(request.getClientAddress(), "host", None) or "-"
+    method, uri, protocol = (_quoted(v) for v in (request.method, request.uri,
+                                                    request.clientproto))
+    referrer = _quoted(request.getHeader(b"referer") or b"-")
+    agent = _quoted(request.getHeader(b"user-agent") or b"-")
+    return (f'"{_quoted(host)}" - - {timestamp} "{method} {uri} {protocol}" {request.code} '
+            f'{request.sentLength or "-"} "{referrer}" "{agent}"')
+
+
+def _quoted(value: bytes | str) -> str:
+    """``value`` as printable ASCII that cannot end a quoted field, cut (a peer chose it)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    escaped = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return clip(escaped)

@@ -20,8 +20,10 @@ at ``<path>/socket.io.js``, and ``--static`` (or, without it, the demo page of
 ``txsio/demo/``) at ``/``, all in one :class:`~txsio.engineio.site.EngineSite` (request
 bodies bounded by ``--max-http-buffer-size``) listening on every ``--port``.  ``--app``
 names a callable that receives the server and registers the handlers; without it the demo
-chat's handlers run.  One log line per client connection and one per disconnection, with the
-reason.
+chat's handlers run.  One log line per client connection and one per disconnection (its
+reason, duration and transport), under its Engine.IO session id; under twistd the log has a
+level (``--log-level``, default ``info``), a format (``--log-format text`` or ``json``) and
+guards against a peer that floods it (:mod:`txsio._tap_log`).
 
 :meth:`SocketIOService.stopService` stops gracefully (:mod:`txsio._service` tells how), and
 under twistd SIGTERM then ends the process with exit status 0.
@@ -29,7 +31,7 @@ under twistd SIGTERM then ends the process with exit status 0.
 Where the parts are: this module parses the command line (:class:`Options`, the ``--app``
 loader) and assembles the service (:func:`makeService`); :mod:`txsio._service` is the service
 itself (listeners, graceful stop, connection tracking, SIGTERM); :mod:`txsio._pages` is what
-the site serves beside the endpoint.
+the site serves beside the endpoint; :mod:`txsio._tap_log` is twistd's log observer.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import platform
 import sys
 import traceback
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -56,11 +59,14 @@ from twisted.web.static import File
 
 from ._pages import _DemoFiles, _Placeholder, _Root, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
+from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._twisted import default_reactor
 from ._version import __version__
 from .server import Server
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from .engineio.session import EngineSession
 
 __all__ = ["DEFAULT_PORT", "SHUTDOWN_TIMEOUT", "Options", "SocketIOService", "makeService"]
@@ -120,6 +126,8 @@ class Options(usage.Options):
         self["max-http-buffer-size"] = 1_000_000
         self["redis"] = None
         self["redis-key"] = "socket.io"
+        self["log-level"] = "info"
+        self["log-format"] = "text"
         #: the callable named by ``--app``, once loaded
         self.app: Callable[[Server], object] | None = None
 
@@ -220,6 +228,20 @@ class Options(usage.Options):
         if not value.strip():
             raise usage.UsageError("--redis-key: expected a non-empty prefix")
         self["redis-key"] = value.strip()
+
+    def opt_log_level(self, value: str) -> None:
+        """The lowest level logged: debug, info, warn or error [info]."""
+        level = value.strip().lower()
+        if level not in LEVELS:
+            raise usage.UsageError(f"--log-level {value!r}: expected one of {', '.join(LEVELS)}")
+        self["log-level"] = level
+
+    def opt_log_format(self, value: str) -> None:
+        """text (twistd's lines) or json (one JSON object per line) [text]."""
+        fmt = value.strip().lower()
+        if fmt not in FORMATS:
+            raise usage.UsageError(f"--log-format {value!r}: expected text or json")
+        self["log-format"] = fmt
 
     def postOptions(self) -> None:
         """Listen on :data:`DEFAULT_PORT` when no ``--port`` was given; ``--redis-sharded``
@@ -347,7 +369,7 @@ def _import_error(spec: str, module_name: str, error: Exception) -> usage.UsageE
         fix = f"fix it, then check with: python -c 'import {module_name}'"
     where = "" if isinstance(error, SyntaxError) else _raised_at(error)
     return usage.UsageError(
-        f"--app {spec!r}: importing {module_name} failed: {_clip(cause)}{where}; {fix}")
+        f"--app {spec!r}: importing {module_name} failed: {clip(cause)}{where}; {fix}")
 
 
 def _raised_at(error: BaseException) -> str:
@@ -365,11 +387,6 @@ def _names(error: ModuleNotFoundError, module_name: str) -> bool:
     """Whether the missing module is ``module_name`` or one of its parents."""
     return error.name is not None and (
         module_name == error.name or module_name.startswith(error.name + "."))
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    """``text``, cut to ``limit`` characters (it may quote a peer, or be huge)."""
-    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
 
 
 def _positive_seconds(option: str, value: str) -> float:
@@ -413,9 +430,14 @@ def makeService(
         default when ``options.parent`` is set): SIGTERM then exits with status 0 after the
         graceful stop, and a port that cannot be bound ends the process with a one-line error.
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
-    :returns: a :class:`SocketIOService`, a ``MultiService`` with one child per endpoint.
+    :returns: a :class:`SocketIOService`, a ``MultiService`` with one child per endpoint;
+        under twistd it makes the log observer of ``--log-level`` and ``--log-format``
+        (:mod:`txsio._tap_log`) when attached to twistd's application, and gives it twistd.
     """
     reactor = default_reactor(reactor)
+    if owns_process is None:
+        owns_process = getattr(options, "parent", None) is not None
+    log_observer = partial(_log_observer, options) if owns_process else None
     cors = list(options["cors-origin"])
     io = Server(
         path=options["path"],
@@ -427,7 +449,7 @@ def makeService(
         adapter=_redis_adapter(options, reactor),
         clock=reactor,
     )
-    _log_sessions(io)
+    _log_sessions(io, reactor)
 
     if options["static"] is not None:
         site_root: IResource = _StaticFiles(options["static"])
@@ -458,10 +480,9 @@ def makeService(
         if isinstance(result, Deferred):
             ready = result
 
-    if owns_process is None:
-        owns_process = getattr(options, "parent", None) is not None
     service = SocketIOService(io, site, reactor=reactor, ready=ready, app_name=app_name,
-                              owns_process=owns_process, shutdown_timeout=shutdown_timeout)
+                              owns_process=owns_process, shutdown_timeout=shutdown_timeout,
+                              log_observer=log_observer)
     for description in options["port"]:
         _Listener(description, service.connections, reactor).setServiceParent(service)
     log.info("txsio {version}: Socket.IO at {path}, app {app}, {content}",
@@ -482,19 +503,51 @@ def _demo_setup() -> tuple[Callable[[Server], object] | None, str | None]:
     return setup, "txsio.demo.app:setup"
 
 
-def _log_sessions(io: Server) -> None:
-    """One log line per client connection (Engine.IO session) and one per disconnection."""
+def _log_observer(options: Options) -> TapLogObserver | None:
+    """The observer of ``--log-level`` and ``--log-format`` for twistd's log, or ``None``
+    where twistd keeps its own: ``twistd --logger`` named one (it gets every event), or
+    twistd refuses the configuration itself."""
+    config = getattr(options, "parent", None)
+    if config is None:
+        return None
+    if config.get("logger"):
+        if (options["log-level"], options["log-format"]) != ("info", "text"):
+            log.warn("--log-level and --log-format do not apply: twistd --logger names the "
+                     "observer, which gets every event")
+        return None
+    try:
+        output = twistd_output(config, options["log-format"])
+    except OSError as e:
+        raise SystemExit(f"twistd sio: cannot open the log: {e}") from None
+    if output is None:
+        return None
+    return TapLogObserver(output, LEVELS[options["log-level"]])
+
+
+def _log_sessions(io: Server, clock: IReactorTime) -> None:
+    """One log line per client connection and one per disconnection, both under the id of
+    its Engine.IO session (the ``sid`` of its requests): where it came from and over which
+    transport; then the reason, how long it lasted and the transport it ended on
+    (``websocket`` once upgraded)."""
 
     def connected(session: EngineSession) -> None:
         sid = session.id
-        request = session.request
+        started = clock.seconds()
+        address = clip(str(getattr(session.request, "address", "") or "?"))
         log.info("client {sid} connected from {address} over {transport}", sid=sid,
-                 address=getattr(request, "address", "") or "?",
-                 transport=session.transport.name)
+                 address=address, transport=session.transport.name)
 
-        def closed(reason: str, *_: object) -> None:
-            log.info("client {sid} disconnected: {reason}", sid=sid, reason=reason)
+        def upgraded(transport: str, *_: object) -> None:
+            log.debug("client {sid} upgraded to {transport} after {duration:.3f} s", sid=sid,
+                      transport=transport, duration=clock.seconds() - started)
 
+        def closed(reason: object, *_: object) -> None:
+            log.info("client {sid} disconnected: {reason} (after {duration:.1f} s over "
+                     "{transport})", sid=sid, address=address, reason=clip(str(reason)),
+                     duration=round(clock.seconds() - started, 3),
+                     transport=session.transport.name)
+
+        session.on("upgrade", upgraded)
         session.on("close", closed)
 
     io.engine.on("connection", connected)
