@@ -1226,6 +1226,53 @@ class TwistdTests(TestCase):
         self.assertNotIn("Traceback", output)
 
 
+class DocsTests(SynchronousTestCase):
+    """What README.md, docs/ and .ci/run say about running and testing twistd sio."""
+
+    def test_readme_commands(self) -> None:
+        """README.md has exactly its two commands, the run command and the test command, and
+        says in prose where a bare port listens."""
+        readme = (REPO / "README.md").read_text()
+        commands = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
+        self.assertEqual(commands, ["pip install . && twistd -n sio --port 8080",
+                                    "bash .ci/run"])
+        prose = " ".join(readme.split())
+        self.assertIn("A port number alone listens on every network interface", prose)
+        self.assertIn("`--port tcp:8080:interface=127.0.0.1` instead to listen on loopback "
+                      "only", prose)
+
+    def test_ci_installs_as_a_user_does(self) -> None:
+        """.ci/run installs txsio without -e, then checks that twistd run from / with no
+        PYTHONPATH lists sio (an editable install hides the plugin)."""
+        script = (REPO / ".ci" / "run").read_text()
+        installs = re.findall(r"^python3 -m pip install .*$", script, re.M)
+        self.assertEqual(installs[0], "python3 -m pip install --quiet '.[test,docs]'")
+        self.assertNotIn(" -e ", script)
+        after = script[script.index(installs[0]):]
+        self.assertIn("twistd_help=$(cd / && env -u PYTHONPATH twistd --help)", after)
+
+    def test_apt_packages_are_documented(self) -> None:
+        """README.md names every Debian package .ci/run installs with apt."""
+        packages = re.findall(r"missing\+=\(([\w.-]+)\)", (REPO / ".ci" / "run").read_text())
+        self.assertEqual(sorted(packages), ["chromium", "curl", "haproxy", "nginx-light",
+                                            "redis-server"])
+        readme = (REPO / "README.md").read_text()
+        for package in packages:
+            self.assertIn(f"`{package}`", readme)
+
+    def test_every_option_is_documented(self) -> None:
+        """docs/deployment.rst names every option of twistd sio."""
+        text = (REPO / "docs" / "deployment.rst").read_text()
+        names = [n.rstrip("=") for n in tap.Options().longOpt if n != "help"]
+        self.assertEqual([n for n in names if f"--{n}" not in text], [])
+
+    def test_mypy_zope_is_documented(self) -> None:
+        """The getting-started page says that mypy --strict on user code wants mypy-zope."""
+        text = (REPO / "docs" / "getting-started.rst").read_text()
+        self.assertIn("pip install mypy-zope", text)
+        self.assertIn('plugins = ["mypy_zope:plugin"]', text)
+
+
 class RedisOptionTests(SynchronousTestCase):
     """--redis makes the server a cluster node on Redis; bad URLs are usage errors."""
 
