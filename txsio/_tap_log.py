@@ -300,7 +300,8 @@ def twistd_output(config: Any, log_format: str) -> ILogObserver | None:
 def _rotate_on_sigusr1(logfile: Any) -> None:
     """Rotate the log file on SIGUSR1, as twistd does with its own (unless a handler is
     set)."""
-    if signal.getsignal(signal.SIGUSR1) not in (None, signal.SIG_DFL):
+    sigusr1 = getattr(signal, "SIGUSR1", None)  # not on Windows
+    if sigusr1 is None or signal.getsignal(sigusr1) not in (None, signal.SIG_DFL):
         return
 
     def rotate(signum: int, frame: object) -> None:
@@ -308,4 +309,4 @@ def _rotate_on_sigusr1(logfile: Any) -> None:
 
         reactor.callFromThread(logfile.rotate)  # type: ignore[attr-defined]
 
-    signal.signal(signal.SIGUSR1, rotate)
+    signal.signal(sigusr1, rotate)
