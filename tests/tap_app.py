@@ -4,7 +4,8 @@
   connection and disconnection is logged (namespace ``tests.tap_app``, fields ``sid`` and
   ``reason``).  :func:`setup_soon` registers the same once the reactor has turned (it returns
   a Deferred), :func:`setup_async` from a coroutine, :func:`setup_deferred` when the test
-  fires the Deferred it left in :data:`PENDING`.
+  fires the Deferred it left in :data:`PENDING`; :func:`setup_fails`,
+  :func:`setup_async_fails` and :func:`setup_async_fails_at_once` fail.
 - ``--logger tests.tap_app.json_log``: twistd's log as one JSON event per line on stdout,
   so the test reads fields (the port it listens on) instead of parsing text.
 - ``python -m tests.tap_app URL [PATH]``: two python-socketio clients, one on long-polling and
@@ -66,6 +67,20 @@ def setup_deferred(io: Any) -> Deferred[None]:
     d.addCallback(lambda _: setup(io))
     PENDING.append(d)
     return d
+
+
+async def setup_async_fails(io: Any) -> None:
+    """An ``async def`` app that fails once the reactor has turned (its database is down)."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    await deferLater(reactor, 0, lambda: None)
+    raise RuntimeError("no database at db.example:5432")
+
+
+async def setup_async_fails_at_once(io: Any) -> None:
+    """An ``async def`` app that fails before it awaits anything."""
+    raise RuntimeError("no database at db.example:5432")
 
 
 def setup_fails(io: Any) -> Deferred[None]:

@@ -11,6 +11,7 @@ treq, python-socketio's client (``python -m tests.tap_app``) and npm's socket.io
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from twisted.application.service import Application
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -28,7 +30,7 @@ from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import capturedLogs
+from twisted.logger import ILogObserver, LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -38,10 +40,13 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import txsio
-from txsio import tap
+from txsio import _service, _tap_log, tap
+from txsio.engineio.packet import Packet as EnginePacket
+from txsio.engineio.packet import PacketType as EnginePacketType
+from txsio.engineio.server import HandshakeRequest
 
 from . import tap_app
-from .sio_memory import MemoryClient
+from .sio_memory import FakeTransport, MemoryClient
 from .support import (
     NODE_DIR,
     EventLog,
@@ -108,6 +113,24 @@ class OptionsTests(SynchronousTestCase):
             self.assertIn("--port", str(caught.exception))
             self.assertNotIn("\n", str(caught.exception))
 
+    def test_version(self) -> None:
+        """--version prints txsio's version (then Twisted's and Python's) and exits 0."""
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as caught:
+            parse("--version")
+        self.assertEqual(caught.exception.code, 0)
+        self.assertTrue(out.getvalue().startswith(f"txsio {txsio.__version__} (Twisted "),
+                        out.getvalue())
+
+    def test_help_says_where_a_port_listens(self) -> None:
+        """--help says that a bare port number listens on every interface and how to listen
+        on loopback only."""
+        text = " ".join(str(tap.Options()).split())
+        self.assertIn("A port number alone (--port 8080) listens on every network interface: "
+                      "use --port tcp:8080:interface=127.0.0.1 to listen on loopback only",
+                      text)
+
     def test_numbers(self) -> None:
         """Heartbeat seconds may be fractions; the buffer size takes 1e6 notation."""
         options = parse("--ping-interval", "0.5", "--ping-timeout", "2",
@@ -162,16 +185,72 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["app"], "tests.tap_app:setup")
         self.assertEqual(parse("-a", "tests.tap_app:PENDING.append").app, tap_app.PENDING.append)
 
-    def test_app_in_the_current_directory(self) -> None:
-        """--app finds a module in the current directory, which twistd does not search."""
+    def in_a_new_directory(self, **modules: str) -> Path:
+        """Work in a new directory holding *modules* (name: source) until the test ends."""
         directory = temp_dir(self)
-        (directory / "txsio_tap_cwd_app.py").write_text("def setup(io):\n    pass\n")
+        for name, source in modules.items():
+            (directory / f"{name}.py").write_text(source)
+            self.addCleanup(sys.modules.pop, name, None)
         here = os.getcwd()
         os.chdir(directory)
         self.addCleanup(os.chdir, here)
-        self.addCleanup(sys.modules.pop, "txsio_tap_cwd_app", None)
         self.addCleanup(lambda: str(directory) in sys.path and sys.path.remove(str(directory)))
+        return directory
+
+    def app_error(self, spec: str) -> str:
+        """The usage error of ``--app spec``, checked to be one line."""
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--app", spec)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith(f"--app {spec!r}: "), message)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_app_in_the_current_directory(self) -> None:
+        """--app finds a module in the current directory, which twistd does not search."""
+        self.in_a_new_directory(txsio_tap_cwd_app="def setup(io):\n    pass\n")
         self.assertEqual(parse("--app", "txsio_tap_cwd_app:setup").app.__name__, "setup")
+
+    def test_app_given_as_a_file(self) -> None:
+        """A path or a file name given to --app is a usage error that says which module
+        name to write, without running the file."""
+        directory = self.in_a_new_directory(
+            txsio_tap_chat="raise AssertionError('imported')\ndef setup(io): pass\n")
+        for spec in ["./txsio_tap_chat:setup", "txsio_tap_chat.py:setup",
+                     "./sub/txsio_tap_chat.py:setup"]:
+            expected = "sub.txsio_tap_chat" if "sub" in spec else "txsio_tap_chat"
+            self.assertIn(f"a module name, not a file: write --app {expected}:setup",
+                          self.app_error(spec))
+        message = self.app_error(f"{directory}/txsio_tap_chat.py:setup")
+        self.assertTrue(message.endswith(
+            f"write --app txsio_tap_chat:setup, run from {directory} (or with it on "
+            "PYTHONPATH)"), message)
+        self.assertIn("a module name, not a file name: --app txsio_tap_none:setup",
+                      self.app_error("txsio_tap_none.py:setup"))
+        self.assertIn("run twistd in the directory that holds it",
+                      self.app_error("txsio_tap_none:setup"))
+
+    def test_app_whose_import_fails(self) -> None:
+        """An app module whose own import fails is a usage error naming the real cause, the
+        line it was raised at and the fix, never "No module named" the app."""
+        directory = self.in_a_new_directory(
+            txsio_tap_needs="import json\nimport txsio_tap_no_such_dependency\n",
+            txsio_tap_raises="def setup(io): pass\nraise RuntimeError('no config ' * 50)\n",
+            txsio_tap_syntax="def setup(io):\n    return (\n")
+        message = self.app_error("txsio_tap_needs:setup")
+        self.assertIn("importing txsio_tap_needs failed: it imports "
+                      "'txsio_tap_no_such_dependency', which is not installed "
+                      f"({directory / 'txsio_tap_needs.py'}, line 2); install it", message)
+        message = self.app_error("txsio_tap_raises:setup")
+        self.assertIn("importing txsio_tap_raises failed: RuntimeError: no config no config",
+                      message)
+        self.assertIn(f"({directory / 'txsio_tap_raises.py'}, line 2); fix it", message)
+        self.assertLess(len(message), 500)
+        message = self.app_error("txsio_tap_syntax:setup")
+        self.assertIn("importing txsio_tap_syntax failed: SyntaxError: ", message)
+        self.assertIn("line 2", message)
+        for name in ["txsio_tap_needs", "txsio_tap_raises", "txsio_tap_syntax"]:
+            self.assertNotIn(f"No module named '{name}'", self.app_error(f"{name}:setup"))
 
     def test_bad_app(self) -> None:
         """A missing module or attribute, a non-callable or a malformed spec is a usage
@@ -255,6 +334,36 @@ class ServiceTests(SynchronousTestCase):
         pending.errback(ValueError("no database"))
         self.assertEqual(clock.tcpServers, [])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.successResultOf(service.stopService())
+
+    def test_failed_app_under_twistd(self) -> None:
+        """Under twistd, an app that failed while the service was being built is logged once,
+        when the service starts (twistd's log has begun then), and the process is set to
+        exit with status 1 once the reactor has stopped; so is one failing later."""
+        statuses: list[int] = []
+        self.patch(_service, "_exit_status_at_exit", statuses.append)
+        with capturedLogs() as events:
+            service, clock = make("--port", "tcp:0", "--app",
+                                  "tests.tap_app:setup_async_fails_at_once", owns_process=True)
+            self.assertEqual(([e for e in events if "log_failure" in e], statuses), ([], []))
+            service.privilegedStartService()
+            service.startService()
+        [failed] = [e for e in events if "log_failure" in e]
+        self.assertEqual(failed["log_format"], "the app {app} failed to start{exiting}")
+        self.assertEqual(failed["exiting"], ": twistd exits with status 1")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((statuses, clock.tcpServers), ([1], []))
+        hooks = [hook for hook, _, _ in clock.whenRunningHooks]
+        self.assertIn(service._stop_reactor, hooks)
+        self.successResultOf(service.stopService())
+
+        service, clock = make("--port", "tcp:0", "--app", "tests.tap_app:setup_fails",
+                              owns_process=True)
+        pending = tap_app.PENDING.pop()
+        service.startService()
+        pending.errback(ValueError("no database"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(statuses, [1, 1])
         self.successResultOf(service.stopService())
 
     def test_stopped_before_the_app_is_ready(self) -> None:
@@ -507,9 +616,222 @@ class GracefulStopTests(SynchronousTestCase):
         self.assertEqual(lines, [
             ("client {sid} connected from {address} over {transport}", None),
             ("client {sid} connected from {address} over {transport}", None),
-            ("client {sid} disconnected: {reason}", "server shutting down"),
-            ("client {sid} disconnected: {reason}", "server shutting down"),
+            (DISCONNECTED, "server shutting down"),
+            (DISCONNECTED, "server shutting down"),
         ])
+
+
+CONNECTED = "client {sid} connected from {address} over {transport}"
+DISCONNECTED = "client {sid} disconnected: {reason} (after {duration:.1f} s over {transport})"
+
+
+class _PollingTransport(FakeTransport):
+    """A fake transport that says it is long-polling."""
+
+    name = "polling"
+
+
+def _event(level: LogLevel = LogLevel.info, namespace: str = "txsio.socket",
+           when: float = 1000.0, **fields: Any) -> dict[str, Any]:
+    """A log event as twisted.logger makes them."""
+    return {"log_level": level, "log_namespace": namespace, "log_time": when,
+            "log_format": fields.pop("log_format", "socket {sid}: unexpected packet"),
+            **fields}
+
+
+class TapLogTests(SynchronousTestCase):
+    """twistd sio's log: the level, the JSON lines, clipping and the repeat limiter."""
+
+    def observer(self, level: LogLevel = LogLevel.info) -> tuple[Any, list[dict[str, Any]]]:
+        """A TapLogObserver at *level* and the events it let through."""
+        seen: list[dict[str, Any]] = []
+        return _tap_log.TapLogObserver(seen.append, level), seen
+
+    def test_options(self) -> None:
+        """--log-level takes debug, info, warn or error (info by default); --log-format text
+        or json (text by default); other values are one-line usage errors."""
+        self.assertEqual((parse()["log-level"], parse()["log-format"]), ("info", "text"))
+        options = parse("--log-level", "DEBUG", "--log-format", "json")
+        self.assertEqual((options["log-level"], options["log-format"]), ("debug", "json"))
+        for option, value in [("--log-level", "verbose"), ("--log-level", "critical"),
+                              ("--log-format", "xml")]:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(option, value)
+            self.assertIn(option, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
+
+    def test_level(self) -> None:
+        """Events below the level are dropped; events without a level pass."""
+        observer, seen = self.observer()
+        for level in [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.critical]:
+            observer(_event(level, namespace="app", log_format=level.name))
+        observer({"log_format": "no level"})
+        self.assertEqual([e["log_format"] for e in seen], ["info", "warn", "critical",
+                                                           "no level"])
+        observer, seen = self.observer(LogLevel.error)
+        observer(_event(LogLevel.warn, namespace="app"))
+        self.assertEqual(seen, [])
+
+    def test_clipping(self) -> None:
+        """Long texts, bytes and exception messages in fields are cut to 200 characters, a
+        line written to stdout to 2000; Twisted's keys and short fields are kept as they are."""
+        observer, seen = self.observer()
+        event = _event(namespace="app", uri="u" * 8000, data=b"b" * 8000,
+                       why=ValueError("w" * 8000), short="ok", number=7)
+        observer(event)
+        observer(_event(namespace="stdout", log_format="{log_io}", log_io="p" * 9000))
+        [clipped, printed] = seen
+        self.assertEqual(clipped["uri"], "u" * 200 + "... [7800 more]")
+        self.assertEqual(clipped["data"], b"b" * 200 + b"...")
+        self.assertEqual(clipped["why"], "w" * 200 + "... [7800 more]")
+        self.assertEqual((clipped["short"], clipped["number"]), ("ok", 7))
+        self.assertEqual(event["uri"], "u" * 8000)  # the original event is not changed
+        self.assertEqual(printed["log_io"], "p" * 2000 + "... [7000 more]")
+        short = _event(namespace="app", uri="/socket.io/")
+        self.assertIs(_tap_log.clip_fields(short), short)
+
+    def test_repeat_limiter(self) -> None:
+        """A txsio line repeated for one peer is logged ten times a minute, then once as a
+        notice; after the minute, the count not logged comes first.  Other peers, the
+        connection lines of txsio.tap and the app's lines are not limited."""
+        observer, seen = self.observer()
+        for i in range(100):
+            observer(_event(LogLevel.warn, when=1000 + i / 100, sid="A"))
+            observer(_event(LogLevel.warn, namespace="txsio.tap", when=1000 + i / 100,
+                            sid="A", log_format=CONNECTED))
+            observer(_event(LogLevel.warn, namespace="chat", when=1000 + i / 100, sid="A"))
+        observer(_event(LogLevel.warn, when=1001, sid="B"))
+        limited = [e for e in seen if e["log_namespace"] == "txsio.socket"]
+        self.assertEqual(len(limited), 12)
+        self.assertEqual([e.get("sid") for e in limited[:10]], ["A"] * 10)
+        notice = limited[10]
+        self.assertEqual(notice["log_level"], LogLevel.warn)
+        self.assertEqual(formatEvent(notice), "not logging lines like 'socket {sid}: "
+                         "unexpected packet' (sid A) for up to 60 s: repeated too often")
+        self.assertEqual(limited[11]["sid"], "B")
+        self.assertEqual(len([e for e in seen if e["log_namespace"] == "txsio.tap"]), 100)
+        self.assertEqual(len([e for e in seen if e["log_namespace"] == "chat"]), 100)
+
+        del seen[:]
+        observer(_event(LogLevel.warn, when=1061, sid="A"))
+        summary, line = seen
+        self.assertEqual(formatEvent(summary), "90 line(s) like 'socket {sid}: unexpected "
+                         "packet' (sid A) were not logged in the 60 s before: repeated too "
+                         "often")
+        self.assertEqual(line["sid"], "A")
+
+    def test_repeat_limiter_memory(self) -> None:
+        """The limiter remembers a bounded number of (line, peer) windows."""
+        limiter = _tap_log.RepeatLimiter(burst=1, window=10, max_keys=100)
+        for i in range(1000):
+            self.assertEqual(limiter.admit(("line", i), 1000 + i / 1000)[0], limiter.PASS)
+            self.assertLessEqual(len(limiter._windows), 100)
+        self.assertEqual(limiter.admit(("line", 999), 1001)[0], limiter.NOTICE)
+
+    def test_json_line(self) -> None:
+        """A JSON line has the time (UTC), level, namespace, the formatted message, the
+        traceback of a failure and the event's fields (text where JSON has no value)."""
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            failure = Failure()
+        event = _event(LogLevel.error, namespace="txsio.tap", when=1_700_000_000.25,
+                       log_format="client {sid} gone after {duration} s", sid="S",
+                       duration=1.5, ratio=float("nan"), peer=IPv4Address("TCP", "1.2.3.4", 5),
+                       log_failure=failure)
+        record = json.loads(_tap_log.json_line(event))
+        self.assertEqual(record["time"], "2023-11-14T22:13:20.250+00:00")
+        self.assertEqual((record["level"], record["namespace"], record["message"]),
+                         ("error", "txsio.tap", "client S gone after 1.5 s"))
+        self.assertEqual(record["format"], "client {sid} gone after {duration} s")
+        self.assertIn("ValueError: bad value", record["traceback"])
+        self.assertEqual((record["sid"], record["duration"], record["ratio"]), ("S", 1.5, "nan"))
+        self.assertIn("1.2.3.4", record["peer"])
+        self.assertFalse([k for k in record if k.startswith("log_")])
+
+    def test_observer_given_to_twistd(self) -> None:
+        """Under twistd, the service makes its log observer when attached to the application
+        and gives it the application (twistd then logs to it); not with twistd --logger, nor
+        over a .tac file's own, nor outside twistd."""
+        directory = temp_dir(self)
+        self.patch(_tap_log, "_rotate_on_sigusr1", lambda logfile: None)
+
+        def attached(*argv: str, application: Any = None,
+                     **twistd: Any) -> tuple[ILogObserver | None, Any]:
+            options = parse("--log-format", "json", *argv)
+            options.parent = {"nodaemon": False, "logfile": str(directory / "sio.log"),
+                              **twistd}
+            service = tap.makeService(options, reactor=MemoryReactorClock())
+            self.assertIsNone(service.log_observer)  # nothing opened before
+            application = application or Application("sio")
+            service.setServiceParent(application)
+            return service.log_observer, application.getComponent(ILogObserver)
+
+        observer, component = attached()
+        assert isinstance(observer, _tap_log.TapLogObserver)
+        self.assertIs(component, observer)
+        self.assertEqual(observer.level, LogLevel.info)
+        observer(_event(namespace="app", log_format="hello {who}", who="you"))
+        self.assertEqual(json.loads((directory / "sio.log").read_text())["message"],
+                         "hello you")
+        text, _ = attached("--log-format", "text", logfile=str(directory / "text.log"))
+        assert text is not None
+        text(_event(namespace="app", log_format="hello {who}", who="you"))
+        self.assertRegex((directory / "text.log").read_text(), r"^\S+ \[app#info\] hello you\n$")
+        observer, _ = attached("--log-level", "warn")
+        assert isinstance(observer, _tap_log.TapLogObserver)
+        self.assertEqual(observer.level, LogLevel.warn)
+
+        own = Application("sio")
+        own.setComponent(ILogObserver, print)
+        self.assertEqual(attached(application=own), (None, print))
+        self.assertEqual(attached(logger="tests.tap_app.json_log"), (None, None))
+        self.assertEqual(attached(logfile="-"), (None, None))  # twistd refuses it itself
+        service, _ = make()
+        service.setServiceParent(Application("sio"))
+        self.assertIsNone(service.log_observer)
+
+    def test_connection_lines(self) -> None:
+        """One line when a client connects and one when it goes, both under its Engine.IO
+        session id: the address and transport it came over, then the reason, how long it
+        stayed and the transport it ended on (after an upgrade, websocket)."""
+        service, clock = make("--app", "tests.tap_app:setup")
+        clock.advance(100)
+        polling, websocket = _PollingTransport(), FakeTransport()
+        request = HandshakeRequest(method="GET", url="/socket.io/?EIO=4&transport=polling",
+                                   headers={}, query={}, address="192.0.2.1" + "x" * 500,
+                                   secure=False)
+        with capturedLogs() as events:
+            session = service.io.engine.create_session(4, polling, request)
+            clock.advance(2)
+            session.begin_upgrade(websocket)
+            session.receive(EnginePacket(EnginePacketType.PING, "probe"), websocket)
+            session.receive(EnginePacket(EnginePacketType.UPGRADE), websocket)
+            clock.advance(3)
+            session.receive(EnginePacket(EnginePacketType.CLOSE), websocket)
+        lines = [e for e in events if e.get("log_namespace") == "txsio.tap"
+                 and e["log_level"] >= LogLevel.info]
+        self.assertEqual([e["log_format"] for e in lines], [CONNECTED, DISCONNECTED])
+        self.assertEqual({e["sid"] for e in lines}, {session.id})
+        self.assertEqual(formatEvent(lines[0]), f"client {session.id} connected from "
+                         f"{'192.0.2.1' + 'x' * 191}... [309 more] over polling")
+        self.assertEqual(formatEvent(lines[1]), f"client {session.id} disconnected: "
+                         "transport close (after 5.0 s over websocket)")
+        self.assertEqual(lines[1]["duration"], 5.0)
+
+    def test_access_log_line(self) -> None:
+        """An access log line is the combined log format, what the peer sent escaped and
+        cut to 200 characters."""
+        service, _ = make("--access-log")
+        protocol, _ = _connection(service)
+        written: list[str] = []
+        self.patch(service.site, "_logFile", type("F", (), {"write": written.append})())
+        protocol.dataReceived(b"GET /" + b"x" * 8000 + b' HTTP/1.1\r\nHost: h\r\n'
+                              b'User-Agent: "evil"\x01\r\n\r\n')
+        [line] = written
+        self.assertLess(len(line), 700)
+        self.assertRegex(line, r'^"127\.0\.0\.1" - - .*? "GET /x{199}\.\.\. \[7801 more\] '
+                         r'HTTP/1\.1" 404 \d+ "-" "\\"evil\\"\\x01"\n$')
 
 
 # -- the real twistd ----------------------------------------------------------------------------
@@ -568,8 +890,9 @@ def twistd_argv(*args: str, json_log: bool = True) -> list[str]:
 
 
 def tap_events(events: list[dict[str, Any]], prefix: str, **fields: Any) -> list[dict[str, Any]]:
-    """The logged events whose format starts with *prefix* and whose fields match."""
-    return [e for e in events if str(e.get("log_format", "")).startswith(prefix)
+    """The logged events whose format starts with *prefix* and whose fields match (in
+    twistd's JSON, or in the lines of ``--log-format json``)."""
+    return [e for e in events if str(e.get("log_format", e.get("format", ""))).startswith(prefix)
             and all(e.get(k) == v for k, v in fields.items())]
 
 
@@ -581,12 +904,14 @@ def assert_clean(test: TestCase, result: ProcessResult) -> None:
 
 
 class Twistd:
-    """``twistd -n sio ARGS`` as a subprocess, its JSON log events in :attr:`log`."""
+    """``twistd -n sio ARGS`` as a subprocess, its JSON log events in :attr:`log` (twistd's
+    JSON, or without *logger* the service's own ``--log-format json`` when ARGS ask)."""
 
-    def __init__(self, test: TestCase, *args: str) -> None:
+    def __init__(self, test: TestCase, *args: str, logger: bool = True) -> None:
         self.log = EventLog(reactor)
-        self.process: PeerProcess = spawn(twistd_argv("sio", *args), on_event=self.log.add,
-                                          env=checkout_env(), cwd=temp_dir(test))
+        self.process: PeerProcess = spawn(twistd_argv("sio", *args, json_log=logger),
+                                          on_event=self.log.add, env=checkout_env(),
+                                          cwd=temp_dir(test))
         test.addCleanup(self.process.stop)
 
     async def listening(self, count: int) -> list[dict[str, Any]]:
@@ -644,6 +969,20 @@ class TwistdTests(TestCase):
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertTrue(any(re.match(r"sio\s+Socket\.IO server", line)
                             for line in result.other_output), result.describe())
+
+    async def test_plugin_is_installed(self) -> None:
+        """``twistd --help`` lists sio outside the checkout, with no PYTHONPATH: the plugin
+        of the installed txsio (an editable install hides it; .ci/run installs as users do)."""
+        env = os.environ.copy()
+        env.pop("PYTHONPATH", None)
+        peer = spawn(twistd_argv("--help", json_log=False), env=env, cwd="/")
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(any(re.match(r"sio\s+Socket\.IO server", line)
+                            for line in result.other_output),
+                        "the installed txsio has no twistd plugin (an editable install? run "
+                        f"pip install '.[test,docs]' as .ci/run does)\n{result.describe()}")
 
     async def test_demo_over_tcp_and_unix(self) -> None:
         """With no --app, the page at / answers on a TCP and a UNIX endpoint at once, and so
@@ -763,6 +1102,85 @@ class TwistdTests(TestCase):
                          [("disconnect", "transport close"), ("reconnect_attempt", None)],
                          seen.describe())
 
+    async def test_failed_app_exits_non_zero(self) -> None:
+        """An async app that fails, at once or once the reactor has turned, ends twistd with
+        status 1 (systemd's Restart=on-failure restarts it), its traceback logged once."""
+        for app in ["setup_async_fails", "setup_async_fails_at_once"]:
+            server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1",
+                            "--app", f"tests.tap_app:{app}")
+            result = await server.process.wait(15)
+            self.assertEqual(result.exit_code, 1, result.describe())
+            [failed] = [e for e in result.events if "log_failure" in e]
+            self.assertEqual(failed["app"], f"tests.tap_app:{app}", result.describe())
+            self.assertEqual(failed["log_failure"]["type"]["__name__"], "RuntimeError")
+            self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
+            self.assertEqual(tap_events(result.events, "listening on"), [])
+
+    async def test_version(self) -> None:
+        """``twistd sio --version`` prints txsio's version and exits 0."""
+        peer = spawn(twistd_argv("sio", "--version", json_log=False), env=checkout_env())
+        peer.close_stdin()
+        result = await peer.wait(15)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(result.other_output[0].startswith(f"txsio {txsio.__version__} "),
+                        result.describe())
+
+    async def test_log_volume_under_a_flood(self) -> None:
+        """At the default level, 400 bad requests with 8 kB of garbage each (in the URI, or
+        in an Origin the server refuses) add a few kB of log, not megabytes: no debug line,
+        every field cut, and the repeated refusal logged ten times, then once as a notice."""
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--log-format", "json",
+                        logger=False)
+        [tcp] = await server.listening(1)
+        base = f"http://127.0.0.1:{tcp['port']}/socket.io/?EIO=4&transport="
+        garbage = "g" * 8000
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.closeCachedConnections)
+        for _ in range(200):
+            response = await treq.get(base + "bogus&" + garbage, pool=pool)
+            self.assertEqual(response.code, 400)
+            await treq.content(response)
+            # bytes header names, as everywhere (str ones trip BytesWarning under -bb)
+            response = await treq.get(base + "polling", pool=pool, headers={
+                b"origin": [f"https://{garbage}.example".encode()]})
+            self.assertEqual(response.code, 403)
+            await treq.content(response)
+
+        result, _ = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        volume = sum(len(json.dumps(e)) for e in result.events)
+        self.assertLess(volume, 40_000, result.describe())
+        self.assertEqual([e for e in result.events if e["level"] == "debug"], [])
+        refused = tap_events(result.events, "refused a request from origin")
+        self.assertEqual(len(refused), 10)
+        self.assertLess(max(len(e["origin"]) for e in refused), 250)
+        [notice] = tap_events(result.events, "not logging lines like")
+        self.assertIn("'refused a request from origin {origin!r}' (any peer)", notice["message"])
+
+    async def test_log_level_debug_and_connection_lines(self) -> None:
+        """With --log-level debug the debug lines are logged too; a client's connection and
+        disconnection are one line each, under one id, the second with its reason, duration
+        and transport."""
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--log-format", "json",
+                        "--log-level", "debug", logger=False)
+        [tcp] = await server.listening(1)
+        status, body = await fetch(f"http://127.0.0.1:{tcp['port']}/socket.io/"
+                                   "?EIO=4&transport=polling")
+        self.assertEqual(status, 200)
+        sid = json.loads(body[1:])["sid"]
+        result, _ = await server.terminate()
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue([e for e in result.events if e["level"] == "debug"], result.describe())
+        lines = tap_events(result.events, "client {sid}")
+        self.assertEqual([(e["format"], e["sid"]) for e in lines if e["level"] == "info"],
+                         [(CONNECTED, sid), (DISCONNECTED, sid)], result.describe())
+        gone = lines[-1]
+        self.assertEqual((gone["reason"], gone["transport"]), ("server shutting down",
+                                                               "polling"))
+        self.assertGreaterEqual(gone["duration"], 0)
+        self.assertEqual(gone["message"], f"client {sid} disconnected: server shutting down "
+                         f"(after {gone['duration']:.1f} s over polling)")
+
     async def test_usage_error(self) -> None:
         """A bad option value ends twistd with a one-line usage error, no traceback."""
         peer = spawn(twistd_argv("sio", "--ping-interval", "soon", json_log=False),
@@ -773,6 +1191,27 @@ class TwistdTests(TestCase):
         self.assertTrue(result.other_output[-1].endswith(
             "--ping-interval 'soon': expected a positive number of seconds"), result.describe())
         self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
+
+    async def test_app_usage_errors(self) -> None:
+        """A path, a file name, and an app whose own import fails each end twistd with a
+        one-line usage error naming the cause and the fix, and no traceback."""
+        directory = temp_dir(self)
+        (directory / "chat.py").write_text("import txsio_tap_no_such_dependency\n")
+        expected = {
+            "./chat:setup": "a module name, not a file: write --app chat:setup",
+            "chat.py:setup": "a module name, not a file: write --app chat:setup",
+            "chat:setup": "importing chat failed: it imports 'txsio_tap_no_such_dependency', "
+                          "which is not installed",
+        }
+        for spec, message in expected.items():
+            peer = spawn(twistd_argv("sio", "--app", spec, json_log=False),
+                         env=checkout_env(), cwd=directory)
+            peer.close_stdin()
+            result = await peer.wait(15)
+            self.assertEqual(result.exit_code, 1, result.describe())
+            self.assertIn(f"--app {spec!r}: {message}", result.other_output[-1],
+                          result.describe())
+            self.assertNotIn("Traceback", "\n".join(result.other_output) + result.stderr)
 
     async def test_port_in_use(self) -> None:
         """A port already taken ends twistd with a one-line error and status 1."""
@@ -785,6 +1224,53 @@ class TwistdTests(TestCase):
         output = "\n".join(result.other_output) + result.stderr + json.dumps(result.events)
         self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", output)
         self.assertNotIn("Traceback", output)
+
+
+class DocsTests(SynchronousTestCase):
+    """What README.md, docs/ and .ci/run say about running and testing twistd sio."""
+
+    def test_readme_commands(self) -> None:
+        """README.md has exactly its two commands, the run command and the test command, and
+        says in prose where a bare port listens."""
+        readme = (REPO / "README.md").read_text()
+        commands = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
+        self.assertEqual(commands, ["pip install . && twistd -n sio --port 8080",
+                                    "bash .ci/run"])
+        prose = " ".join(readme.split())
+        self.assertIn("A port number alone listens on every network interface", prose)
+        self.assertIn("`--port tcp:8080:interface=127.0.0.1` instead to listen on loopback "
+                      "only", prose)
+
+    def test_ci_installs_as_a_user_does(self) -> None:
+        """.ci/run installs txsio without -e, then checks that twistd run from / with no
+        PYTHONPATH lists sio (an editable install hides the plugin)."""
+        script = (REPO / ".ci" / "run").read_text()
+        installs = re.findall(r"^python3 -m pip install .*$", script, re.M)
+        self.assertEqual(installs[0], "python3 -m pip install --quiet '.[test,docs]'")
+        self.assertNotIn(" -e ", script)
+        after = script[script.index(installs[0]):]
+        self.assertIn("twistd_help=$(cd / && env -u PYTHONPATH twistd --help)", after)
+
+    def test_apt_packages_are_documented(self) -> None:
+        """README.md names every Debian package .ci/run installs with apt."""
+        packages = re.findall(r"missing\+=\(([\w.-]+)\)", (REPO / ".ci" / "run").read_text())
+        self.assertEqual(sorted(packages), ["chromium", "curl", "haproxy", "nginx-light",
+                                            "redis-server"])
+        readme = (REPO / "README.md").read_text()
+        for package in packages:
+            self.assertIn(f"`{package}`", readme)
+
+    def test_every_option_is_documented(self) -> None:
+        """docs/deployment.rst names every option of twistd sio."""
+        text = (REPO / "docs" / "deployment.rst").read_text()
+        names = [n.rstrip("=") for n in tap.Options().longOpt if n != "help"]
+        self.assertEqual([n for n in names if f"--{n}" not in text], [])
+
+    def test_mypy_zope_is_documented(self) -> None:
+        """The getting-started page says that mypy --strict on user code wants mypy-zope."""
+        text = (REPO / "docs" / "getting-started.rst").read_text()
+        self.assertIn("pip install mypy-zope", text)
+        self.assertIn('plugins = ["mypy_zope:plugin"]', text)
 
 
 class RedisOptionTests(SynchronousTestCase):

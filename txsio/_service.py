@@ -21,13 +21,18 @@ Graceful stop (theory of operation)
 4. waits for all connections to go, at most ``shutdown_timeout`` seconds, then aborts the rest.
 
 Under twistd, SIGTERM ends the process with exit status 0 once this is done (twistd's own
-handler would re-raise the signal, so the process would die of it instead).
+handler would re-raise the signal, so the process would die of it instead).  An app that fails
+to start (its Deferred or coroutine fails), or listeners that cannot listen once it is ready,
+end the process with exit status 1, the cause logged once.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -38,14 +43,17 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybe
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._tap_log import clip
 from .engineio.site import EngineRequest, EngineSite
 
 if TYPE_CHECKING:
+    from twisted.application.service import IServiceCollection
     from twisted.internet.interfaces import (
         IAddress,
         IListeningPort,
@@ -82,14 +90,22 @@ class SocketIOService(MultiService):
     :param owns_process: the service is the whole process (twistd): SIGTERM stops the reactor
         for exit status 0, and a port that cannot be bound raises :class:`SystemExit`.
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
+    :param log_observer: makes the observer twistd is to log to (``--log-level``,
+        ``--log-format``), or ``None``; called when the service is attached to twistd's
+        application (before twistd begins its log), and the observer set as the
+        application's ``ILogObserver`` component.
     :ivar connections: the factory the listeners listen with; it tracks every connection.
+    :ivar log_observer: the observer given to the application, once attached.
     """
 
     def __init__(self, io: Server, site: EngineSite, *, reactor: Any,
                  ready: Deferred[object] | None = None, app_name: str | None = None,
                  owns_process: bool = False,
-                 shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+                 log_observer: Callable[[], ILogObserver | None] | None = None) -> None:
         super().__init__()
+        self._make_log_observer = log_observer
+        self.log_observer: ILogObserver | None = None
         self.io = io
         self.site = site
         self.connections = _ConnectionTracker(cast("_TapSite", site), reactor)
@@ -99,8 +115,20 @@ class SocketIOService(MultiService):
         self._owns_process = owns_process
         self._shutdown_timeout = shutdown_timeout
         self._terminating = False
+        #: the app's failure, kept until twistd's log has begun (see _app_failed)
+        self._app_failure: Failure | None = None
         if ready is not None:
             ready.addCallbacks(self._app_ready, self._app_failed)
+
+    def setServiceParent(self, parent: IServiceCollection) -> None:
+        """Attach to ``parent``; give twistd's application the log observer, unless it has
+        one (a ``.tac`` file may set its own)."""
+        if self._make_log_observer is not None and isinstance(parent, Componentized) \
+                and parent.getComponent(ILogObserver) is None:
+            self.log_observer = self._make_log_observer()
+            if self.log_observer is not None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
         """Bind the listeners now, unless the app is still getting ready."""
@@ -114,6 +142,10 @@ class SocketIOService(MultiService):
         """Start listening (once the app is ready)."""
         if self._owns_process:
             self._reactor.callWhenRunning(self._install_sigterm)
+        if self._app_failure is not None:
+            Service.startService(self)
+            self._report_app_failure()
+            return
         if self._ready is None:
             with self._listen_errors():
                 super().startService()
@@ -144,12 +176,23 @@ class SocketIOService(MultiService):
     def _app_failed(self, failure: Failure) -> None:
         if failure.check(CancelledError):
             return  # stopped before the app was ready
-        log.failure("the app {app} failed to start", failure, app=self._app_name)
+        self._app_failure = failure
+        if self.running or not self._owns_process:
+            self._report_app_failure()
+        # else: twistd has not begun its log yet (an app that failed at once, in makeService);
+        # logged now, the failure would be printed to stderr and again in the log.
+
+    def _report_app_failure(self) -> None:
+        failure, self._app_failure = self._app_failure, None
+        log.failure("the app {app} failed to start{exiting}", failure, app=self._app_name,
+                    exiting=": twistd exits with status 1" if self._owns_process else "")
         self._give_up()
 
     def _give_up(self) -> None:
-        # A service that will never listen: under twistd, end the process.
+        # A service that will never listen: under twistd, end the process, with a status that
+        # says so (systemd's Restart=on-failure restarts only a process that failed).
         if self._owns_process:
+            _exit_status_at_exit(1)
             self._reactor.callWhenRunning(self._stop_reactor)
 
     def stopService(self) -> Deferred[None]:
@@ -191,6 +234,26 @@ class SocketIOService(MultiService):
             self._reactor.stop()
         except ReactorNotRunning:
             pass
+
+
+def _exit_status_at_exit(status: int) -> None:
+    """End the process with ``status`` once twistd is done.
+
+    twistd returns normally once the reactor has stopped (exit status 0); only an exit at
+    interpreter shutdown can change that.  Earlier ``atexit`` handlers do not run then, so
+    the standard streams (twistd's log on stdout) are flushed first.
+    """
+    atexit.register(_exit_now, status)
+
+
+def _exit_now(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 class _Listener(Service):
@@ -445,7 +508,8 @@ class _TrackedRequest(EngineRequest):
 
 
 class _TapSite(EngineSite):
-    """The site of ``twistd sio``: bounded request bodies, an optional access log."""
+    """The site of ``twistd sio``: bounded request bodies, an optional access log (the
+    combined log format, with what the peer sent cut: :func:`_access_line`)."""
 
     #: the connection tracker the listeners use (set by it)
     tracker: _ConnectionTracker | None = None
@@ -453,7 +517,8 @@ class _TapSite(EngineSite):
     def __init__(self, resource: IResource, *, max_request_body: int,
                  access_log: bool = False, reactor: Any = None) -> None:
         super().__init__(resource, max_request_body=max_request_body,
-                         requestFactory=_TrackedRequest, reactor=reactor)
+                         requestFactory=_TrackedRequest, reactor=reactor,
+                         logFormatter=_access_line)
         self.displayTracebacks = False
         self.noisy = False
         self._access_log = access_log
@@ -462,3 +527,22 @@ class _TapSite(EngineSite):
         """Write the access log line, when ``--access-log`` asked for one."""
         if self._access_log:
             super().log(request)
+
+
+def _access_line(timestamp: str, request: Any) -> str:
+    """One access log line in the combined log format; every field the peer chose (method,
+    URI, protocol, referrer, user agent) is escaped and cut to 200 characters."""
+    host = getattr(request.getClientAddress(), "host", None) or "-"
+    method, uri, protocol = (_quoted(v) for v in (request.method, request.uri,
+                                                    request.clientproto))
+    referrer = _quoted(request.getHeader(b"referer") or b"-")
+    agent = _quoted(request.getHeader(b"user-agent") or b"-")
+    return (f'"{_quoted(host)}" - - {timestamp} "{method} {uri} {protocol}" {request.code} '
+            f'{request.sentLength or "-"} "{referrer}" "{agent}"')
+
+
+def _quoted(value: bytes | str) -> str:
+    """``value`` as printable ASCII that cannot end a quoted field, cut (a peer chose it)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    escaped = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+    return clip(escaped)

@@ -20,8 +20,10 @@ at ``<path>/socket.io.js``, and ``--static`` (or, without it, the demo page of
 ``txsio/demo/``) at ``/``, all in one :class:`~txsio.engineio.site.EngineSite` (request
 bodies bounded by ``--max-http-buffer-size``) listening on every ``--port``.  ``--app``
 names a callable that receives the server and registers the handlers; without it the demo
-chat's handlers run.  One log line per client connection and one per disconnection, with the
-reason.
+chat's handlers run.  One log line per client connection and one per disconnection (its
+reason, duration and transport), under its Engine.IO session id; under twistd the log has a
+level (``--log-level``, default ``info``), a format (``--log-format text`` or ``json``) and
+guards against a peer that floods it (:mod:`txsio._tap_log`).
 
 :meth:`SocketIOService.stopService` stops gracefully (:mod:`txsio._service` tells how), and
 under twistd SIGTERM then ends the process with exit status 0.
@@ -29,7 +31,7 @@ under twistd SIGTERM then ends the process with exit status 0.
 Where the parts are: this module parses the command line (:class:`Options`, the ``--app``
 loader) and assembles the service (:func:`makeService`); :mod:`txsio._service` is the service
 itself (listeners, graceful stop, connection tracking, SIGTERM); :mod:`txsio._pages` is what
-the site serves beside the endpoint.
+the site serves beside the endpoint; :mod:`txsio._tap_log` is twistd's log observer.
 """
 
 from __future__ import annotations
@@ -38,12 +40,16 @@ import importlib
 import importlib.util
 import math
 import os
+import platform
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from twisted.copyright import version as twisted_version
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -53,11 +59,14 @@ from twisted.web.static import File
 
 from ._pages import _DemoFiles, _Placeholder, _Root, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
+from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._twisted import default_reactor
 from ._version import __version__
 from .server import Server
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from .engineio.session import EngineSession
 
 __all__ = ["DEFAULT_PORT", "SHUTDOWN_TIMEOUT", "Options", "SocketIOService", "makeService"]
@@ -92,7 +101,9 @@ class Options(usage.Options):
         "and the server listens once it has finished.  --port takes a port number or any "
         "Twisted server endpoint string (tcp:8080:interface=127.0.0.1, "
         "ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/sio.sock), and may be "
-        "repeated.  SIGTERM stops gracefully: clients are disconnected with the reason "
+        "repeated.  A port number alone (--port 8080) listens on every network interface: "
+        "use --port tcp:8080:interface=127.0.0.1 to listen on loopback only (behind a proxy "
+        "on the same host).  SIGTERM stops gracefully: clients are disconnected with the reason "
         "'server shutting down' and reconnect by themselves to the next server."
     )
     optFlags = [
@@ -115,14 +126,23 @@ class Options(usage.Options):
         self["max-http-buffer-size"] = 1_000_000
         self["redis"] = None
         self["redis-key"] = "socket.io"
+        self["log-level"] = "info"
+        self["log-format"] = "text"
         #: the callable named by ``--app``, once loaded
         self.app: Callable[[Server], object] | None = None
 
     def opt_port(self, value: str) -> None:
-        """A port number or a server endpoint string; repeat to listen on several [8080]."""
+        """A port number (every interface) or a server endpoint string
+        (tcp:8080:interface=127.0.0.1 for loopback only); repeatable [8080]."""
         self["port"].append(endpoint_description(value))
 
     opt_p = opt_port
+
+    def opt_version(self) -> None:
+        """Print txsio's version and exit."""
+        print(f"txsio {__version__} (Twisted {twisted_version}, "
+              f"Python {platform.python_version()})")
+        raise SystemExit(0)
 
     def opt_listen(self, value: str) -> None:
         """The same as --port."""
@@ -209,6 +229,20 @@ class Options(usage.Options):
             raise usage.UsageError("--redis-key: expected a non-empty prefix")
         self["redis-key"] = value.strip()
 
+    def opt_log_level(self, value: str) -> None:
+        """The lowest level logged: debug, info, warn or error [info]."""
+        level = value.strip().lower()
+        if level not in LEVELS:
+            raise usage.UsageError(f"--log-level {value!r}: expected one of {', '.join(LEVELS)}")
+        self["log-level"] = level
+
+    def opt_log_format(self, value: str) -> None:
+        """text (twistd's lines) or json (one JSON object per line) [text]."""
+        fmt = value.strip().lower()
+        if fmt not in FORMATS:
+            raise usage.UsageError(f"--log-format {value!r}: expected text or json")
+        self["log-format"] = fmt
+
     def postOptions(self) -> None:
         """Listen on :data:`DEFAULT_PORT` when no ``--port`` was given; ``--redis-sharded``
         needs ``--redis``."""
@@ -245,30 +279,16 @@ def load_app(spec: str) -> Callable[[Server], object]:
     The current directory is searched for the module too, as ``python -m`` does.
 
     :param spec: ``package.module:name`` (``name`` may be dotted: ``module:App.setup``).
-    :raises usage.UsageError: the module or the name does not exist, or is not callable.
+    :raises usage.UsageError: the module or the name does not exist, or is not callable; the
+        spec names a file instead of a module; importing the module failed (the message
+        names the exception and where it was raised).
     """
     module_name, sep, attribute = spec.strip().partition(":")
     if not sep or not module_name or not attribute:
         raise usage.UsageError(f"--app {spec!r}: expected module:callable, e.g. myapp:setup")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        # Only the named module missing is a usage error; a missing import inside it is a bug
-        # in the app, and its traceback says where.
-        if not _names(e, module_name):
-            raise
-        cwd = os.getcwd()
-        if cwd in sys.path or "" in sys.path:
-            raise usage.UsageError(f"--app {spec!r}: no module named {e.name!r}") from None
-        # twistd does not search the current directory; python -m does.
-        sys.path.insert(0, cwd)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if not _names(e, module_name):
-                raise
-            sys.path.remove(cwd)
-            raise usage.UsageError(f"--app {spec!r}: no module named {e.name!r}") from None
+    if _looks_like_a_file(module_name):
+        raise _file_error(spec, module_name, attribute)
+    module = _import_app(spec, module_name, attribute)
     target: object = module
     for part in attribute.split("."):
         try:
@@ -279,6 +299,88 @@ def load_app(spec: str) -> Callable[[Server], object]:
     if not callable(target):
         raise usage.UsageError(f"--app {spec!r}: {attribute} is not callable")
     return cast("Callable[[Server], object]", target)
+
+
+def _import_app(spec: str, module_name: str, attribute: str) -> object:
+    """Import the app's module, from the current directory too; every failure is a one-line
+    usage error (twistd would print a traceback that opens with the wrong cause)."""
+    cwd = os.getcwd()
+    searched = cwd in sys.path or "" in sys.path
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if not _names(e, module_name):
+            raise _import_error(spec, module_name, e) from None
+        if searched:
+            raise _not_found(spec, module_name, e, attribute) from None
+    except Exception as e:
+        raise _import_error(spec, module_name, e) from None
+    # twistd does not search the current directory; python -m does.  Out of the except
+    # block, so that a failure below is not chained to the first "No module named".
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if not _names(e, module_name):
+            raise _import_error(spec, module_name, e) from None
+        sys.path.remove(cwd)
+        raise _not_found(spec, module_name, e, attribute) from None
+    except Exception as e:
+        raise _import_error(spec, module_name, e) from None
+
+
+def _looks_like_a_file(module_name: str) -> bool:
+    """Whether ``--app`` was given a path (``./chat``, ``app/chat``, ``chat.py`` that
+    exists here) rather than a module name."""
+    return "/" in module_name or os.sep in module_name or (
+        module_name.endswith(".py") and Path(module_name).is_file())
+
+
+def _file_error(spec: str, path: str, attribute: str) -> usage.UsageError:
+    """The usage error for a path given as ``--app``, naming the module it most likely
+    means (``./app/chat.py`` is ``app.chat`` run from here)."""
+    text = path.replace(os.sep, "/").removesuffix(".py")
+    parts = [p for p in text.split("/") if p and p != "."]
+    where = ""
+    if text.startswith("/") or ".." in parts:
+        directory = os.path.dirname(os.path.abspath(text))
+        parts = parts[-1:]
+        where = f", run from {directory} (or with it on PYTHONPATH)"
+    module = ".".join(parts) or "module"
+    return usage.UsageError(
+        f"--app {spec!r}: a module name, not a file: write --app {module}:{attribute}{where}")
+
+
+def _not_found(spec: str, module_name: str, error: ModuleNotFoundError,
+               attribute: str) -> usage.UsageError:
+    hint = "run twistd in the directory that holds it, or add that directory to PYTHONPATH"
+    if module_name.endswith(".py"):
+        hint = f"a module name, not a file name: --app {module_name[:-3]}:{attribute}"
+    return usage.UsageError(f"--app {spec!r}: no module named {error.name!r} ({hint})")
+
+
+def _import_error(spec: str, module_name: str, error: Exception) -> usage.UsageError:
+    """The one-line usage error for an app module whose own import failed."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        cause = f"it imports {error.name!r}, which is not installed"
+        fix = f"install it into this Python ({sys.executable})"
+    else:
+        cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        fix = f"fix it, then check with: python -c 'import {module_name}'"
+    where = "" if isinstance(error, SyntaxError) else _raised_at(error)
+    return usage.UsageError(
+        f"--app {spec!r}: importing {module_name} failed: {clip(cause)}{where}; {fix}")
+
+
+def _raised_at(error: BaseException) -> str:
+    """`` (file, line N)``: the innermost frame outside importlib and this module."""
+    here = os.path.normcase(os.path.abspath(__file__))
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not f.filename.startswith("<")
+              and os.path.normcase(os.path.abspath(f.filename)) != here]
+    if not frames:
+        return ""
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})"
 
 
 def _names(error: ModuleNotFoundError, module_name: str) -> bool:
@@ -328,9 +430,14 @@ def makeService(
         default when ``options.parent`` is set): SIGTERM then exits with status 0 after the
         graceful stop, and a port that cannot be bound ends the process with a one-line error.
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
-    :returns: a :class:`SocketIOService`, a ``MultiService`` with one child per endpoint.
+    :returns: a :class:`SocketIOService`, a ``MultiService`` with one child per endpoint;
+        under twistd it makes the log observer of ``--log-level`` and ``--log-format``
+        (:mod:`txsio._tap_log`) when attached to twistd's application, and gives it twistd.
     """
     reactor = default_reactor(reactor)
+    if owns_process is None:
+        owns_process = getattr(options, "parent", None) is not None
+    log_observer = partial(_log_observer, options) if owns_process else None
     cors = list(options["cors-origin"])
     io = Server(
         path=options["path"],
@@ -342,7 +449,7 @@ def makeService(
         adapter=_redis_adapter(options, reactor),
         clock=reactor,
     )
-    _log_sessions(io)
+    _log_sessions(io, reactor)
 
     if options["static"] is not None:
         site_root: IResource = _StaticFiles(options["static"])
@@ -373,10 +480,9 @@ def makeService(
         if isinstance(result, Deferred):
             ready = result
 
-    if owns_process is None:
-        owns_process = getattr(options, "parent", None) is not None
     service = SocketIOService(io, site, reactor=reactor, ready=ready, app_name=app_name,
-                              owns_process=owns_process, shutdown_timeout=shutdown_timeout)
+                              owns_process=owns_process, shutdown_timeout=shutdown_timeout,
+                              log_observer=log_observer)
     for description in options["port"]:
         _Listener(description, service.connections, reactor).setServiceParent(service)
     log.info("txsio {version}: Socket.IO at {path}, app {app}, {content}",
@@ -397,19 +503,51 @@ def _demo_setup() -> tuple[Callable[[Server], object] | None, str | None]:
     return setup, "txsio.demo.app:setup"
 
 
-def _log_sessions(io: Server) -> None:
-    """One log line per client connection (Engine.IO session) and one per disconnection."""
+def _log_observer(options: Options) -> TapLogObserver | None:
+    """The observer of ``--log-level`` and ``--log-format`` for twistd's log, or ``None``
+    where twistd keeps its own: ``twistd --logger`` named one (it gets every event), or
+    twistd refuses the configuration itself."""
+    config = getattr(options, "parent", None)
+    if config is None:
+        return None
+    if config.get("logger"):
+        if (options["log-level"], options["log-format"]) != ("info", "text"):
+            log.warn("--log-level and --log-format do not apply: twistd --logger names the "
+                     "observer, which gets every event")
+        return None
+    try:
+        output = twistd_output(config, options["log-format"])
+    except OSError as e:
+        raise SystemExit(f"twistd sio: cannot open the log: {e}") from None
+    if output is None:
+        return None
+    return TapLogObserver(output, LEVELS[options["log-level"]])
+
+
+def _log_sessions(io: Server, clock: IReactorTime) -> None:
+    """One log line per client connection and one per disconnection, both under the id of
+    its Engine.IO session (the ``sid`` of its requests): where it came from and over which
+    transport; then the reason, how long it lasted and the transport it ended on
+    (``websocket`` once upgraded)."""
 
     def connected(session: EngineSession) -> None:
         sid = session.id
-        request = session.request
+        started = clock.seconds()
+        address = clip(str(getattr(session.request, "address", "") or "?"))
         log.info("client {sid} connected from {address} over {transport}", sid=sid,
-                 address=getattr(request, "address", "") or "?",
-                 transport=session.transport.name)
+                 address=address, transport=session.transport.name)
 
-        def closed(reason: str, *_: object) -> None:
-            log.info("client {sid} disconnected: {reason}", sid=sid, reason=reason)
+        def upgraded(transport: str, *_: object) -> None:
+            log.debug("client {sid} upgraded to {transport} after {duration:.3f} s", sid=sid,
+                      transport=transport, duration=clock.seconds() - started)
 
+        def closed(reason: object, *_: object) -> None:
+            log.info("client {sid} disconnected: {reason} (after {duration:.1f} s over "
+                     "{transport})", sid=sid, address=address, reason=clip(str(reason)),
+                     duration=round(clock.seconds() - started, 3),
+                     transport=session.transport.name)
+
+        session.on("upgrade", upgraded)
         session.on("close", closed)
 
     io.engine.on("connection", connected)
