@@ -41,12 +41,13 @@ from zope.interface.verify import verifyObject
 
 import txsio
 from txsio import _service, _tap_log, tap
+from txsio.engineio.handshake import HandshakeRequest
 from txsio.engineio.packet import Packet as EnginePacket
 from txsio.engineio.packet import PacketType as EnginePacketType
-from txsio.engineio.server import HandshakeRequest
+from txsio.testing import MemoryTransport
 
 from . import tap_app
-from .sio_memory import FakeTransport, MemoryClient
+from .sio_memory import MemoryClient
 from .support import (
     NODE_DIR,
     EventLog,
@@ -625,12 +626,6 @@ CONNECTED = "client {sid} connected from {address} over {transport}"
 DISCONNECTED = "client {sid} disconnected: {reason} (after {duration:.1f} s over {transport})"
 
 
-class _PollingTransport(FakeTransport):
-    """A fake transport that says it is long-polling."""
-
-    name = "polling"
-
-
 def _event(level: LogLevel = LogLevel.info, namespace: str = "txsio.socket",
            when: float = 1000.0, **fields: Any) -> dict[str, Any]:
     """A log event as twisted.logger makes them."""
@@ -797,7 +792,7 @@ class TapLogTests(SynchronousTestCase):
         stayed and the transport it ended on (after an upgrade, websocket)."""
         service, clock = make("--app", "tests.tap_app:setup")
         clock.advance(100)
-        polling, websocket = _PollingTransport(), FakeTransport()
+        polling, websocket = MemoryTransport("polling"), MemoryTransport()
         request = HandshakeRequest(method="GET", url="/socket.io/?EIO=4&transport=polling",
                                    headers={}, query={}, address="192.0.2.1" + "x" * 500,
                                    secure=False)
