@@ -786,6 +786,18 @@ class TapLogTests(SynchronousTestCase):
         service.setServiceParent(Application("sio"))
         self.assertIsNone(service.log_observer)
 
+    def test_demo_lines_under_the_connection_id(self) -> None:
+        """The demo's own lines name the connection by the id of twistd's connection lines
+        (the Engine.IO session id), not by a second id."""
+        service, _ = make()
+        with capturedLogs() as events:
+            client = MemoryClient(service.io)
+            client.connect("/", {"nick": "ada"})
+            client.close_engine()
+        ids = {e["sid"] for e in events if "sid" in e
+               and str(e.get("log_format", "")).startswith(("demo: ", "client {sid}"))}
+        self.assertEqual(ids, {client.session.id})
+
     def test_connection_lines(self) -> None:
         """One line when a client connects and one when it goes, both under its Engine.IO
         session id: the address and transport it came over, then the reason, how long it

@@ -197,7 +197,7 @@ class Chat:
         room_name = _clean_room(auth.get("room"))
         room = (self._enter(socket, room_name)
                 if socket.data["nick"] is not None and room_name is not None else None)
-        log.info("demo: {sid} connected as {nick!r} (room {room!r})", sid=socket.id,
+        log.info("demo: {sid} connected as {nick!r} (room {room!r})", sid=socket.conn.id,
                  nick=socket.data["nick"], room=room_name)
 
         def nick(name: object = None, *_: object) -> Ack:
@@ -267,7 +267,7 @@ class Chat:
                     "size": len(data), "recipients": len(current.members) - 1}
 
         def disconnect(reason: object = None, *_: object) -> None:
-            log.info("demo: {sid} ({nick!r}) left: {reason}", sid=socket.id,
+            log.info("demo: {sid} ({nick!r}) left: {reason}", sid=socket.conn.id,
                      nick=socket.data.get("nick"), reason=reason)
             if self._exit(socket) is None:
                 self._announce_presence()
