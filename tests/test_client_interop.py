@@ -671,6 +671,8 @@ class MisbehavingServerTests(TestCase):
             error = await self.failure(self.client(), url, transports=transports)
             self.assertIsInstance(error, txsio.ConnectError)
             self.assertEqual((error.message, error.refused), (message, False))
+            # The cause is in the error's text, not only in its data.
+            self.assertRegex(str(error), rf"^{message}: .*refused", repr(error))
 
     async def test_retry_then_give_up(self) -> None:
         """``retry=True`` with ``reconnection_attempts``: each attempt fails, then
@@ -688,6 +690,7 @@ class MisbehavingServerTests(TestCase):
         url, _ = self.resource("500")
         error = await self.failure(self.client(), url)
         self.assertEqual((error.message, error.data), ("xhr poll error", 500))
+        self.assertEqual(str(error), "xhr poll error: HTTP 500")
 
     async def test_garbage(self) -> None:
         """A poll answered with bytes that are no payload: ``parse error``."""

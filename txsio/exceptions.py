@@ -77,5 +77,16 @@ class ConnectError(SocketIOError):
         self.data = data
         self.refused = refused
 
+    def __str__(self) -> str:
+        """The reason and, for a failed connection, its cause: ``"xhr poll error: HTTP 404"``,
+        ``"websocket error: Connection was refused by other side: 111: Connection refused."``
+        (:attr:`message` stays Node's word alone)."""
+        data = self.data
+        if self.refused or data is None or isinstance(data, (dict, list)):
+            return self.message
+        is_status = isinstance(data, int) and not isinstance(data, bool)
+        cause = f"HTTP {data}" if is_status else str(data)
+        return f"{self.message}: {cause[:300]}"
+
     def __repr__(self) -> str:
         return f"ConnectError({self.message!r}, {self.data!r}, refused={self.refused})"
