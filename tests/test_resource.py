@@ -22,6 +22,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+import txsio
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
 from txsio.testing import MemoryTransport
@@ -560,6 +561,20 @@ class CorsTests(ResourceTestCase):
         return {name.decode().lower(): ",".join(v.decode() for v in values)
                 for name, values in response.headers.getAllRawHeaders()
                 if name.lower().startswith(b"access-control-") or name.lower() == b"vary"}
+
+    def test_origins_checked_when_built(self) -> None:
+        """An allowed origin that no browser could send (no scheme, a path) is refused when
+        the server is built, with a message that shows the right form; "*" and real origins
+        (a trailing slash forgiven) are accepted."""
+        for bad in ["app.example", ["https://ok.example", "app.example"],
+                    "https://app.example/path", "//app.example"]:
+            error = self.assertRaises(ValueError, EngineServer, cors_allowed_origins=bad)
+            self.assertIn("https://app.example", str(error))
+        self.assertRaises(TypeError, EngineServer, cors_allowed_origins=[42])
+        for good in ["*", "https://app.example/", ["http://localhost:8080"]]:
+            EngineServer(cors_allowed_origins=good, clock=Clock())
+        self.assertRaises(ValueError, txsio.Server, cors_allowed_origins="app.example",
+                          clock=Clock())
 
     def test_default_no_origin(self) -> None:
         """By default a request without Origin is served with no CORS headers."""

@@ -54,6 +54,23 @@ log = Logger()
 CorsOrigins = Union[None, str, Iterable[str], Callable[[str], bool]]  # noqa: UP007
 
 
+def _origin(value: object) -> str:
+    """An allowed origin as browsers send it (``scheme://host[:port]``, no trailing slash).
+
+    :raises ValueError: for anything else, such as ``"app.example"`` (no scheme): a browser
+        never sends it, so it would refuse every browser without a word.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"an allowed origin is a string, not {type(value).__name__}")
+    origin = value.rstrip("/")
+    scheme, sep, host = origin.partition("://")
+    if not sep or not scheme or not host or "/" in host or scheme.lower() != scheme:
+        raise ValueError(f"cors_allowed_origins: {value!r:.80} is not an origin; write it "
+                         "as a browser sends it, e.g. 'https://app.example' or "
+                         "'http://localhost:8080'")
+    return origin
+
+
 def generate_id() -> str:
     """A new session id: 15 random bytes, URL-safe base64 (20 characters), as Node's."""
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
@@ -124,11 +141,11 @@ class EngineServer(EventEmitter):
             if cors_allowed_origins == "*":
                 self._cors_any = True
             else:
-                self._cors_list = frozenset([cors_allowed_origins.rstrip("/")])
+                self._cors_list = frozenset([_origin(cors_allowed_origins)])
         elif callable(cors_allowed_origins):
             self._cors_callable = cors_allowed_origins
         else:
-            self._cors_list = frozenset(o.rstrip("/") for o in cors_allowed_origins)
+            self._cors_list = frozenset(_origin(o) for o in cors_allowed_origins)
         #: the open sessions by id
         self.sessions: dict[str, EngineSession] = {}
         self._resource: EngineIOResource | None = None
