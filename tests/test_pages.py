@@ -11,6 +11,7 @@ traceback, at most one byte range is served, and no file stays open once its cli
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,7 +246,7 @@ class StaticPathTests(_Served):
 
 
 class DemoPathTests(_Served):
-    """The demo directory follows the same rules."""
+    """The demo directory follows the same rules, and has an icon of its own."""
 
     async def test_same_rules(self) -> None:
         """Encoded slashes, symlinks out and NULs get no further in the demo directory."""
@@ -260,6 +261,21 @@ class DemoPathTests(_Served):
         response = await http(port, b"/index.html")
         self.assertEqual((response.status, response.body), (200, b"home"))
         self.assertEqual(response.header(b"content-security-policy"), DEMO_CSP.encode())
+
+    async def test_favicon(self) -> None:
+        """The demo page names its icon, a small SVG file served from this origin with the
+        demo's CSP, so the browser asks for no missing /favicon.ico."""
+        port = await self.serve()
+        page = await http(port, b"/")
+        self.assertEqual(page.status, 200)
+        self.assertIn(b'<link rel="icon" href="favicon.svg">', page.body)
+        icon = await http(port, b"/favicon.svg")
+        self.assertEqual((icon.status, icon.header(b"content-type")), (200, b"image/svg+xml"))
+        self.assertEqual(icon.header(b"content-security-policy"), DEMO_CSP.encode())
+        self.assertLess(len(icon.body), 2048)
+        svg = ET.fromstring(icon.body)
+        self.assertEqual(svg.tag, "{http://www.w3.org/2000/svg}svg")
+        self.assertEqual([e for e in svg.iter() if e.tag.endswith(("script", "style"))], [])
 
 
 def big_file(test: TestCase, size: int = 150_000) -> Path:
