@@ -13,7 +13,7 @@ setup(
     # twisted/plugins is a namespace directory with no __init__.py (Twisted skips a plugin
     # directory that is a package), so find_packages cannot see it: list it by hand.
     packages=find_packages(include=["txsio", "txsio.*"]) + ["twisted.plugins"],
-    package_data={"txsio": ["py.typed"], "txsio.demo": ["*.html", "*.css", "*.js"]},
+    package_data={"txsio": ["py.typed"], "txsio.demo": ["*.html", "*.css", "*.js", "*.svg"]},
     install_requires=[
         "twisted>=24.7.0",
         "autobahn>=24.4.2",

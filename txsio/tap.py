@@ -55,9 +55,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import IResource
-from twisted.web.static import File
 
-from ._pages import _DemoFiles, _Placeholder, _Root, _StaticFiles
+from ._pages import _DemoFiles, _Placeholder, _Root, _StaticFile, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
 from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._twisted import default_reactor
@@ -463,7 +462,7 @@ def makeService(
     else:
         site_root = _Placeholder(options["path"])
         content = "a placeholder page at /"
-    client_js = File(options["client-js"]) if options["client-js"] is not None else None
+    client_js = _StaticFile(options["client-js"]) if options["client-js"] is not None else None
     root = _Root(io.resource(), options["path"], site_root, client_js)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
                     access_log=bool(options["access-log"]), reactor=reactor)
