@@ -544,6 +544,56 @@ def _connection(service: tap.SocketIOService) -> tuple[Any, StringTransport]:
     return protocol, transport
 
 
+def _get(service: tap.SocketIOService, path: str) -> bytes:
+    """What the service's site answers a GET of *path* on a new connection."""
+    protocol, transport = _connection(service)
+    protocol.dataReceived(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return transport.value()
+
+
+class HealthTests(SynchronousTestCase):
+    """``--health PATH`` and ``--drain-period``: a load balancer's health check."""
+
+    def test_options(self) -> None:
+        """The health path is a path other than the endpoint's; the drain period is a
+        number of seconds (default 5)."""
+        self.assertEqual((parse()["health"], parse()["drain-period"]), (None, 5.0))
+        options = parse("--health", "/healthz", "--drain-period", "0.5")
+        self.assertEqual((options["health"], options["drain-period"]), ("/healthz", 0.5))
+        for argv in (["--health", "healthz"], ["--health", "/"], ["--drain-period", "-1"],
+                     ["--drain-period", "soon"], ["--health", "/socket.io/"]):
+            self.assertRaises(usage.UsageError, parse, *argv)
+
+    def test_drain(self) -> None:
+        """200 while serving; once the graceful stop begins, 503 for the drain period while
+        the clients stay connected, then the usual stop."""
+        service, clock = make("--port", "tcp:0:interface=127.0.0.1", "--app",
+                              "tests.tap_app:setup", "--health", "/-/health",
+                              "--drain-period", "2")
+        reasons: list[str] = []
+        service.io.on("connection", lambda s: s.on("disconnect", reasons.append))
+        service.privilegedStartService()
+        service.startService()
+        MemoryClient(service.io).connect()
+        ok = _get(service, "/-/health")
+        self.assertTrue(ok.startswith(b"HTTP/1.1 200 "), ok)
+        self.assertTrue(ok.endswith(b'{"status":"ok"}'), ok)
+        self.assertIn(b"Cache-Control: no-store", ok)
+        self.assertIn(b"404", _get(service, "/-/health/more").split(b"\r\n")[0])
+        with capturedLogs():
+            stopping = service.stopService()
+            draining = _get(service, "/-/health")
+            self.assertTrue(draining.startswith(b"HTTP/1.1 503 "), draining)
+            self.assertTrue(draining.endswith(b'{"status":"draining"}'), draining)
+            clock.advance(1.9)
+            self.assertEqual(reasons, [])
+            self.assertNoResult(stopping)
+            clock.advance(0.1)
+            self.assertEqual(reasons, ["server shutting down"])
+            # (The rest of the stop is GracefulStopTests'.)
+            clock.advance(tap.SHUTDOWN_TIMEOUT + 1)
+
+
 class TLSNegotiationTests(SynchronousTestCase):
     """The factory the listeners use answers for the site's TLS protocol negotiation."""
 
@@ -1013,6 +1063,22 @@ class TwistdTests(TestCase):
         self.assertLess(elapsed, 5.0)
         assert_clean(self, result)
         self.assertEqual(len(tap_events(result.events, "stopped")), 1, result.describe())
+
+    async def test_health_during_drain(self) -> None:
+        """--health answers 200; after SIGTERM it answers 503 while the drain period runs,
+        then twistd stops cleanly with status 0."""
+        server = Twistd(self, "--port", "tcp:0:interface=127.0.0.1", "--health", "/healthz",
+                        "--drain-period", "1.5")
+        [tcp] = await server.listening(1)
+        url = f"http://127.0.0.1:{tcp['port']}/healthz"
+        self.assertEqual(await fetch(url), (200, b'{"status":"ok"}'))
+        server.process.kill("TERM")
+        await server.log.wait_for(lambda: tap_events(server.log.events, "draining"),
+                                  "the drain", timeout=5)
+        self.assertEqual(await fetch(url), (503, b'{"status":"draining"}'))
+        result = await server.process.wait(10)
+        self.assertEqual((result.exit_code, result.signal), (0, None), result.describe())
+        assert_clean(self, result)
 
     async def test_app_and_sigterm(self) -> None:
         """An --app (ready through a Deferred) answers Socket.IO clients at a custom path,

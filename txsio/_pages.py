@@ -39,19 +39,30 @@ if TYPE_CHECKING:
 
 class _Root(Resource):
     """Routes ``<path>/socket.io.js`` to the client file, the rest of ``<path>`` to the
-    Engine.IO resource (a leaf), and everything else to the site's own root."""
+    Engine.IO resource (a leaf), ``--health``'s path to the health check, and everything
+    else to the site's own root."""
 
     def __init__(self, engine: IResource, path: str, site_root: IResource,
-                 client_js: IResource | None) -> None:
+                 client_js: IResource | None, health: Health | None = None) -> None:
         super().__init__()
         self._engine = engine
-        self._segments = [s.encode("utf-8") for s in path.strip("/").split("/")]
+        self._segments = _segments(path)
         self._site_root = site_root
         self._client_js = client_js
+        self._health = health
+
+    @staticmethod
+    def segments_of(path: str) -> list[bytes]:
+        """The segments a path given as an option matches."""
+        return _segments(path)
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         """Match the whole endpoint path, whatever its depth, before the site's root."""
         # Twisted already moved ``path`` from request.postpath to request.prepath.
+        health = self._health
+        if health is not None and [path, *(request.postpath or [])] == health.segments:
+            _consume(request, len(health.segments) - 1)
+            return health
         n = len(self._segments)
         segments = [path, *(request.postpath or [])[: n - 1]]
         if segments != self._segments:
@@ -66,6 +77,36 @@ class _Root(Resource):
         """The site root renders a request for the root itself."""
         result: bytes | int = self._site_root.render(request)
         return result
+
+
+def _segments(path: str) -> list[bytes]:
+    return [s.encode("utf-8") for s in path.strip("/").split("/")]
+
+
+class Health(Resource):
+    """``--health PATH``: ``200 {"status": "ok"}`` while the server serves, ``503
+    {"status": "draining"}`` once a graceful stop began (so that a load balancer stops
+    sending new clients before the server disconnects its own).  Never cached.
+
+    The service sets :attr:`draining`; the root router serves this at :attr:`segments`.
+    """
+
+    isLeaf = True
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        #: the path's segments
+        self.segments = _segments(path)
+        #: whether the server is stopping
+        self.draining = False
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setResponseCode(503 if self.draining else 200)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return b'{"status":"draining"}' if self.draining else b'{"status":"ok"}'
+
+    render_HEAD = render_GET
 
 
 def _consume(request: Request, count: int) -> None:

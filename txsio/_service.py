@@ -43,6 +43,7 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybe
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.components import Componentized
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from twisted.web.resource import IResource
     from twisted.web.server import Request
 
+    from ._pages import Health
     from .server import Server
 
 # The service's lines are twistd sio's log: one namespace for all of them, whichever module
@@ -90,6 +92,9 @@ class SocketIOService(MultiService):
     :param owns_process: the service is the whole process (twistd): SIGTERM stops the reactor
         for exit status 0, and a port that cannot be bound raises :class:`SystemExit`.
     :param shutdown_timeout: seconds the graceful stop waits for connections to close.
+    :param health: the ``--health`` check, told when the graceful stop begins.
+    :param drain_period: seconds the graceful stop keeps serving, its health check answering
+        503, before it disconnects the clients (a load balancer's time to notice).
     :param log_observer: makes the observer twistd is to log to (``--log-level``,
         ``--log-format``), or ``None``; called when the service is attached to twistd's
         application (before twistd begins its log), and the observer set as the
@@ -102,8 +107,11 @@ class SocketIOService(MultiService):
                  ready: Deferred[object] | None = None, app_name: str | None = None,
                  owns_process: bool = False,
                  shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+                 health: Health | None = None, drain_period: float = 0.0,
                  log_observer: Callable[[], ILogObserver | None] | None = None) -> None:
         super().__init__()
+        self._health = health
+        self._drain_period = drain_period
         self._make_log_observer = log_observer
         self.log_observer: ILogObserver | None = None
         self.io = io
@@ -202,6 +210,13 @@ class SocketIOService(MultiService):
     async def _stop(self) -> None:
         if self._ready is not None:
             self._ready.cancel()
+        if self._health is not None:
+            self._health.draining = True
+            if self._drain_period > 0:
+                # Still listening and serving: the health check now says 503.
+                log.info("draining: health check failing, clients disconnected in "
+                         "{seconds} s", seconds=self._drain_period)
+                await deferLater(self._reactor, self._drain_period)
         await super().stopService()
         count = len(self.io.connections)
         log.info("stopping: closing {count} client connection(s)", count=count)

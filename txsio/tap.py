@@ -56,7 +56,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import IResource
 
-from ._pages import _DemoFiles, _Placeholder, _Root, _StaticFile, _StaticFiles
+from ._pages import Health, _DemoFiles, _Placeholder, _Root, _StaticFile, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
 from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._twisted import default_reactor
@@ -125,6 +125,8 @@ class Options(usage.Options):
         self["max-http-buffer-size"] = 1_000_000
         self["redis"] = None
         self["redis-key"] = "socket.io"
+        self["health"] = None
+        self["drain-period"] = 5.0
         self["log-level"] = "info"
         self["log-format"] = "text"
         #: the callable named by ``--app``, once loaded
@@ -200,6 +202,24 @@ class Options(usage.Options):
         """Seconds a client has to answer a heartbeat [20]."""
         self["ping-timeout"] = _positive_seconds("ping-timeout", value)
 
+    def opt_health(self, value: str) -> None:
+        """A path answering 200 while serving and 503 once SIGTERM began a graceful stop
+        (for a load balancer's health check), e.g. /healthz."""
+        if not value.startswith("/") or value.strip("/") == "" or "?" in value:
+            raise usage.UsageError(f"--health {value!r}: expected a path such as /healthz")
+        self["health"] = value
+
+    def opt_drain_period(self, value: str) -> None:
+        """With --health: seconds a graceful stop keeps serving, the health check failing,
+        before it disconnects the clients [5]."""
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise usage.UsageError(f"--drain-period {value!r}: expected seconds (0 or more)")
+        self["drain-period"] = number
+
     def opt_max_http_buffer_size(self, value: str) -> None:
         """The largest message or HTTP request body, in bytes [1000000]."""
         try:
@@ -249,6 +269,9 @@ class Options(usage.Options):
             self["port"] = [DEFAULT_PORT]
         if self["redis-sharded"] and self["redis"] is None:
             raise usage.UsageError("--redis-sharded: needs --redis URL")
+        if self["health"] is not None and (
+                _Root.segments_of(self["health"]) == _Root.segments_of(self["path"])):
+            raise usage.UsageError("--health and --path name the same path")
 
 
 def endpoint_description(value: str) -> str:
@@ -463,7 +486,8 @@ def makeService(
         site_root = _Placeholder(options["path"])
         content = "a placeholder page at /"
     client_js = _StaticFile(options["client-js"]) if options["client-js"] is not None else None
-    root = _Root(io.resource(), options["path"], site_root, client_js)
+    health = Health(options["health"]) if options["health"] is not None else None
+    root = _Root(io.resource(), options["path"], site_root, client_js, health)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
                     access_log=bool(options["access-log"]), reactor=reactor)
 
@@ -481,6 +505,7 @@ def makeService(
 
     service = SocketIOService(io, site, reactor=reactor, ready=ready, app_name=app_name,
                               owns_process=owns_process, shutdown_timeout=shutdown_timeout,
+                              health=health, drain_period=options["drain-period"],
                               log_observer=log_observer)
     for description in options["port"]:
         _Listener(description, service.connections, reactor).setServiceParent(service)
