@@ -28,15 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, protocol
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ProcessDone, ProcessExitedAlready
-from twisted.internet.interfaces import IReactorProcess, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorProcess,
+    IReactorTCP,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from .peers.peerlib import from_json as bytes_from_json
-from .peers.peerlib import to_json as bytes_to_json
+from .peers import peerlib
+
+#: The peers' ``{"$bytes": [...]}`` notation for binary values, for the tests to share.
+bytes_from_json = peerlib.from_json
+bytes_to_json = peerlib.to_json
 
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
@@ -275,7 +286,7 @@ def spawn(
     notice that the test went away.
     """
     reactor = _reactor(reactor)
-    assert IReactorProcess.providedBy(reactor)
+    assert IReactorProcess.providedBy(reactor) and IReactorTime.providedBy(reactor)
     executable = shutil.which(argv[0]) or argv[0]
     proto = _CollectingProtocol(argv, on_event)
     transport = reactor.spawnProcess(
@@ -323,20 +334,44 @@ def run_python(script: str, *args: Any, timeout: float = 15.0) -> defer.Deferred
     return run_process([sys.executable, str(PEERS_DIR / script), *map(_arg, args)], timeout)
 
 
+def _first_error_unwrapped(failure: Failure) -> Failure:
+    """The failure inside gatherResults' ``FirstError``; any other *failure* as it is."""
+    if failure.check(defer.FirstError):
+        error = failure.value
+        assert isinstance(error, defer.FirstError)
+        return error.subFailure
+    return failure
+
+
 def gather(*deferreds: defer.Deferred[Any]) -> defer.Deferred[list[Any]]:
     """Fire with every result in order, or with the first failure unwrapped."""
     return defer.gatherResults(list(deferreds), consumeErrors=True).addErrback(
-        lambda failure: failure.value.subFailure if failure.check(defer.FirstError) else failure
+        _first_error_unwrapped
     )
 
 
 # -- serving over loopback ------------------------------------------------------------------
 
 
+def listen_loopback(reactor: IReactorTCP, port: int, factory: Factory[Any]) -> IListeningPort:
+    """``reactor.listenTCP(port, factory)`` on 127.0.0.1."""
+    # Twisted annotates listenTCP's factory as a ServerFactory, but any protocol factory
+    # serves: the tests listen with a WrappingFactory, which is a ClientFactory.
+    return reactor.listenTCP(port, factory, interface="127.0.0.1")  # type: ignore[arg-type]
+
+
+def abort_connection(connection: protocol.Protocol) -> None:
+    """Abort *connection*, a connection accepted over TCP, without waiting to flush."""
+    # Protocol.transport is an ITransport, which has no abortConnection: a TCP one does.
+    transport = connection.transport
+    assert ITCPTransport.providedBy(transport)
+    transport.abortConnection()
+
+
 class _TrackedConnection(ProtocolWrapper):
     """Passes everything through, and tells its factory when the connection is gone."""
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         try:
             super().connectionLost(reason)
         finally:
@@ -354,7 +389,7 @@ class _TrackingFactory(WrappingFactory):
 
     protocol = _TrackedConnection
 
-    def __init__(self, wrapped: protocol.Factory) -> None:
+    def __init__(self, wrapped: Factory[Any]) -> None:
         super().__init__(wrapped)
         self.lost: dict[_TrackedConnection, defer.Deferred[None]] = {}
 
@@ -395,7 +430,7 @@ class LoopbackSite:
             await gone
         except defer.TimeoutError:
             for connection in list(self._factory.lost):
-                connection.transport.abortConnection()
+                abort_connection(connection)
             last = defer.DeferredList(list(self._factory.lost.values()))
             await last.addTimeout(timeout, self._clock)
 
@@ -403,11 +438,13 @@ class LoopbackSite:
 def serve(root: IResource, *, reactor: Any = None) -> LoopbackSite:
     """Listen ``Site(root)`` on 127.0.0.1, port 0; the URL is ``http://127.0.0.1:<port>``."""
     reactor = _reactor(reactor)
-    assert IReactorTCP.providedBy(reactor)
+    assert IReactorTCP.providedBy(reactor) and IReactorTime.providedBy(reactor)
     site = Site(root)
     factory = _TrackingFactory(site)
-    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    port = listening.getHost().port
+    listening = listen_loopback(reactor, 0, factory)
+    address = listening.getHost()
+    assert isinstance(address, IPv4Address)
+    port = address.port
     return LoopbackSite(port, f"http://127.0.0.1:{port}", site, listening, factory, reactor)
 
 

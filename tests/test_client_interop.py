@@ -22,7 +22,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -36,7 +36,9 @@ from .support import (
     PEERS_DIR,
     EventLog,
     PeerProcess,
+    abort_connection,
     bytes_from_json,
+    listen_loopback,
     require_node,
     self_signed,
     spawn,
@@ -144,7 +146,7 @@ def install_app(io: txsio.Server, log: EventLog, reactor: Any) -> None:
 
 
 class _Tracked(ProtocolWrapper):
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
             super().connectionLost(reason)
         finally:
@@ -218,7 +220,7 @@ class TxsioAppServer(AppServer):
             site = TLSMemoryBIOFactory(self.tls, False, site)
         factory = self._factory = _TrackingFactory(site)
         assert IReactorTCP.providedBy(self.reactor)
-        self._listening = self.reactor.listenTCP(self.port, factory, interface="127.0.0.1")
+        self._listening = listen_loopback(self.reactor, self.port, factory)
         self.port = self._listening.getHost().port
         return self
 
@@ -229,7 +231,7 @@ class TxsioAppServer(AppServer):
         await listening.stopListening()
         live = list(self._factory.live.values())
         for connection in list(self._factory.live):
-            connection.transport.abortConnection()
+            abort_connection(connection)
         await within(defer.DeferredList(live), "txsio server connections closing")
         if self.io is not None:
             self.io.close()
@@ -304,6 +306,7 @@ class _Scenarios:
     assertFalse: Callable[..., Any]
     assertIsInstance: Callable[..., Any]
     assertIn: Callable[..., Any]
+    assertIs: Callable[..., Any]
 
     async def server(self, *, recovery: bool = False) -> AppServer:
         server = await self.server_class(recovery=recovery).start()
@@ -319,7 +322,7 @@ class _Scenarios:
         self.addCleanup(client.disconnect)
         return client
 
-    async def check_traffic(self, socket: Any) -> None:
+    async def check_traffic(self, socket: txsio.Client | txsio.ClientSocket) -> None:
         """Acks and binary both ways on *socket*."""
         answer = await within(socket.emit_with_ack("echo", *PAYLOAD), "the echo ack")
         self.assertEqual(answer, PAYLOAD)
@@ -636,7 +639,7 @@ class MisbehavingServerTests(TestCase):
             await port.stopListening()
             live = list(tracking.live.values())
             for connection in list(tracking.live):
-                connection.transport.abortConnection()
+                abort_connection(connection)
             await within(defer.DeferredList(live), "connections closing")
 
         self.addCleanup(lambda: defer.Deferred.fromCoroutine(stop()))

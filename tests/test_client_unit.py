@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import given
@@ -34,6 +35,8 @@ from txsio.engineio.packet import PacketType as EType
 from txsio.protocol import Decoder, encode
 from txsio.protocol import Packet as SPacket
 from txsio.protocol import PacketType as SType
+
+from .typed import delayed_calls, recorded
 
 URL = "http://127.0.0.1:9"
 
@@ -524,7 +527,7 @@ class _Script(Resource):
     def __init__(self, *answers: tuple[int, bytes]) -> None:
         super().__init__()
         self.answers = list(answers)
-        self.requests: list[tuple[bytes, bytes, bytes, dict[bytes, list[bytes]]]] = []
+        self.requests: list[tuple[bytes, bytes, bytes, dict[bytes, Sequence[bytes]]]] = []
 
     def render(self, request: Request) -> Any:
         assert request.content is not None and request.method is not None
@@ -725,7 +728,7 @@ class ClientCase(SynchronousTestCase):
 
     def assertOnlyHeartbeat(self) -> None:
         """No timer is left but the connection's heartbeat."""
-        calls = self.clock.getDelayedCalls()
+        calls = delayed_calls(self.clock)
         self.assertEqual([(c.func.__name__, c.args) for c in calls],
                          [("_on_close", ("ping timeout",))])
 
@@ -960,7 +963,7 @@ class TrafficTests(ClientCase):
         as Node keys listeners): ``on("1")`` gets the event ``1``."""
         client = self.connected()
         seen: list[Any] = []
-        client.on("1", lambda x: seen.append(x) or "one")
+        client.on("1", lambda x: recorded(seen, x, "one"))
         self.reply(SPacket(SType.EVENT, "/", [1, "a"], 3))
         self.assertEqual(seen, ["a"])
         self.assertEqual(self.taken(), [SPacket(SType.ACK, "/", ["one"], 3)])

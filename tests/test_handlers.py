@@ -100,7 +100,9 @@ class PendingAcksTests(SynchronousTestCase):
     def test_forget_only_own_callback(self) -> None:
         """``forget`` with a callback leaves an entry that another callback replaced."""
         acks = PendingAcks(Clock())
-        first, second = [].append, [].append
+        first_acks: list[list[Any]] = []
+        second_acks: list[list[Any]] = []
+        first, second = first_acks.append, second_acks.append
         acks.expect(1, first)
         acks.expect(1, second)
         acks.forget(1, first)

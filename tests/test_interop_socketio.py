@@ -300,7 +300,8 @@ class SocketIOInteropTestCase(TestCase):
         """The ack arguments the peer got for *step* (binary as bytes)."""
         for event in result.named("ack"):
             if event["step"] == step and (who is None or event.get("who") == who):
-                return bytes_from_json(event["args"])
+                args: list[Any] = bytes_from_json(event["args"])
+                return args
         raise AssertionError(f"no ack for {step!r} ({who})\n{result.describe()}")
 
     def acks(self, result: ProcessResult, nsp: str) -> dict[str, list[Any]]:

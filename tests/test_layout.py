@@ -91,7 +91,7 @@ class LazyPackageTests(SynchronousTestCase):
         """Each package's export table covers ``__all__`` (beside ``__version__``), and names
         the module its ``TYPE_CHECKING`` import names, so that mypy sees what runs."""
         for package in self.packages:
-            table: dict[str, str] = package._EXPORTS  # type: ignore[attr-defined]
+            table: dict[str, str] = package._EXPORTS
             self.assertEqual(set(table), set(package.__all__) - {"__version__"},
                              package.__name__)
             init = Path(package.__file__ or "")
@@ -100,7 +100,7 @@ class LazyPackageTests(SynchronousTestCase):
     def test_names_are_their_modules_objects(self) -> None:
         """Each exported name is the object of that name in the module the table names."""
         for package in self.packages:
-            table: dict[str, str] = package._EXPORTS  # type: ignore[attr-defined]
+            table: dict[str, str] = package._EXPORTS
             for name, module in table.items():
                 self.assertIs(getattr(package, name),
                               getattr(importlib.import_module(module), name), name)

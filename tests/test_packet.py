@@ -407,7 +407,10 @@ class V3StringPayloadTests(SynchronousTestCase):
         """Lengths of text mixing BMP and non-BMP characters count UTF-16 units both ways."""
         encoded = encode_payload_v3(packets, supports_binary=False)
         assert isinstance(encoded, str)
-        records = [f"{int(p.type)}{p.data or ''}" for p in packets]
+        records: list[str] = []
+        for p in packets:
+            assert not isinstance(p.data, bytes)  # text packets only
+            records.append(f"{int(p.type)}{p.data or ''}")
         expected = "".join(f"{len(r.encode('utf-16-le')) // 2}:{r}" for r in records)
         self.assertEqual(encoded, expected)
         self.assertEqual(decode_payload_v3(encoded), packets)

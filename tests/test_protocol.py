@@ -99,10 +99,11 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | texts
 )
-binaries = (
+binaries: st.SearchStrategy[bytes | bytearray | memoryview] = (
     st.binary(max_size=8)
     | st.binary(max_size=8).map(bytearray)
-    | st.binary(max_size=8).map(memoryview)
+    # a lambda: typeshed's generic memoryview constructor is not a callable mypy can solve
+    | st.binary(max_size=8).map(lambda b: memoryview(b))
 )
 
 
@@ -131,6 +132,7 @@ def packets(draw: st.DrawFn, values: st.SearchStrategy[Any] = mixed_values) -> P
     ptype = draw(st.sampled_from(PacketType))
     nsp = draw(namespaces)
     ack_id = None
+    data: Any
     if ptype is CONNECT:
         data = draw(st.none() | st.dictionaries(keys, values, max_size=4))
     elif ptype is DISCONNECT:
@@ -267,6 +269,7 @@ class PacketTests(SynchronousTestCase):
     def test_ack_data(self) -> None:
         """ACK data is a list, possibly empty."""
         self.assertEqual(Packet(ACK, "/", [], 1).data, [])
+        data: object
         for data in [None, "a", {}, ()]:
             for ptype in (ACK, BINARY_ACK):
                 with self.subTest(data=data, ptype=ptype):
@@ -282,6 +285,7 @@ class PacketTests(SynchronousTestCase):
         """CONNECT_ERROR data is a dict (v5) or a str (v4)."""
         self.assertEqual(Packet(CONNECT_ERROR, "/", "no").data, "no")
         self.assertEqual(Packet(CONNECT_ERROR, "/", {"message": "no"}).data, {"message": "no"})
+        data: object
         for data in [None, [], 1]:
             self.assertRaises(ValueError, Packet, CONNECT_ERROR, "/", data)
 
@@ -446,7 +450,7 @@ class EncodeTests(SynchronousTestCase):
     def test_non_finite_floats(self) -> None:
         """NaN and the infinities are sent as null, as JSON.stringify sends them."""
         shared = [float("inf"), b"x"]
-        data = ["a", float("nan"), {"b": (float("-inf"), 1.5)}, shared, shared]
+        data: list[Any] = ["a", float("nan"), {"b": (float("-inf"), 1.5)}, shared, shared]
         self.assertEqual(
             encode(Packet(EVENT, "/", data, 1)),
             [
@@ -545,7 +549,10 @@ class DecoderTests(SynchronousTestCase):
 
     def assertParseError(self, *messages: str | bytes, **options: int) -> SocketIOParseError:
         """Assert that feeding ``messages`` to a fresh decoder raises SocketIOParseError."""
-        return self.assertRaises(SocketIOParseError, decode, *messages, **options)
+        error: SocketIOParseError = self.assertRaises(
+            SocketIOParseError, decode, *messages, **options
+        )
+        return error
 
     def test_bad_type(self) -> None:
         """An empty packet or an unknown type is a parse error."""
@@ -735,7 +742,10 @@ class BinaryDecoderTests(SynchronousTestCase):
 
     def assertParseError(self, *messages: str | bytes, **options: int) -> SocketIOParseError:
         """Assert that feeding ``messages`` to a fresh decoder raises SocketIOParseError."""
-        return self.assertRaises(SocketIOParseError, decode, *messages, **options)
+        error: SocketIOParseError = self.assertRaises(
+            SocketIOParseError, decode, *messages, **options
+        )
+        return error
 
     def test_placeholder_out_of_range(self) -> None:
         """A placeholder's num must name one of the announced attachments."""
@@ -795,7 +805,10 @@ class DepthTests(SynchronousTestCase):
 
     def assertParseError(self, *messages: str | bytes, **options: int) -> SocketIOParseError:
         """Assert that feeding ``messages`` to a fresh decoder raises SocketIOParseError."""
-        return self.assertRaises(SocketIOParseError, decode, *messages, **options)
+        error: SocketIOParseError = self.assertRaises(
+            SocketIOParseError, decode, *messages, **options
+        )
+        return error
 
     def test_beyond_recursion_limit(self) -> None:
         """JSON nested far beyond Python's recursion limit is a parse error, not a crash."""

@@ -16,12 +16,12 @@ import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ProcessExitedAlready
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
@@ -204,6 +204,7 @@ class ProxyProcess:
                                          f"{self.process.result().describe()}") from None
                 await task.deferLater(self.reactor, 0.05, lambda: None)
                 continue
+            assert isinstance(connected, protocol.Protocol) and connected.transport is not None
             connected.transport.loseConnection()
             return self.url
 
@@ -315,7 +316,8 @@ class _Cluster(TestCase):
 
     timeout = 30
 
-    def setUp(self) -> defer.Deferred[None]:
+    # trial waits for the Deferred that setUp returns; unittest's annotation says None.
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
         return defer.Deferred.fromCoroutine(self._setup())
 
     async def _setup(self) -> None:
@@ -520,8 +522,9 @@ class MixedCluster(_MixedNodes):
         self.assertEqual(await self.received("p1", "js-news"),
                          [[{"$bytes": [9, 8]}, "ünï ✓"]])
         await self.received("p2", "js-news")
-        await self.peer.call("emit", event="all", args=[1.5, None, True],
-                             **{"except": ["r2"]})
+        # "except" is a Python keyword, so a dict; typed Any like the fields it stands among.
+        excluded: dict[str, Any] = {"except": ["r2"]}
+        await self.peer.call("emit", event="all", args=[1.5, None, True], **excluded)
         self.assertEqual(await self.received("p1", "all"), [[1.5, None, True]])
         self.py.io.except_("r1").emit("not-r1")
         await self.received("j2", "not-r1")
@@ -645,8 +648,10 @@ class MixedCluster(_MixedNodes):
         """Redis killed: local delivery goes on, cluster operations fail at once, the outage
         is logged once; Redis back: both nodes are full peers again without a restart."""
         events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        # Twisted annotates observers as ILogObserver, but any callable of an event serves.
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         await self.redis.stop()
         await until(self.reactor, lambda: not self.py.factory.pub.ready, "the loss noticed")
         self.py.io.to("r1").emit("during", 1)
@@ -690,8 +695,8 @@ class MixedClusterEmitters(_MixedNodes):
         self.assertEqual(await self.received("p1", "e-news"),
                          [[{"bin": {"$bytes": [0, 1, 2, 253, 254, 255]}}, "t"]])
         await self.received("j1", "e-news")
-        await self.peer.call("emitter", op="emit", event="e-all", args=[1],
-                             **{"except": ["r1"]})
+        excluded: dict[str, Any] = {"except": ["r1"]}
+        await self.peer.call("emitter", op="emit", event="e-all", args=[1], **excluded)
         await self.received("p2", "e-all")
         await self.connect("c1", self.py.url, nsp="/chat")
         await self.peer.call("emitter", op="emit", nsp="/chat", event="e-chat", args=[])

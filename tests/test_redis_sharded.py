@@ -104,6 +104,7 @@ class Encoding(SynchronousTestCase):
         self.assertEqual(channel, MAIN)
         channel, data, decoded = fixture("broadcast-namespace")
         chat = self.io.of("/chat")
+        assert isinstance(chat.adapter, ShardedRedisAdapter)
         chat.adapter.uid = decoded["uid"]
         chat.emit("hello", "chat")
         self.assertEqual(self.node.published(), [(channel, data)])

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError as TCPConnectionRefusedError
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 import txsio
 import txsio.redis as redis_module
@@ -114,6 +116,10 @@ class _Transport(StringTransport):
         self.loseConnection()
 
 
+#: The peer address the fake endpoints hand their protocol factory, as a TCP endpoint does.
+REDIS_PEER = IPv4Address("TCP", "127.0.0.1", 6379)
+
+
 def commands(transport: StringTransport) -> list[list[bytes]]:
     """The commands written on ``transport`` since the last call."""
     data = transport.value()
@@ -129,6 +135,7 @@ def push(kind: bytes, *parts: bytes) -> bytes:
     return b"*%d\r\n" % (len(parts) + 1) + bulk(kind) + b"".join(bulk(p) for p in parts)
 
 
+@implementer(IStreamClientEndpoint)
 class FakeRedis:
     """An endpoint whose connections answer at once as Redis would (``PUBLISH``: 1,
     ``PUBSUB NUMSUB``: :attr:`nodes`, subscriptions confirmed), or not at all when
@@ -145,11 +152,12 @@ class FakeRedis:
         #: every command, in order
         self.commands: list[list[bytes]] = []
 
-    def connect(self, factory: Factory) -> Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         self.attempts += 1
         if self.refuse:
             return fail(TCPConnectionRefusedError("refused"))
-        proto = factory.buildProtocol(None)
+        proto = factory.buildProtocol(REDIS_PEER)
+        assert proto is not None
         transport = _Transport(self)
         transport.protocol = proto
         proto.makeConnection(transport)
@@ -185,8 +193,9 @@ class _Node:
                                            endpoint=self.redis, **options)
         self.io = txsio.Server(adapter=self.factory, clock=self.clock)
         self.pub, self.sub = self.redis.transports
-        self.adapter = self.io.sockets.adapter
-        assert isinstance(self.adapter, RedisClusterAdapter)
+        adapter = self.io.sockets.adapter
+        assert isinstance(adapter, RedisClusterAdapter)
+        self.adapter = adapter
 
     def subscriptions(self) -> list[list[bytes]]:
         """The (P)(UN)SUBSCRIBE commands sent since the last call."""
@@ -242,7 +251,7 @@ def bounded_work(budget: int) -> Iterator[Callable[[], int]]:
         sys.setprofile(previous)
 
 
-def _no_failures(test: SynchronousTestCase, events: list[dict[str, Any]]) -> None:
+def _no_failures(test: SynchronousTestCase, events: Sequence[dict[str, Any]]) -> None:
     test.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
 
 
@@ -845,9 +854,9 @@ class Outage(SynchronousTestCase):
         self._lose()
         attempts = self.node.redis.attempts
         times = []
-        pub = self.node.factory.pub
+        connection = self.node.factory.pub
         for _ in range(8):
-            call = pub._retry
+            call = connection._retry
             assert call is not None
             times.append(call.getTime() - self.node.clock.seconds())
             self.node.clock.advance(times[-1])
@@ -915,9 +924,12 @@ class Connection(SynchronousTestCase):
         clock = Clock()
         pending: Deferred[Any] = Deferred()
 
+        @implementer(IStreamClientEndpoint)
         class Endpoint:
-            def connect(self, factory: Factory) -> Deferred[Any]:
-                self.proto = factory.buildProtocol(None)
+            def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+                proto = factory.buildProtocol(REDIS_PEER)
+                assert proto is not None
+                self.proto = proto
                 self.transport = _Transport()
                 self.transport.protocol = self.proto
                 self.proto.makeConnection(self.transport)

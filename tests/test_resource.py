@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from types import MethodType
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
@@ -26,6 +28,8 @@ import txsio
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
 from txsio.testing import MemoryTransport
+
+from .typed import appended, delayed_calls, recorded
 
 BASE = "http://127.0.0.1/engine.io/"
 
@@ -66,7 +70,9 @@ class ResourceTestCase(SynchronousTestCase):
         self.server.on("connection", self._connected)
         root = Resource()
         root.putChild(b"engine.io", self.server.resource())
-        self.stub = StubTreq(root)
+        # Any: StubTreq sets its treq functions (request, ...) as attributes at run time, so
+        # the type checker does not see them.
+        self.stub: Any = StubTreq(root)
 
     def _connected(self, session: EngineSession) -> None:
         self.sessions.append(session)
@@ -698,7 +704,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_false(self) -> None:
         """allow_request returning False refuses the handshake with 403, code 4."""
         seen: list[object] = []
-        self.start(allow_request=lambda request: seen.append(request) or False)
+        self.start(allow_request=lambda request: recorded(seen, request, False))
         self.assertError(self.get(), 4, 403)
         self.assertEqual(len(seen), 1)
         self.assertEqual(self.server.sessions, {})
@@ -711,7 +717,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_only_handshakes(self) -> None:
         """allow_request is asked once per session, not for its later requests."""
         seen: list[object] = []
-        self.start(allow_request=lambda request: seen.append(request) or True)
+        self.start(allow_request=lambda request: recorded(seen, request, True))
         sid, _ = self.handshake()
         self.post(sid, "4x")
         self.get(sid)
@@ -720,7 +726,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_deferred_true(self) -> None:
         """A Deferred answer holds the handshake until it fires True."""
         answers: list[Deferred[bool]] = []
-        self.start(allow_request=lambda request: answers.append(Deferred()) or answers[-1])
+        self.start(allow_request=lambda request: appended(answers, Deferred()))
         pending = self.start_request("GET", self.url())
         self.assertNoResult(pending)
         self.assertEqual(self.server.sessions, {})
@@ -733,7 +739,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_deferred_false(self) -> None:
         """A Deferred firing False refuses the handshake."""
         answers: list[Deferred[bool]] = []
-        self.start(allow_request=lambda request: answers.append(Deferred()) or answers[-1])
+        self.start(allow_request=lambda request: appended(answers, Deferred()))
         pending = self.start_request("GET", self.url())
         answers[0].callback(False)
         self.assertError(self.finish(pending), 4, 403)
@@ -742,7 +748,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_deferred_fails(self) -> None:
         """A Deferred that fails refuses the handshake and logs the failure."""
         answers: list[Deferred[bool]] = []
-        self.start(allow_request=lambda request: answers.append(Deferred()) or answers[-1])
+        self.start(allow_request=lambda request: appended(answers, Deferred()))
         pending = self.start_request("GET", self.url())
         answers[0].errback(ZeroDivisionError())
         self.assertError(self.finish(pending), 4, 403)
@@ -751,7 +757,7 @@ class AllowRequestTests(ResourceTestCase):
     def test_deferred_client_gone(self) -> None:
         """A client that leaves before the answer gets no session and no write."""
         answers: list[Deferred[bool]] = []
-        self.start(allow_request=lambda request: answers.append(Deferred()) or answers[-1])
+        self.start(allow_request=lambda request: appended(answers, Deferred()))
         pending = self.start_request("GET", self.url())
         pending.cancel()
         self.stub.flush()
@@ -809,7 +815,14 @@ class CookieTests(ResourceTestCase):
 # -- WebSocket, in memory ----------------------------------------------------------------------
 
 
-class _WSTransport(StringTransport):
+class _TCPLikeTransport(StringTransport):
+    """A StringTransport that names its protocol, as a TCP transport does (Autobahn's
+    WebSocket takeover reads it and replaces it)."""
+
+    protocol: IProtocol
+
+
+class _WSTransport(_TCPLikeTransport):
     """A StringTransport that, like a TCP transport, lets Autobahn unregister no producer."""
 
     def unregisterProducer(self) -> None:
@@ -1104,7 +1117,7 @@ class WebSocketTakeoverTests(SynchronousTestCase):
         root = Resource()
         root.putChild(b"engine.io", server.resource())
         site = Site(root, reactor=clock)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = _TCPLikeTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         transport.protocol = channel  # as a TCP transport has; Autobahn replaces it
         channel.makeConnection(transport)
@@ -1116,8 +1129,9 @@ class WebSocketTakeoverTests(SynchronousTestCase):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "))
         self.assertIsNone(transport.producer)
         self.assertEqual(len(server.sessions), 1)
-        self.assertEqual(clock.getDelayedCalls()[0].func.__self__.id,  # the ping timer
-                         next(iter(server.sessions)))
+        timer = delayed_calls(clock)[0].func  # the ping timer
+        assert isinstance(timer, MethodType) and isinstance(timer.__self__, EngineSession)
+        self.assertEqual(timer.__self__.id, next(iter(server.sessions)))
 
 
 class WebSocketFastPathTests(ResourceTestCase):

@@ -38,6 +38,7 @@ from txsio.protocol import (
 )
 
 from .sio_memory import MemoryClient
+from .typed import recorded
 
 
 def texts(events: Any, level: LogLevel | None = None) -> list[str]:
@@ -383,12 +384,13 @@ class DynamicNamespaceTests(ServerTestCase):
         parent.to("r").emit("x")
         self.assertEqual(a.raw(), [])
         self.assertEqual(b.raw(), ['2/d2,["x"]'])
-        self.assertEqual(set(self.successResultOf(parent.fetch_sockets())), set(seen))
+        sockets = self.successResultOf(parent.fetch_sockets())
+        self.assertEqual(set(sockets), set(seen))
 
     def test_static_namespace_wins(self) -> None:
         """A namespace created by name is used before any dynamic parent is asked."""
         asked: list[str] = []
-        self.io.of(lambda name, auth: asked.append(name) or True)
+        self.io.of(lambda name, auth: recorded(asked, name, True))
         self.io.of("/static")
         self.client().connect_ok("/static")
         self.assertEqual(asked, [])
@@ -630,8 +632,8 @@ class IncomingEventTests(ServerTestCase):
     def test_only_first_handler_acks(self) -> None:
         """With several handlers, every one runs and the first one's result is the ack."""
         seen: list[str] = []
-        self.socket.on("e", lambda: seen.append("one") or "first")
-        self.socket.on("e", lambda: seen.append("two") or "second")
+        self.socket.on("e", lambda: recorded(seen, "one", "first"))
+        self.socket.on("e", lambda: recorded(seen, "two", "second"))
         self.client_.emit("e", ack_id=1)
         self.assertEqual(seen, ["one", "two"])
         self.assertEqual(self.client_.raw(), ['31["first"]'])
@@ -783,7 +785,7 @@ class IncomingEventTests(ServerTestCase):
 
         self.socket.use(middleware)
         self.socket.on("error", errors.append)
-        self.socket.on("ok", lambda: seen.append("ok") or "acked")
+        self.socket.on("ok", lambda: recorded(seen, "ok", "acked"))
         self.socket.on("blocked", lambda: seen.append("blocked"))
         self.client_.emit("ok", ack_id=1)
         self.client_.emit("blocked", ack_id=2)

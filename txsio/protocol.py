@@ -473,7 +473,7 @@ class Decoder:
         """Drop a binary packet still waiting for attachments, if any."""
         self._partial = None
 
-    def feed(self, data: str | bytes) -> Packet | None:
+    def feed(self, data: str | bytes | bytearray | memoryview) -> Packet | None:
         """Decode one Engine.IO message payload.
 
         :param data: a text message (``str``), which is a packet, or a binary message

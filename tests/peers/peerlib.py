@@ -11,7 +11,10 @@ import json
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _print_lock = threading.Lock()
 
@@ -55,3 +58,13 @@ def start_deadline(seconds: float) -> None:
     watchdog = threading.Timer(seconds, expire)
     watchdog.daemon = True
     watchdog.start()
+
+
+def on(client: Any, event: str, **kwargs: Any) -> Callable[[_F], _F]:
+    """``client.on(event, **kwargs)``, the decorator that registers a handler, typed.
+
+    python-socketio and python-engineio ship no annotations, so their own ``on`` would leave
+    the decorated handler untyped; this returns the same decorator with a type.
+    """
+    decorate: Callable[[_F], _F] = client.on(event, **kwargs)
+    return decorate

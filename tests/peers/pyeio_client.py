@@ -22,10 +22,16 @@ import json
 import queue
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import engineio
-from peerlib import emit, start_deadline
+
+if TYPE_CHECKING:
+    # mypy sees this directory as the package tests.peers; at run time the script's own
+    # directory is on sys.path and peerlib is a top-level module.
+    from tests.peers.peerlib import emit, on, start_deadline
+else:
+    from peerlib import emit, on, start_deadline
 
 DEFAULT_MESSAGES: list[dict[str, Any]] = [
     {"text": "hello"},
@@ -59,16 +65,16 @@ def main(argv: list[str]) -> int:
     received: queue.Queue[str | bytes] = queue.Queue()
     closed = threading.Event()
 
-    @client.on("connect")
+    @on(client, "connect")
     def on_connect() -> None:
         emit({"event": "open", "transport": client.transport(), "sid": client.sid, "protocol": 4})
 
-    @client.on("message")
+    @on(client, "message")
     def on_message(data: str | bytes) -> None:
         emit({"event": "message", **describe(data), "transport": client.transport()})
         received.put(data)
 
-    @client.on("disconnect")
+    @on(client, "disconnect")
     def on_disconnect(reason: str | None = None) -> None:
         emit({"event": "close", "reason": reason})
         closed.set()

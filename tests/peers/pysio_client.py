@@ -26,10 +26,16 @@ import json
 import queue
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
-from peerlib import emit, from_json, start_deadline
+
+if TYPE_CHECKING:
+    # mypy sees this directory as the package tests.peers; at run time the script's own
+    # directory is on sys.path and peerlib is a top-level module.
+    from tests.peers.peerlib import emit, from_json, on, start_deadline
+else:
+    from peerlib import emit, from_json, on, start_deadline
 
 DEFAULT_PAYLOAD: list[Any] = [
     "text ünïcödé ✓ 😀",
@@ -137,7 +143,7 @@ def basic(client: socketio.Client, url: str, options: dict[str, Any]) -> int:
 def refused(client: socketio.Client, url: str, options: dict[str, Any]) -> int:
     errors: list[Any] = []
 
-    @client.on("connect_error", namespace="/private")
+    @on(client, "connect_error", namespace="/private")
     def on_connect_error(data: Any = None) -> None:
         emit({"event": "connect_error", "who": "py", "nsp": "/private", "data": data})
         errors.append(data)

@@ -19,11 +19,17 @@ import math
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
-from peerlib import emit, from_json
+
+if TYPE_CHECKING:
+    # mypy sees this directory as the package tests.peers; at run time the script's own
+    # directory is on sys.path and peerlib is a top-level module.
+    from tests.peers.peerlib import emit, from_json
+else:
+    from peerlib import emit, from_json
 
 
 def make_app(options: dict[str, Any]) -> web.Application:
