@@ -20,10 +20,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
+
+if TYPE_CHECKING:
+    import txsio
 
 log = Logger()
 
@@ -31,11 +34,11 @@ log = Logger()
 PENDING: list[Deferred[None]] = []
 
 
-def setup(io: Any) -> None:
+def setup(io: txsio.Server) -> None:
     """Register the test app's handlers on ``io``."""
 
     @io.on("connection")
-    def connected(socket: Any) -> None:
+    def connected(socket: txsio.Socket) -> None:
         sid = socket.id
         log.info("app: socket {sid} connected", sid=sid)
 
@@ -96,6 +99,7 @@ not_callable = 42
 
 def json_log() -> ILogObserver:
     """twistd's ``--logger``: every event as one line of JSON on the real stdout."""
+    assert sys.__stdout__ is not None
     return jsonFileLogObserver(sys.__stdout__, recordSeparator="")
 
 
@@ -115,7 +119,7 @@ def _client(who: str, url: str, path: str, transports: list[str], gone: threadin
 
     client = socketio.Client(reconnection=False)
 
-    @client.event
+    @client.event  # type: ignore[untyped-decorator]  # python-socketio has no types
     def disconnect(reason: Any = None) -> None:
         _emit({"event": "disconnect", "who": who, "reason": reason})
         gone.set()

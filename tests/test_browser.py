@@ -103,6 +103,7 @@ class DemoServer:
                 await task.deferLater(reactor, 0.1, lambda: None)
                 waited += 0.1
                 continue
+            assert isinstance(connection, protocol.Protocol) and connection.transport
             connection.transport.loseConnection()
             return self
 

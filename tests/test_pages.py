@@ -15,11 +15,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -68,9 +69,9 @@ class _RawClient(Protocol):
         if self._on_first is not None:
             on_first, self._on_first = self._on_first, None
             on_first()
-            self.transport.abortConnection()
+            cast(ITCPTransport, self.transport).abortConnection()
         elif len(self.received) > self._limit:
-            self.transport.abortConnection()
+            cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.done.callback(bytes(self.received))

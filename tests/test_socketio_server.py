@@ -29,6 +29,7 @@ from txsio import (
     Socket,
 )
 from txsio.engineio.session import CloseReason
+from txsio.namespace import ParentNamespace
 from txsio.protocol import (
     BINARY_EVENT,
     CONNECT,
@@ -250,6 +251,7 @@ class DynamicNamespaceTests(ServerTestCase):
         for cleanup in (True, False):
             io = self.server(cleanup_empty_child_namespaces=cleanup, adapter=RecordingAdapter)
             parent = io.of(re.compile(r"/dyn-\d+"))
+            assert isinstance(parent, ParentNamespace)
             first, second = self.client(io), self.client(io)
             first.connect_ok("/dyn-1")
             second.connect_ok("/dyn-1")

@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.application.service import Application
@@ -53,6 +53,7 @@ from .support import (
     EventLog,
     PeerProcess,
     ProcessResult,
+    listen_loopback,
     require_node,
     run_process,
     self_signed_files,
@@ -195,7 +196,11 @@ class OptionsTests(SynchronousTestCase):
         here = os.getcwd()
         os.chdir(directory)
         self.addCleanup(os.chdir, here)
-        self.addCleanup(lambda: str(directory) in sys.path and sys.path.remove(str(directory)))
+        def forget() -> None:
+            if str(directory) in sys.path:
+                sys.path.remove(str(directory))
+
+        self.addCleanup(forget)
         return directory
 
     def app_error(self, spec: str) -> str:
@@ -210,7 +215,9 @@ class OptionsTests(SynchronousTestCase):
     def test_app_in_the_current_directory(self) -> None:
         """--app finds a module in the current directory, which twistd does not search."""
         self.in_a_new_directory(txsio_tap_cwd_app="def setup(io):\n    pass\n")
-        self.assertEqual(parse("--app", "txsio_tap_cwd_app:setup").app.__name__, "setup")
+        app = parse("--app", "txsio_tap_cwd_app:setup").app
+        assert app is not None
+        self.assertEqual(app.__name__, "setup")
 
     def test_app_given_as_a_file(self) -> None:
         """A path or a file name given to --app is a usage error that says which module
@@ -409,7 +416,7 @@ class ResourceTests(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         [listener] = list(service)
-        port = listener.port  # type: ignore[attr-defined]
+        port = listener.port
         return f"http://127.0.0.1:{port.getHost().port}"
 
     async def get(self, url: str) -> tuple[int, str, bytes]:
@@ -539,6 +546,7 @@ def _connection(service: tap.SocketIOService) -> tuple[Any, StringTransport]:
     """An accepted connection to the service's site, over a StringTransport."""
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
     protocol = service.connections.buildProtocol(peer)
+    assert protocol is not None
     transport = StringTransport(peerAddress=peer)
     protocol.makeConnection(transport)
     return protocol, transport
@@ -548,7 +556,8 @@ def _get(service: tap.SocketIOService, path: str) -> bytes:
     """What the service's site answers a GET of *path* on a new connection."""
     protocol, transport = _connection(service)
     protocol.dataReceived(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return transport.value()
+    answer: bytes = transport.value()
+    return answer
 
 
 class HealthTests(SynchronousTestCase):
@@ -690,7 +699,7 @@ class TapLogTests(SynchronousTestCase):
     def observer(self, level: LogLevel = LogLevel.info) -> tuple[Any, list[dict[str, Any]]]:
         """A TapLogObserver at *level* and the events it let through."""
         seen: list[dict[str, Any]] = []
-        return _tap_log.TapLogObserver(seen.append, level), seen
+        return _tap_log.TapLogObserver(cast(ILogObserver, seen.append), level), seen
 
     def test_options(self) -> None:
         """--log-level takes debug, info, warn or error (info by default); --log-format text
@@ -804,8 +813,9 @@ class TapLogTests(SynchronousTestCase):
         def attached(*argv: str, application: Any = None,
                      **twistd: Any) -> tuple[ILogObserver | None, Any]:
             options = parse("--log-format", "json", *argv)
-            options.parent = {"nodaemon": False, "logfile": str(directory / "sio.log"),
-                              **twistd}
+            # twistd's ServerOptions, played by the keys the service reads
+            options.parent = {  # type: ignore[assignment]
+                "nodaemon": False, "logfile": str(directory / "sio.log"), **twistd}
             service = tap.makeService(options, reactor=MemoryReactorClock())
             self.assertIsNone(service.log_observer)  # nothing opened before
             application = application or Application("sio")
@@ -1214,8 +1224,9 @@ class TwistdTests(TestCase):
             self.assertEqual(response.code, 400)
             await treq.content(response)
             # bytes header names, as everywhere (str ones trip BytesWarning under -bb)
-            response = await treq.get(base + "polling", pool=pool, headers={
-                b"origin": [f"https://{garbage}.example".encode()]})
+            headers: dict[bytes | str, list[bytes | str]] = {
+                b"origin": [f"https://{garbage}.example".encode()]}
+            response = await treq.get(base + "polling", pool=pool, headers=headers)
             self.assertEqual(response.code, 403)
             await treq.content(response)
 
@@ -1288,9 +1299,9 @@ class TwistdTests(TestCase):
 
     async def test_port_in_use(self) -> None:
         """A port already taken ends twistd with a one-line error and status 1."""
-        taken = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        taken = listen_loopback(reactor, 0, Factory.forProtocol(Protocol))
         self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
+        port = cast(IPv4Address, taken.getHost()).port
         server = Twistd(self, "--port", f"tcp:{port}:interface=127.0.0.1")
         result = await server.process.wait(15)
         self.assertEqual(result.exit_code, 1, result.describe())
