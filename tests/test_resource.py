@@ -1195,3 +1195,116 @@ class WebSocketFastPathTests(ResourceTestCase):
         self.assertEqual([(op, len(p)) for op, p in frames],
                          [(1, size + 1) for size in sizes] + [(2, 300)])
         self.assertEqual(frames[3][1], b"4" + b"y" * 126)
+
+
+class AbandonedSessionTests(ResourceTestCase):
+    """A client that vanishes, whatever state it leaves its session in, is closed and forgotten
+    at ping_interval + ping_timeout (45 s with the defaults), with no timer left behind."""
+
+    def assertGoneAt45(self, sid: str) -> None:
+        """Open and in the server's table until 45 s; at 45 s closed with "ping timeout", out
+        of the table, and no timer left on the clock."""
+        while self.clock.seconds() < 44:
+            self.clock.advance(1)  # step by step: a timer scheduled by a timer counts from it
+        self.clock.advance(0.9)
+        self.assertIn(sid, self.server.sessions)
+        self.assertNotIn(sid, self.closed)
+        self.clock.advance(0.1)
+        self.assertEqual(self.closed, {sid: CloseReason.PING_TIMEOUT})
+        self.assertEqual(self.server.sessions, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_after_polling_handshake(self) -> None:
+        """A polling client that never polls after the handshake is gone at 45 s."""
+        sid, _ = self.handshake()
+        self.assertGoneAt45(sid)
+        self.assertError(self.get(sid), 1)
+
+    def test_after_websocket_handshake(self) -> None:
+        """A WebSocket client silent after the open packet is gone at 45 s, with a close
+        frame."""
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        sid = self.sessions[0].id
+        self.assertGoneAt45(sid)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [1, 1, 8])  # open, ping
+
+    def test_after_eio3_handshake(self) -> None:
+        """An EIO3 client (which should ping) that never does is gone at 45 s."""
+        self.start(allow_eio3=True)
+        response = self.get(eio="3")
+        self.assertEqual(response.code, 200)
+        self.assertGoneAt45(self.sessions[0].id)
+
+    def test_with_a_get_pending(self) -> None:
+        """A client that vanishes with its poll pending gets the ping on it at 25 s, and its
+        session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        self.clock.advance(24)
+        self.assertNoResult(poll)
+        self.clock.advance(1)
+        self.assertEqual(self.finish(poll).text, "2")
+        self.assertGoneAt45(sid)
+
+    def test_with_a_get_pending_after_messages(self) -> None:
+        """A client that vanishes with a poll pending after an exchange is gone 45 s after its
+        last pong, not later."""
+        sid, _ = self.handshake()
+        self.clock.advance(25)
+        self.assertEqual(self.get(sid).text, "2")
+        self.clock.advance(5)
+        self.assertEqual(self.post(sid, "3\x1e4hi").text, "ok")
+        poll = self.start_request("GET", self.url(sid))
+        self.assertEqual(self.finish(poll).text, "4hi")
+        poll = self.start_request("GET", self.url(sid))
+        for _ in range(25):
+            self.clock.advance(1)
+        self.assertEqual(self.finish(poll).text, "2")  # the ping at 30 + 25 s
+        for _ in range(19):
+            self.clock.advance(1)
+        self.clock.advance(0.9)
+        self.assertIn(sid, self.server.sessions)
+        self.clock.advance(0.1)
+        self.assertEqual(self.closed, {sid: CloseReason.PING_TIMEOUT})
+        self.assertEqual(self.server.sessions, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_mid_upgrade_before_probe(self) -> None:
+        """A client that opens the upgrade WebSocket and says nothing more: the probe is closed
+        at upgrade_timeout and the session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        self.assertEqual(client.status, 101)
+        self.assertTrue(self.server.sessions[sid].upgrading)
+        self.clock.advance(10)
+        self.assertFalse(self.server.sessions[sid].upgrading)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+        self.assertGoneAt45(sid)
+        self.assertEqual(self.finish(poll).text, "2")
+
+    def test_mid_upgrade_after_probe(self) -> None:
+        """A client that vanishes between "3probe" and "5", its poll released with a noop: the
+        probe is closed at upgrade_timeout and the session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        client.send_text("2probe")
+        self.assertEqual(client.texts(), ["3probe"])
+        self.assertEqual(self.finish(poll).text, "6")
+        self.clock.advance(10)
+        self.assertFalse(self.server.sessions[sid].upgrading)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+        self.assertGoneAt45(sid)
+
+    def test_mid_upgrade_probe_held_open(self) -> None:
+        """With an upgrade_timeout past the heartbeat's deadline, a probe left hanging does not
+        keep the session: it is gone at 45 s, the probe closed with it."""
+        self.start(upgrade_timeout=100)
+        sid, _ = self.handshake()
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        client.send_text("2probe")
+        self.assertEqual(client.texts(), ["3probe"])
+        self.assertGoneAt45(sid)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
