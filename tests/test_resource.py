@@ -459,7 +459,7 @@ class EIO3Tests(ResourceTestCase):
     """Engine.IO v3 clients (allow_eio3=True)."""
 
     def setUp(self) -> None:
-        self.start(allow_eio3=True)
+        self.start(allow_eio3=True, allow_jsonp=True)
 
     def handshake3(self, **extra: str) -> str:
         response = self.get(eio="3", **extra)
@@ -1308,3 +1308,53 @@ class AbandonedSessionTests(ResourceTestCase):
         self.assertEqual(client.texts(), ["3probe"])
         self.assertGoneAt45(sid)
         self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+
+
+class JsonpOptionTests(ResourceTestCase):
+    """JSONP polling is served only with allow_jsonp (off by default, even with allow_eio3):
+    a script GET carries no Origin, so any page could read a session through it."""
+
+    def jsonp_error(self, response: Response) -> None:
+        """The refusal of a JSONP request: an unknown transport, as Node answers."""
+        self.assertError(response, 0)
+        self.assertEqual(response.json()["message"], "Transport unknown")
+
+    def test_off_by_default_with_eio3(self) -> None:
+        """With allow_eio3 alone, a JSONP handshake is refused and opens no session."""
+        self.start(allow_eio3=True)
+        self.jsonp_error(self.get(eio="3", j="0"))
+        self.assertEqual(self.server.sessions, {})
+
+    def test_off_on_an_open_session(self) -> None:
+        """A session opened over XHR cannot be polled or posted to as JSONP: refused, and what
+        is queued for it stays unread."""
+        self.start(allow_eio3=True)
+        response = self.get(eio="3")
+        sid: str = json.loads(response.text.partition(":")[2][1:])["sid"]
+        self.sessions[0].send("secret")
+        self.jsonp_error(self.get(sid, eio="3", j="0"))
+        self.jsonp_error(self.request(
+            "POST", self.url(sid, eio="3", j="0"), data=b"d=" + quote("6:4hello").encode(),
+            headers={"Content-Type": ["application/x-www-form-urlencoded"]}))
+        self.assertEqual(self.get(sid, eio="3").text, "7:4secret")
+
+    def test_off_for_eio4(self) -> None:
+        """An EIO4 request carrying j is refused too."""
+        self.jsonp_error(self.get(j="0"))
+        self.assertEqual(self.server.sessions, {})
+
+    def test_on(self) -> None:
+        """With allow_jsonp, the poll is the script calling ___eio[j]."""
+        self.start(allow_eio3=True, allow_jsonp=True)
+        response = self.get(eio="3", j="1")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.header("content-type"), "text/javascript; charset=UTF-8")
+        self.assertTrue(response.text.startswith("___eio[1]("), response.text)
+        self.assertEqual(len(self.server.sessions), 1)
+
+    def test_server_option(self) -> None:
+        """txsio.Server passes allow_jsonp to its Engine.IO server, off by default."""
+        import txsio
+
+        self.assertFalse(txsio.Server(allow_eio3=True).engine.options.allow_jsonp)
+        self.assertTrue(txsio.Server(allow_jsonp=True).engine.options.allow_jsonp)
