@@ -8,6 +8,8 @@ import inspect
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from txsio.engineio import _wsfast
 from txsio.engineio.polling import PollingTransport
@@ -137,3 +139,24 @@ class FastPathInternalsTests(ResourceTestCase):
         listed = {dotted.split(".")[0] for dotted in _wsfast.AUTOBAHN_INTERNALS}
         unlisted = _attributes_read(cls) - (own - listed) - public - listed
         self.assertEqual(unlisted, set())
+
+
+class LongIntegerEndToEndTests(SynchronousTestCase):
+    """An event carrying an integer too long for Python's int() keeps the connection open and
+    is acked as Node acks it."""
+
+    def test_echo_acked_with_null(self) -> None:
+        """The echo of a 5,000-digit integer is acked with [null], and the socket stays."""
+        import txsio
+
+        io = txsio.Server(clock=Clock())
+        io.on("connection", lambda socket: socket.on("echo", lambda value: value))
+        client = WebSocketClient(io.engine, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        client.send_text("40")
+        self.assertEqual([text[:2] for text in client.texts()], ["0{", "40"])
+        client.send_text('421["echo",' + "1" * 5000 + "]")
+        client.send_text('422["echo",-' + "9" * 5000 + "]")
+        self.assertEqual(client.texts(), ["431[null]", "432[null]"])
+        self.assertEqual(len(io.sockets.sockets), 1)
+        self.assertEqual(len(io.engine.sessions), 1)
