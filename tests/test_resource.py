@@ -1358,3 +1358,61 @@ class JsonpOptionTests(ResourceTestCase):
 
         self.assertFalse(txsio.Server(allow_eio3=True).engine.options.allow_jsonp)
         self.assertTrue(txsio.Server(allow_jsonp=True).engine.options.allow_jsonp)
+
+
+class FragmentedMessageTests(ResourceTestCase):
+    """A data frame inside a fragmented message fails the connection with 1002 (RFC 6455
+    section 5.4, as Node's ws), whether it comes in a read of its own or with the fragment."""
+
+    open_session = WebSocketFastPathTests.open_session
+
+    def fragment(self) -> bytes:
+        first = bytearray(_client_frame(b"4frag"))
+        first[0] = 0x01  # not FIN, text: a message in progress
+        return bytes(first)
+
+    def assertFailed(self, client: WebSocketClient, session: EngineSession,
+                     received: list[object]) -> None:
+        """Nothing delivered, nothing echoed: a close frame with 1002, then the TCP close."""
+        self.assertEqual(received, [])
+        [(opcode, payload)] = client.frames()
+        self.assertEqual((opcode, payload[:2]), (8, b"\x03\xea"))
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.assertEqual(self.closed, {session.id: CloseReason.TRANSPORT_ERROR})
+        self.assertEqual(self.server.sessions, {})
+
+    def test_data_frame_in_a_read_of_its_own(self) -> None:
+        """The fragment, then a data frame in the next read: 1002."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(self.fragment())
+        client.protocol.dataReceived(_client_frame(b"4data"))
+        self.assertFailed(client, session, received)
+
+    def test_data_frame_in_the_same_read(self) -> None:
+        """The fragment and a data frame in one read: 1002, not a silent drop."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(self.fragment() + _client_frame(b"4data"))
+        self.assertFailed(client, session, received)
+
+    def test_binary_frame_after_fast_frames(self) -> None:
+        """Frames the fast path reads, a fragment, then a binary frame: the first are
+        delivered, the binary one fails the connection."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4a") + self.fragment())
+        self.assertEqual(received, ["a"])
+        self.assertEqual(client.frames(), [(1, b"4a")])
+        received.clear()
+        client.protocol.dataReceived(_client_frame(b"\x01", 2))
+        self.assertFailed(client, session, received)
+
+    def test_continuation_still_completes(self) -> None:
+        """The message in progress completes with its continuation, and the fast path reads
+        the frames after it."""
+        client, _, received = self.open_session()
+        client.protocol.dataReceived(self.fragment())
+        last = bytearray(_client_frame(b"ment", 0))
+        last[0] = 0x80  # FIN, continuation
+        client.protocol.dataReceived(bytes(last))
+        client.protocol.dataReceived(_client_frame(b"4next"))
+        self.assertEqual(received, ["fragment", "next"])
