@@ -19,9 +19,9 @@ Reading: almost every frame a Socket.IO client sends is one masked, unfragmented
 binary frame under 64 KiB, often several in one read.  While the connection is open and
 Autobahn holds no partial frame and no message in progress (a fragmented one whose last frame
 has not come: a data frame then is a protocol error, which only Autobahn knows to look for),
-such frames are unmasked and dispatched here, which
-skips Autobahn's per-frame machinery (a masker object, several callbacks and Deferreds, debug
-formatting) — most of the server's time under load.  Anything else — control frames (ping,
+such frames are unmasked and dispatched here, which skips Autobahn's per-frame machinery (a
+masker object, several callbacks and Deferreds, debug formatting) — most of the server's time
+under load.  Anything else — control frames (ping,
 pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
 or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
 the connection where the RFC says so) exactly as it would have.

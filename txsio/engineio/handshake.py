@@ -3,9 +3,9 @@
 Called by :class:`~txsio.engineio.resource.EngineIOResource`, once per request: it parses the
 query with :func:`request_query` (the one reading of a request target, which
 :class:`~txsio.engineio.site.EngineSite` uses too, through :func:`target_query`) and, for a
-request that opens a session (polling or
-WebSocket alike), builds the :class:`HandshakeRequest` the session keeps for the layers above
-(Socket.IO's ``socket.handshake``).  :class:`CookieOptions` sets the ``io`` cookie on a polling
+request that opens a session (polling or WebSocket alike), builds the
+:class:`HandshakeRequest` the session keeps for the layers above (Socket.IO's
+``socket.handshake``).  :class:`CookieOptions` sets the ``io`` cookie on a polling
 handshake's response.
 
 Nothing here imports Twisted at runtime: the request is only read (and, for the cookie, given
