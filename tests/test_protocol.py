@@ -983,3 +983,61 @@ class PropertyTests(SynchronousTestCase):
                 decoder.feed(attachment)
         except SocketIOParseError:
             pass
+
+
+class LongIntegerTests(SynchronousTestCase):
+    """An integer too long for Python's int() (its int-string limit, 4,300 digits by default)
+    is read as JSON.parse reads it, a float, never a parse error (Node acks it with null)."""
+
+    long = "1" * 5000
+
+    def test_event_argument(self) -> None:
+        """A long integer argument is an infinity, positive or negative; the packet decodes."""
+        packet = Decoder().feed(f'21["e",{self.long},-{self.long}]')
+        assert packet is not None
+        self.assertEqual(packet.data, ["e", math.inf, -math.inf])
+        self.assertEqual(packet.id, 1)
+
+    def test_limit_itself(self) -> None:
+        """An integer within the limit stays an exact int."""
+        digits = "9" * 4300
+        packet = Decoder().feed(f'2["e",{digits}]')
+        assert packet is not None
+        self.assertEqual(packet.data, ["e", int(digits)])
+
+    def test_nested_and_after_whitespace(self) -> None:
+        """Deep in an object, and on the whitespace path, it is read the same way."""
+        packet = Decoder().feed(f'0{{"auth":{{"n":[{self.long}]}}}}')
+        assert packet is not None
+        self.assertEqual(packet.data, {"auth": {"n": [math.inf]}})
+        packet = Decoder().feed(f'2 \n["e",{self.long}]')
+        assert packet is not None
+        self.assertEqual(packet.data, ["e", math.inf])
+
+    def test_binary_event(self) -> None:
+        """In a binary event, beside a placeholder, too."""
+        decoder = Decoder()
+        self.assertIsNone(decoder.feed(f'51-["e",{self.long},{{"_placeholder":true,"num":0}}]'))
+        packet = decoder.feed(b"\x01")
+        assert packet is not None
+        self.assertEqual(packet.data, ["e", math.inf, b"\x01"])
+
+    def test_invalid_json_still_refused(self) -> None:
+        """Invalid JSON holding a long integer is still a parse error."""
+        for text in (f'2["e",{self.long}', f'2["e",{self.long}x]', f'2["e",0{self.long}]'):
+            self.assertRaises(SocketIOParseError, Decoder().feed, text)
+
+    def test_echo_is_null(self) -> None:
+        """Sent back, the infinity is null, as JSON.stringify writes it."""
+        packet = Decoder().feed(f'21["e",{self.long}]')
+        assert packet is not None
+        self.assertEqual(encode(Packet(PacketType.ACK, "/", packet.data[1:], 1)), ["31[null]"])
+
+    def test_js_int(self) -> None:
+        """The codec's parse_int: an int where Python can, the float JSON.parse gives past."""
+        from txsio._jsjson import js_int
+
+        self.assertEqual(js_int("-12"), -12)
+        self.assertIsInstance(js_int("7"), int)
+        self.assertEqual(js_int(self.long), math.inf)
+        self.assertEqual(js_int("-" + self.long), -math.inf)

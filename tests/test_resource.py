@@ -466,7 +466,7 @@ class EIO3Tests(ResourceTestCase):
     """Engine.IO v3 clients (allow_eio3=True)."""
 
     def setUp(self) -> None:
-        self.start(allow_eio3=True)
+        self.start(allow_eio3=True, allow_jsonp=True)
 
     def handshake3(self, **extra: str) -> str:
         response = self.get(eio="3", **extra)
@@ -1134,8 +1134,8 @@ class WebSocketTakeoverTests(SynchronousTestCase):
         self.assertEqual(timer.__self__.id, next(iter(server.sessions)))
 
 
-class WebSocketFastPathTests(ResourceTestCase):
-    """Small unfragmented data frames are read directly; everything else stays Autobahn's."""
+class _WebSocketCase(ResourceTestCase):
+    """A WebSocket session opened in memory, with what its session receives."""
 
     def open_session(self) -> tuple[WebSocketClient, EngineSession, list[object]]:
         client = WebSocketClient(self.server, "EIO=4&transport=websocket")
@@ -1145,6 +1145,10 @@ class WebSocketFastPathTests(ResourceTestCase):
         received: list[object] = []
         session.on("message", received.append)
         return client, session, received
+
+
+class WebSocketFastPathTests(_WebSocketCase):
+    """Small unfragmented data frames are read directly; everything else stays Autobahn's."""
 
     def test_several_frames_in_one_read(self) -> None:
         """Every frame of one read is delivered, in order, text and binary alike."""
@@ -1224,3 +1228,222 @@ class WebSocketFastPathTests(ResourceTestCase):
         self.assertEqual([(op, len(p)) for op, p in frames],
                          [(1, size + 1) for size in sizes] + [(2, 300)])
         self.assertEqual(frames[3][1], b"4" + b"y" * 126)
+
+
+class AbandonedSessionTests(ResourceTestCase):
+    """A client that vanishes, whatever state it leaves its session in, is closed and forgotten
+    at ping_interval + ping_timeout (45 s with the defaults), with no timer left behind."""
+
+    def assertGoneAt45(self, sid: str) -> None:
+        """Open and in the server's table until 45 s; at 45 s closed with "ping timeout", out
+        of the table, and no timer left on the clock."""
+        while self.clock.seconds() < 44:
+            self.clock.advance(1)  # step by step: a timer scheduled by a timer counts from it
+        self.clock.advance(0.9)
+        self.assertIn(sid, self.server.sessions)
+        self.assertNotIn(sid, self.closed)
+        self.clock.advance(0.1)
+        self.assertEqual(self.closed, {sid: CloseReason.PING_TIMEOUT})
+        self.assertEqual(self.server.sessions, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_after_polling_handshake(self) -> None:
+        """A polling client that never polls after the handshake is gone at 45 s."""
+        sid, _ = self.handshake()
+        self.assertGoneAt45(sid)
+        self.assertError(self.get(sid), 1)
+
+    def test_after_websocket_handshake(self) -> None:
+        """A WebSocket client silent after the open packet is gone at 45 s, with a close
+        frame."""
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        sid = self.sessions[0].id
+        self.assertGoneAt45(sid)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [1, 1, 8])  # open, ping
+
+    def test_after_eio3_handshake(self) -> None:
+        """An EIO3 client (which should ping) that never does is gone at 45 s."""
+        self.start(allow_eio3=True)
+        response = self.get(eio="3")
+        self.assertEqual(response.code, 200)
+        self.assertGoneAt45(self.sessions[0].id)
+
+    def test_with_a_get_pending(self) -> None:
+        """A client that vanishes with its poll pending gets the ping on it at 25 s, and its
+        session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        self.clock.advance(24)
+        self.assertNoResult(poll)
+        self.clock.advance(1)
+        self.assertEqual(self.finish(poll).text, "2")
+        self.assertGoneAt45(sid)
+
+    def test_with_a_get_pending_after_messages(self) -> None:
+        """A client that vanishes with a poll pending after an exchange is gone 45 s after its
+        last pong, not later."""
+        sid, _ = self.handshake()
+        self.clock.advance(25)
+        self.assertEqual(self.get(sid).text, "2")
+        self.clock.advance(5)
+        self.assertEqual(self.post(sid, "3\x1e4hi").text, "ok")
+        poll = self.start_request("GET", self.url(sid))
+        self.assertEqual(self.finish(poll).text, "4hi")
+        poll = self.start_request("GET", self.url(sid))
+        for _ in range(25):
+            self.clock.advance(1)
+        self.assertEqual(self.finish(poll).text, "2")  # the ping at 30 + 25 s
+        for _ in range(19):
+            self.clock.advance(1)
+        self.clock.advance(0.9)
+        self.assertIn(sid, self.server.sessions)
+        self.clock.advance(0.1)
+        self.assertEqual(self.closed, {sid: CloseReason.PING_TIMEOUT})
+        self.assertEqual(self.server.sessions, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_mid_upgrade_before_probe(self) -> None:
+        """A client that opens the upgrade WebSocket and says nothing more: the probe is closed
+        at upgrade_timeout and the session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        self.assertEqual(client.status, 101)
+        self.assertTrue(self.server.sessions[sid].upgrading)
+        self.clock.advance(10)
+        self.assertFalse(self.server.sessions[sid].upgrading)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+        self.assertGoneAt45(sid)
+        self.assertEqual(self.finish(poll).text, "2")
+
+    def test_mid_upgrade_after_probe(self) -> None:
+        """A client that vanishes between "3probe" and "5", its poll released with a noop: the
+        probe is closed at upgrade_timeout and the session is gone at 45 s."""
+        sid, _ = self.handshake()
+        poll = self.start_request("GET", self.url(sid))
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        client.send_text("2probe")
+        self.assertEqual(client.texts(), ["3probe"])
+        self.assertEqual(self.finish(poll).text, "6")
+        self.clock.advance(10)
+        self.assertFalse(self.server.sessions[sid].upgrading)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+        self.assertGoneAt45(sid)
+
+    def test_mid_upgrade_probe_held_open(self) -> None:
+        """With an upgrade_timeout past the heartbeat's deadline, a probe left hanging does not
+        keep the session: it is gone at 45 s, the probe closed with it."""
+        self.start(upgrade_timeout=100)
+        sid, _ = self.handshake()
+        client = WebSocketClient(self.server, f"EIO=4&transport=websocket&sid={sid}")
+        client.send_text("2probe")
+        self.assertEqual(client.texts(), ["3probe"])
+        self.assertGoneAt45(sid)
+        self.assertEqual([opcode for opcode, _ in client.frames()], [8])
+
+
+class JsonpOptionTests(ResourceTestCase):
+    """JSONP polling is served only with allow_jsonp (off by default, even with allow_eio3):
+    a script GET carries no Origin, so any page could read a session through it."""
+
+    def jsonp_error(self, response: Response) -> None:
+        """The refusal of a JSONP request: an unknown transport, as Node answers."""
+        self.assertError(response, 0)
+        self.assertEqual(response.json()["message"], "Transport unknown")
+
+    def test_off_by_default_with_eio3(self) -> None:
+        """With allow_eio3 alone, a JSONP handshake is refused and opens no session."""
+        self.start(allow_eio3=True)
+        self.jsonp_error(self.get(eio="3", j="0"))
+        self.assertEqual(self.server.sessions, {})
+
+    def test_off_on_an_open_session(self) -> None:
+        """A session opened over XHR cannot be polled or posted to as JSONP: refused, and what
+        is queued for it stays unread."""
+        self.start(allow_eio3=True)
+        response = self.get(eio="3")
+        sid: str = json.loads(response.text.partition(":")[2][1:])["sid"]
+        self.sessions[0].send("secret")
+        self.jsonp_error(self.get(sid, eio="3", j="0"))
+        self.jsonp_error(self.request(
+            "POST", self.url(sid, eio="3", j="0"), data=b"d=" + quote("6:4hello").encode(),
+            headers={"Content-Type": ["application/x-www-form-urlencoded"]}))
+        self.assertEqual(self.get(sid, eio="3").text, "7:4secret")
+
+    def test_off_for_eio4(self) -> None:
+        """An EIO4 request carrying j is refused too."""
+        self.jsonp_error(self.get(j="0"))
+        self.assertEqual(self.server.sessions, {})
+
+    def test_on(self) -> None:
+        """With allow_jsonp, the poll is the script calling ___eio[j]."""
+        self.start(allow_eio3=True, allow_jsonp=True)
+        response = self.get(eio="3", j="1")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.header("content-type"), "text/javascript; charset=UTF-8")
+        self.assertTrue(response.text.startswith("___eio[1]("), response.text)
+        self.assertEqual(len(self.server.sessions), 1)
+
+    def test_server_option(self) -> None:
+        """txsio.Server passes allow_jsonp to its Engine.IO server, off by default."""
+        import txsio
+
+        self.assertFalse(txsio.Server(allow_eio3=True).engine.options.allow_jsonp)
+        self.assertTrue(txsio.Server(allow_jsonp=True).engine.options.allow_jsonp)
+
+
+class FragmentedMessageTests(_WebSocketCase):
+    """A data frame inside a fragmented message fails the connection with 1002 (RFC 6455
+    section 5.4, as Node's ws), whether it comes in a read of its own or with the fragment."""
+
+    def fragment(self) -> bytes:
+        first = bytearray(_client_frame(b"4frag"))
+        first[0] = 0x01  # not FIN, text: a message in progress
+        return bytes(first)
+
+    def assertFailed(self, client: WebSocketClient, session: EngineSession,
+                     received: list[object]) -> None:
+        """Nothing delivered, nothing echoed: a close frame with 1002, then the TCP close."""
+        self.assertEqual(received, [])
+        [(opcode, payload)] = client.frames()
+        self.assertEqual((opcode, payload[:2]), (8, b"\x03\xea"))
+        self.assertTrue(client.transport.disconnecting)
+        client.lose()
+        self.assertEqual(self.closed, {session.id: CloseReason.TRANSPORT_ERROR})
+        self.assertEqual(self.server.sessions, {})
+
+    def test_data_frame_in_a_read_of_its_own(self) -> None:
+        """The fragment, then a data frame in the next read: 1002."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(self.fragment())
+        client.protocol.dataReceived(_client_frame(b"4data"))
+        self.assertFailed(client, session, received)
+
+    def test_data_frame_in_the_same_read(self) -> None:
+        """The fragment and a data frame in one read: 1002, not a silent drop."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(self.fragment() + _client_frame(b"4data"))
+        self.assertFailed(client, session, received)
+
+    def test_binary_frame_after_fast_frames(self) -> None:
+        """Frames the fast path reads, a fragment, then a binary frame: the first are
+        delivered, the binary one fails the connection."""
+        client, session, received = self.open_session()
+        client.protocol.dataReceived(_client_frame(b"4a") + self.fragment())
+        self.assertEqual(received, ["a"])
+        self.assertEqual(client.frames(), [(1, b"4a")])
+        received.clear()
+        client.protocol.dataReceived(_client_frame(b"\x01", 2))
+        self.assertFailed(client, session, received)
+
+    def test_continuation_still_completes(self) -> None:
+        """The message in progress completes with its continuation, and the fast path reads
+        the frames after it."""
+        client, _, received = self.open_session()
+        client.protocol.dataReceived(self.fragment())
+        last = bytearray(_client_frame(b"ment", 0))
+        last[0] = 0x80  # FIN, continuation
+        client.protocol.dataReceived(bytes(last))
+        client.protocol.dataReceived(_client_frame(b"4next"))
+        self.assertEqual(received, ["fragment", "next"])

@@ -745,3 +745,49 @@ class TransportSeamTests(SessionTestCase):
         self.session.close("bye")
         self.assertClosed("bye")
         self.assertEqual(self.transport.closes, [True])
+
+
+class AbandonedSocketIOTests(SynchronousTestCase):
+    """A Socket.IO client that vanishes is forgotten by every table at 45 s (the defaults'
+    ping_interval + ping_timeout), its Engine.IO session and its sockets alike."""
+
+    def run_to(self, clock: Clock, until: float) -> None:
+        # Step by step: a timer scheduled by a timer counts from when it fired.
+        while clock.seconds() < until:
+            clock.advance(min(1.0, until - clock.seconds()))
+
+    def assertGoneAt45(self, io: txsio.Server, clock: Clock, sid: str) -> None:
+        """Every table holds the client until 45 s, none after, and no timer is left."""
+        self.run_to(clock, 44.9)
+        self.assertIn(sid, io.engine.sessions)
+        self.assertIn(sid, io.connections)
+        clock.advance(0.1)
+        self.assertEqual(io.engine.sessions, {})
+        self.assertEqual(io.connections, {})
+        self.assertEqual(io.sockets.sockets, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_never_connects_a_namespace(self) -> None:
+        """A client silent after the Engine.IO handshake is gone at 45 s."""
+        from .sio_memory import MemoryClient
+
+        clock = Clock()
+        io = txsio.Server(clock=clock)
+        client = MemoryClient(io)
+        self.assertGoneAt45(io, clock, client.session.id)
+        self.assertTrue(client.closed)
+
+    def test_connected_then_silent(self) -> None:
+        """A client connected to "/" that stops answering pings is disconnected with
+        "ping timeout" at 45 s."""
+        from .sio_memory import MemoryClient
+
+        clock = Clock()
+        io = txsio.Server(clock=clock)
+        reasons: list[str] = []
+        io.on("connection", lambda socket: socket.on("disconnect", reasons.append))
+        client = MemoryClient(io)
+        client.connect_ok()
+        self.assertEqual(len(io.sockets.sockets), 1)
+        self.assertGoneAt45(io, clock, client.session.id)
+        self.assertEqual(reasons, ["ping timeout"])

@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from txsio.engineio import EngineServer, EngineSession, EngineSite
 
@@ -16,7 +17,7 @@ from txsio.engineio import EngineServer, EngineSession, EngineSite
 class _Peer:
     """One raw HTTP connection to the site, in memory."""
 
-    def __init__(self, site: EngineSite) -> None:
+    def __init__(self, site: Site) -> None:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         self.protocol = site.buildProtocol(None)
         self.protocol.makeConnection(self.transport)
@@ -39,8 +40,8 @@ def _request(method: str, target: str, body: bytes = b"", *, headers: str = "",
     return head.encode() + b"\r\n" + body
 
 
-class EngineSiteTests(SynchronousTestCase):
-    """Bodies past the bound are refused with 413 without being stored."""
+class _EngineSiteCase(SynchronousTestCase):
+    """An EngineServer (bodies bounded to 1000 bytes) behind an EngineSite, on a Clock."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -64,6 +65,10 @@ class EngineSiteTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         sid: str = json.loads(body[body.index(b"{"):body.rindex(b"}") + 1])["sid"]
         return sid
+
+
+class EngineSiteTests(_EngineSiteCase):
+    """Bodies past the bound are refused with 413 without being stored."""
 
     def test_small_post_accepted(self) -> None:
         """A POST within the bound reaches the session."""
@@ -126,3 +131,57 @@ class EngineSiteTests(SynchronousTestCase):
         self.assertEqual(self.site.arriving_posts[sid], 1)
         peer.protocol.connectionLost(None)
         self.assertNotIn(sid, self.site.arriving_posts)
+
+
+class FragmentMarkTests(_EngineSiteCase):
+    """A request target holding "#" is refused (400, code 3) by every reader alike, so the
+    tracker of arriving POSTs and the resource never disagree about a sid."""
+
+    def setUp(self) -> None:
+        # The same server and EngineSite as EngineSiteTests, and a plain Site beside it.
+        super().setUp()
+        self.plain_site = Site(self.site.resource, reactor=self.clock)
+
+    def test_overlap_behind_a_fragment_mark(self) -> None:
+        """A slow POST whose sid follows "#" does not slip past the overlap check: it is
+        refused, and only the other POST's packets reach the session."""
+        sid = self._open()
+        slow = _Peer(self.site)
+        slow.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&t=1#&sid={sid}",
+                           b"4abc", length=10))
+        fast = _Peer(self.site)
+        fast.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"4def"))
+        self.assertEqual(fast.response(), (200, b"ok"))
+        slow.send(b"xxxxxx")
+        status, body = slow.response()
+        self.assertEqual((status, json.loads(body)["code"]), (400, 3))
+        self.assertEqual(self.messages, ["def"])
+        self.assertEqual(dict(self.site.arriving_posts), {})
+
+    def test_refused_in_any_site(self) -> None:
+        """A handshake or a POST with "#" in its target is a bad request, in an EngineSite as
+        in a plain Site, and leaves the session open."""
+        for site in (self.site, self.plain_site):
+            sid = self._open()
+            for request in (_request("GET", "/engine.io/?EIO=4&transport=polling#x"),
+                            _request("POST", f"/engine.io/?EIO=4&transport=polling#&sid={sid}",
+                                     b"4x"),
+                            _request("POST", f"/engine.io/#?EIO=4&transport=polling&sid={sid}",
+                                     b"4x")):
+                peer = _Peer(site)
+                peer.send(request)
+                status, body = peer.response()
+                self.assertEqual((status, json.loads(body)["code"]), (400, 3),
+                                 request.decode())
+            self.assertEqual(self.closed, [])
+        self.assertEqual(self.messages, [])
+        self.assertEqual(len(self.server.sessions), 2)
+
+    def test_encoded_fragment_mark_is_data(self) -> None:
+        """An encoded "#" (%23) is an ordinary character of a value."""
+        sid = self._open()
+        peer = _Peer(self.site)
+        peer.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&t=%23&sid={sid}",
+                           b"4ok"))
+        self.assertEqual(peer.response(), (200, b"ok"))
+        self.assertEqual(self.messages, ["ok"])

@@ -305,6 +305,10 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(service.site.max_request_body, 5000)
         any_origin, _ = make("--cors-origin", "*", "--cors-origin", "https://a.example")
         self.assertTrue(any_origin.io.engine.cors_allows("https://anything.example"))
+        # JSONP only when asked for on its own, EIO3 or not.
+        self.assertFalse(engine.allow_jsonp)
+        jsonp, _ = make("--allow-eio3", "--allow-jsonp")
+        self.assertTrue(jsonp.io.engine.options.allow_jsonp)
 
     def test_app_receives_the_server(self) -> None:
         """--app is called with the server and its handlers serve the clients."""

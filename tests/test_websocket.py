@@ -5,17 +5,32 @@ from __future__ import annotations
 
 import ast
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
 
-from txsio.engineio import _wsfast
+from txsio.engineio import EngineServer, _wsfast
 from txsio.engineio.polling import PollingTransport
 from txsio.engineio.session import SessionTransport
 from txsio.engineio.websocket import EngineWebSocketFactory
 from txsio.engineio.wire import V4
 
-from .test_resource import ResourceTestCase, WebSocketClient, _WSTransport
+from .support import serve
+from .test_resource import (
+    ResourceTestCase,
+    WebSocketClient,
+    _client_frame,
+    _server_frames,
+    _WSTransport,
+)
 
 
 class CountedChecks:
@@ -137,3 +152,107 @@ class FastPathInternalsTests(ResourceTestCase):
         listed = {dotted.split(".")[0] for dotted in _wsfast.AUTOBAHN_INTERNALS}
         unlisted = _attributes_read(cls) - (own - listed) - public - listed
         self.assertEqual(unlisted, set())
+
+
+class LongIntegerEndToEndTests(SynchronousTestCase):
+    """An event carrying an integer too long for Python's int() keeps the connection open and
+    is acked as Node acks it."""
+
+    def test_echo_acked_with_null(self) -> None:
+        """The echo of a 5,000-digit integer is acked with [null], and the socket stays."""
+        import txsio
+
+        io = txsio.Server(clock=Clock())
+        io.on("connection", lambda socket: socket.on("echo", lambda value: value))
+        client = WebSocketClient(io.engine, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        client.send_text("40")
+        self.assertEqual([text[:2] for text in client.texts()], ["0{", "40"])
+        client.send_text('421["echo",' + "1" * 5000 + "]")
+        client.send_text('422["echo",-' + "9" * 5000 + "]")
+        self.assertEqual(client.texts(), ["431[null]", "432[null]"])
+        self.assertEqual(len(io.sockets.sockets), 1)
+        self.assertEqual(len(io.engine.sessions), 1)
+
+
+class _RawPeer(Protocol):
+    """A raw TCP client speaking WebSocket frames by hand: what it received, and waits."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: Deferred[list[Any]] = Deferred()
+        self._waiting: list[tuple[Callable[[bytes], bool], Deferred[None]]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        for entry in list(self._waiting):
+            if entry[0](self.received):
+                self._waiting.remove(entry)
+                entry[1].callback(None)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost.callback([reason])  # in a list: a Failure would errback
+
+    def wait_for(self, predicate: Callable[[bytes], bool]) -> Deferred[None]:
+        """A Deferred firing once ``predicate(received)`` holds."""
+        if predicate(self.received):
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append((predicate, d))
+        return d
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        """The frames received after the HTTP response."""
+        return _server_frames(self.received.partition(b"\r\n\r\n")[2])
+
+
+class FragmentedMessageLoopbackTests(TestCase):
+    """Over a real loopback connection, a data frame inside a fragmented message gets the 1002
+    close frame, and then a clean TCP close (not an abort that would lose the frame)."""
+
+    timeout = 10
+
+    async def run_case(self, *, separate: bool) -> None:
+        from twisted.internet import reactor
+
+        server = EngineServer(clock=Clock())
+        messages: list[object] = []
+        server.on("connection", lambda session: session.on("message", messages.append))
+        server.resource()._ws_factory.setProtocolOptions(openHandshakeTimeout=0,
+                                                         closeHandshakeTimeout=0)
+        root = Resource()
+        root.putChild(b"engine.io", server.resource())
+        site = serve(root)
+        self.addCleanup(site.stop)
+        peer = _RawPeer()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", site.port), peer)
+        assert peer.transport is not None
+        write = peer.transport.write
+        write(b"GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await peer.wait_for(lambda data: b"\r\n\r\n" in data and len(peer.frames()) == 1)
+        fragment = bytearray(_client_frame(b"4frag"))
+        fragment[0] = 0x01  # not FIN, text
+        data_frame = _client_frame(b"4data")
+        if separate:
+            # A ping inside the message: its pong shows the server read the fragment alone.
+            write(bytes(fragment) + _client_frame(b"p", 9))
+            await peer.wait_for(lambda _: (10, b"p") in peer.frames())
+            write(data_frame)
+        else:
+            write(bytes(fragment) + data_frame)
+        [reason] = await peer.lost
+        opcode, payload = peer.frames()[-1]
+        self.assertEqual((opcode, payload[:2]), (8, b"\x03\xea"))
+        self.assertTrue(reason.check(ConnectionDone), reason)
+        self.assertEqual(messages, [])
+        self.assertEqual(server.sessions, {})
+
+    async def test_separate_writes(self) -> None:
+        """The fragment, then the data frame in a write of its own."""
+        await self.run_case(separate=True)
+
+    async def test_one_write(self) -> None:
+        """The fragment and the data frame in one write."""
+        await self.run_case(separate=False)

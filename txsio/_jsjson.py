@@ -1,5 +1,5 @@
-"""JSON as JavaScript's ``JSON.stringify`` writes it, and the one ``has_binary`` (pure, stdlib
-only).
+"""JSON as JavaScript's ``JSON.stringify`` writes it, its integers as ``JSON.parse`` reads
+them where Python cannot, and the one ``has_binary`` (pure, stdlib only).
 
 Who calls what: :mod:`txsio.protocol` encodes Socket.IO payloads with :func:`stringify` (and
 :func:`stringify_with_attachments` when they hold binary); :mod:`txsio.redis.wire` encodes the
@@ -23,6 +23,14 @@ they are.  Three places differ from ``json.dumps`` and are mended here, for ever
 
 :func:`has_binary` walks containers iteratively with a depth bound, so a reference cycle raises
 ``ValueError`` instead of walking forever.
+
+Reading: :mod:`txsio.protocol` decodes with Python's C scanner, which turns an integer literal
+into an ``int``, and ``int()`` refuses a literal longer than Python's limit on int-string
+conversion (4,300 digits by default: past it the conversion takes quadratic time).
+``JSON.parse`` reads every number as a double, so such a literal is an infinity in Node, never
+an error.  :func:`js_int` is the ``parse_int`` that reads it so (the decoder uses it only when
+the fast scan failed): an ``int`` where Python can, the ``float`` ``JSON.parse`` gives past the
+limit (infinite once it overflows, which :func:`stringify` writes as ``null``, as Node does).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "BinaryFound",
     "has_binary",
+    "js_int",
     "not_json",
     "stringify",
     "stringify_with_attachments",
@@ -169,6 +178,20 @@ def _finite_copy(data: Any) -> Any:
             else:
                 target[key] = value
     return root
+
+
+def js_int(digits: str) -> int | float:
+    """An integer literal of JSON text: an ``int``, or past Python's limit on int-string
+    conversion the ``float`` ``JSON.parse`` gives (an infinity once it overflows).
+
+    :param digits: the literal, as the JSON scanner found it (``-?(0|[1-9][0-9]*)``).
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        # Only the length can fail a literal the scanner matched; float() has no such limit
+        # and overflows to an infinity, as JavaScript's number does.
+        return float(digits)
 
 
 def has_binary(data: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bool:

@@ -45,7 +45,10 @@ Validation follows Node's ``isPayloadValid`` (``socket.io-parser``): an EVENT pa
 non-empty array led by a string or a number, an ACK payload an array, a CONNECT payload an
 object or none, a CONNECT_ERROR payload a string or an object, a DISCONNECT no payload; a
 ``null`` payload is none of these.  JSON is what ``JSON.parse`` accepts (no ``NaN``, no
-``Infinity``; whitespace around it allowed).  Reserved event names are not refused here: that
+``Infinity``; whitespace around it allowed).  An integer is an ``int``; one too long for
+Python's ``int()`` (its limit on int-string conversion, 4,300 digits by default) is read as
+``JSON.parse`` reads it, a ``float`` (infinite: sent back, it is ``null``), never an error
+(:func:`txsio._jsjson.js_int`).  Reserved event names are not refused here: that
 is the server's decision (see :data:`RESERVED_EVENTS`).  The decoder is stricter than Node
 where Node accepts garbage: an empty packet is an error (Node reads a CONNECT), the attachment
 count and ack id are ASCII digits only, a binary packet announces at least one attachment,
@@ -67,6 +70,7 @@ from ._jsjson import (
     DEFAULT_MAX_DEPTH,
     BinaryFound,
     has_binary,
+    js_int,
     stringify,
     stringify_with_attachments,
 )
@@ -336,7 +340,11 @@ _JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 # StopIteration for anything but a JSON value at the offset; json.loads then decides.
 # (scan_once is what JSONDecoder.raw_decode calls; typeshed leaves it out.)
 _scan_json: Callable[[str, int], tuple[Any, int]] = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
-_loads = _JSON_DECODER.decode
+# The slow paths: integers past Python's int-string limit read as JSON.parse reads them (a
+# Python call per integer, so not on the hot path).
+_JS_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=js_int)
+_scan_js: Callable[[str, int], tuple[Any, int]] = _JS_DECODER.scan_once  # type: ignore[attr-defined]
+_loads = _JS_DECODER.decode
 _JSON_WHITESPACE = " \t\n\r"
 
 # The depth of valid JSON from its text, at C speed: keep only the brackets (unified) and
@@ -556,7 +564,14 @@ class Decoder:
                     payload = _loads(text[pos:])
                 except (ValueError, RecursionError, TypeError):
                     raise SocketIOParseError("invalid JSON payload") from None
-            except (ValueError, RecursionError, TypeError):
+            except ValueError:
+                # Invalid JSON, or an integer too long for int(): scanned again, reading such
+                # an integer as JSON.parse does.
+                try:
+                    payload, stop = _scan_js(text, pos)
+                except (StopIteration, ValueError, RecursionError, TypeError):
+                    raise SocketIOParseError("invalid JSON payload") from None
+            except (RecursionError, TypeError):
                 raise SocketIOParseError("invalid JSON payload") from None
             if stop != end and text[stop:].strip(_JSON_WHITESPACE):
                 raise SocketIOParseError("data after the JSON payload")

@@ -85,6 +85,9 @@ class Server(Broadcasting):
     :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
     :param transports: from ``"polling"`` and ``"websocket"``.
     :param allow_eio3: serve socket.io-client 2.x (Engine.IO v3, Socket.IO v4).
+    :param allow_jsonp: serve JSONP polling (``j`` in the query), off by default even with
+        ``allow_eio3``: it is cross-origin by nature (see
+        :class:`~txsio.engineio.EngineServer`).
     :param connect_timeout: seconds a client has to join a namespace (Node: 45).
     :param cookie: the ``io`` cookie for sticky sessions (see
         :class:`~txsio.engineio.EngineServer`).
@@ -113,6 +116,7 @@ class Server(Broadcasting):
         allow_request: Callable[[Any], Any] | None = None,
         transports: Iterable[str] = ("polling", "websocket"),
         allow_eio3: bool = False,
+        allow_jsonp: bool = False,
         connect_timeout: float = 45.0,
         cookie: bool | str | Mapping[str, Any] | None = False,
         connection_state_recovery: bool | Mapping[str, Any] | RecoveryOptions | None = None,
@@ -134,6 +138,7 @@ class Server(Broadcasting):
             max_http_buffer_size=max_http_buffer_size,
             transports=transports,
             allow_eio3=allow_eio3,
+            allow_jsonp=allow_jsonp,
             cors_allowed_origins=cors_allowed_origins,
             allow_request=allow_request,
             cookie=cookie,

@@ -107,6 +107,8 @@ class Options(usage.Options):
     )
     optFlags = [
         ["allow-eio3", None, "Also serve socket.io-client 2.x (Engine.IO v3, Socket.IO v4)."],
+        ["allow-jsonp", None, "With --allow-eio3: also JSONP polling, cross-origin by nature "
+         "(any page can read what the app sends to its visitor's session)."],
         ["access-log", None, "Log every HTTP request (long-polling clients make many)."],
         ["redis-sharded", None, "With --redis: Node's sharded Redis adapter "
          "(createShardedAdapter: SPUBLISH/SSUBSCRIBE, Redis 7 or later)."],
@@ -468,6 +470,7 @@ def makeService(
         max_http_buffer_size=options["max-http-buffer-size"],
         cors_allowed_origins="*" if "*" in cors else (cors or None),
         allow_eio3=bool(options["allow-eio3"]),
+        allow_jsonp=bool(options["allow-jsonp"]),
         adapter=_redis_adapter(options, reactor),
         clock=reactor,
     )

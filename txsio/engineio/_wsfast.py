@@ -17,12 +17,19 @@ Theory of operation
 -------------------
 Reading: almost every frame a Socket.IO client sends is one masked, unfragmented text or
 binary frame under 64 KiB, often several in one read.  While the connection is open and
-Autobahn holds no partial frame or message, such frames are unmasked and dispatched here, which
-skips Autobahn's per-frame machinery (a masker object, several callbacks and Deferreds, debug
-formatting) — most of the server's time under load.  Anything else — control frames (ping,
+Autobahn holds no partial frame and no message in progress (a fragmented one whose last frame
+has not come: a data frame then is a protocol error, which only Autobahn knows to look for),
+such frames are unmasked and dispatched here, which skips Autobahn's per-frame machinery (a
+masker object, several callbacks and Deferreds, debug formatting) — most of the server's time
+under load.  Anything else — control frames (ping,
 pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
 or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
 the connection where the RFC says so) exactly as it would have.
+
+Failing: Autobahn fails a connection (a protocol error, invalid UTF-8, a message too big) by
+dropping it at once (``failByDrop``), without a word; as Node's ``ws`` does, the close frame
+with the code (1002, 1007, 1009) is written first and the TCP connection closed after it, so
+the peer learns why (RFC 6455 section 7.1.7).
 
 Writing: with no compression, nothing queued, no frame logging and no auto-fragmentation, a
 message is written as one unmasked frame straight to the transport; otherwise Autobahn's
@@ -35,8 +42,12 @@ from __future__ import annotations
 from contextlib import suppress
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.util import encode_truncate
+from twisted.logger import Logger
 
 __all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
+
+log = Logger()
 
 #: The Autobahn internals this module touches: attributes of an open
 #: ``WebSocketServerProtocol`` (dotted where nested).  Each is read or called below.
@@ -46,6 +57,7 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "STATE_OPEN",
     "data",                     # Autobahn's receive buffer: empty between frames
     "current_frame",            # None between frames
+    "inside_message",           # a fragmented message is in progress
     "_perMessageCompress",      # None without permessage-deflate
     "logOctets",
     "maxMessagePayloadSize",
@@ -60,7 +72,11 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
     # closing
     "closeHandshakeTimeoutCall",
     "failedByMe",
+    "wasClean",
     "wasNotCleanReason",
+    "failByDrop",
+    "_fail_connection",         # Autobahn's way to fail the connection, overridden below
+    "dropConnection",
 )
 
 
@@ -91,6 +107,7 @@ class FastServerProtocol(WebSocketServerProtocol):
     autoFragmentSize: int
     maxMessagePayloadSize: int
     maxFramePayloadSize: int
+    failByDrop: bool
 
     # -- hooks for the subclass --------------------------------------------------------------
 
@@ -123,7 +140,8 @@ class FastServerProtocol(WebSocketServerProtocol):
         """Read complete, small, unfragmented data frames here; leave the rest to Autobahn
         (see the module docstring)."""
         if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
-                or self._perMessageCompress is not None or self.logOctets):
+                or self.inside_message or self._perMessageCompress is not None
+                or self.logOctets):
             self._dataReceived(data)
             return
         pos = 0
@@ -180,6 +198,21 @@ class FastServerProtocol(WebSocketServerProtocol):
             with suppress(Exception):  # already fired or cancelled
                 timer.cancel()
         self.closed(f"WebSocket failed: {self.wasNotCleanReason}" if self.failedByMe else None)
+
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        """Autobahn's failure of the connection: the close frame first, then the TCP close
+        (see the module docstring), where Autobahn would drop it without a word."""
+        if self.state != self.STATE_OPEN or not self.failByDrop:
+            super()._fail_connection(code, reason)  # closing already, or configured otherwise
+            return
+        log.warn("failing WebSocket connection (code={code}): {reason}", code=code,
+                 reason=reason)
+        self.failedByMe = True
+        self.wasClean = False
+        self.wasNotCleanReason = f"I dropped the WebSocket TCP connection: {reason}"
+        self.sendFrame(opcode=8, payload=code.to_bytes(2, "big") + encode_truncate(reason, 123))
+        # Not an abort: the transport writes the close frame before it closes.
+        self.dropConnection(abort=False)
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """Autobahn's frame writer, minus its per-frame debug logging on the common path.

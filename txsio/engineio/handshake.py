@@ -1,9 +1,11 @@
 """What a request carried, read once from the twisted.web request for both transports.
 
 Called by :class:`~txsio.engineio.resource.EngineIOResource`, once per request: it parses the
-query with :func:`request_query` and, for a request that opens a session (polling or
-WebSocket alike), builds the :class:`HandshakeRequest` the session keeps for the layers above
-(Socket.IO's ``socket.handshake``).  :class:`CookieOptions` sets the ``io`` cookie on a polling
+query with :func:`request_query` (the one reading of a request target, which
+:class:`~txsio.engineio.site.EngineSite` uses too, through :func:`target_query`) and, for a
+request that opens a session (polling or WebSocket alike), builds the
+:class:`HandshakeRequest` the session keeps for the layers above (Socket.IO's
+``socket.handshake``).  :class:`CookieOptions` sets the ``io`` cookie on a polling
 handshake's response.
 
 Nothing here imports Twisted at runtime: the request is only read (and, for the cookie, given
@@ -17,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from .errors import EngineRequestError, ErrorCode
+
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-__all__ = ["CookieOptions", "HandshakeRequest", "request_query"]
+__all__ = ["CookieOptions", "HandshakeRequest", "request_query", "target_query"]
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,36 @@ class HandshakeRequest:
 
 
 def request_query(request: Request) -> dict[str, str]:
-    """The query parameters of ``request``'s URL (the first value of each).
+    """The query parameters of ``request``'s URL (the first value of each), read by
+    :func:`target_query`.
 
     Read from the URL only: twisted.web also merges form-encoded POST bodies into
     ``request.args``, and a body must not override ``sid``, ``EIO`` or ``transport``.
+
+    :raises EngineRequestError: for a target holding ``#``.
     """
-    _, _, raw = request.uri.partition(b"?")
+    return target_query(request.uri)
+
+
+def target_query(target: bytes) -> dict[str, str]:
+    """The query parameters of a request target as the request line carries it (the first
+    value of each): everything after the first ``?``, split on ``&``, percent-decoded.
+
+    The one reading of a target: the resource's (:func:`request_query`) and that of
+    :class:`~txsio.engineio.site.EngineSite`'s tracker of arriving POSTs, which must agree on
+    the ``sid`` of a request or the check of overlapping POSTs could be slipped past.
+
+    A target holding ``#`` is refused.  A fragment is never part of a request target (RFC
+    9112, section 3.2) and no client sends one; a reader that stops at it (as a URL parser
+    does) and one that does not would see different queries in ``?a=1#&sid=X``, so neither
+    guess is made: Autobahn refuses such a WebSocket request too.  An encoded ``%23`` is data.
+
+    :param target: the request target (path and query).
+    :raises EngineRequestError: 400, "Bad request", for a target holding ``#``.
+    """
+    if b"#" in target:
+        raise EngineRequestError(ErrorCode.BAD_REQUEST)
+    _, _, raw = target.partition(b"?")
     query: dict[str, str] = {}
     for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         query.setdefault(key, value)

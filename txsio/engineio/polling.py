@@ -11,7 +11,9 @@ Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransp
 :meth:`~PollingTransport.close`.
 
 At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
-violation (the new request gets 400 and the session closes with ``"transport error"``).  A GET
+violation (the new request gets 400 and the session closes with ``"transport error"``), and
+so is a POST while another POST of the session is still arriving, which only an
+:class:`~txsio.engineio.site.EngineSite` can see (see :mod:`txsio.engineio.site`).  A GET
 whose client goes away closes the session as well, as Node does; nothing is written to a
 request after it finished.  The session's :class:`~txsio.engineio.wire.WireFormat` reads and
 writes the bodies.

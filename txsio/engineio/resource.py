@@ -80,9 +80,9 @@ class EngineIOResource(Resource):
             request.setHeader(b"content-length", b"0")
             return b""
 
-        query = request_query(request)
         upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
         try:
+            query = request_query(request)
             protocol, transport, session = server.check_request(method, query, upgrade=upgrade)
         except EngineRequestError as e:
             log.debug("bad request {method} {uri}: {message}", method=method,

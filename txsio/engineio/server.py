@@ -90,6 +90,12 @@ class EngineServer(EventEmitter):
     :param upgrade_timeout: seconds a client has to complete an upgrade it started.
     :param allow_eio3: whether Engine.IO v3 clients (socket.io-client 2.x) are served; when
         off, they get the "unsupported protocol version" error.
+    :param allow_jsonp: whether JSONP polling (a request with a ``j`` query parameter, which old
+        v3 clients use where XHR cannot cross origins) is served; off by default, even with
+        ``allow_eio3``.  JSONP is cross-origin by nature: the poll is a ``<script>`` that any
+        page can include, sent with the visitor's cookies and no ``Origin`` header, so neither
+        the origin check nor CORS applies and that page can read what the server sends.  When
+        off, such a request is refused as an unknown transport (400, code 0).
     :param cors_allowed_origins: ``None`` (the default: no CORS headers, and a browser request
         from another origin is refused with 403), ``"*"`` (any origin), a list of origins
         (``"https://app.example"``), or a callable ``f(origin) -> bool``.
@@ -112,6 +118,7 @@ class EngineServer(EventEmitter):
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
         allow_eio3: bool = False,
+        allow_jsonp: bool = False,
         cors_allowed_origins: CorsOrigins = None,
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
@@ -129,6 +136,7 @@ class EngineServer(EventEmitter):
             allow_upgrades=allow_upgrades,
             upgrade_timeout=float(upgrade_timeout),
             allow_eio3=allow_eio3,
+            allow_jsonp=allow_jsonp,
         )
         self.allow_request = allow_request
         self.cookie = cookie_options(cookie)
@@ -241,6 +249,10 @@ class EngineServer(EventEmitter):
         else:
             raise EngineRequestError(ErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
         jsonp = query.get("j")
+        if jsonp is not None and not self.options.allow_jsonp:
+            # Node's JSONP is a transport of its own: off, it is an unknown one.  Refused for
+            # every request, so a session opened over XHR cannot be read as a script either.
+            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT)
         if jsonp is not None and not (jsonp.isascii() and jsonp.isdigit()):
             # The JSONP callback index is written into the response's JavaScript: digits only.
             raise EngineRequestError(ErrorCode.BAD_REQUEST)

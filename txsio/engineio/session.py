@@ -95,6 +95,7 @@ class EngineOptions:
     close_timeout: float = 30.0
     allow_eio3: bool = False
     max_payload_packets: int = 10_000
+    allow_jsonp: bool = False
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:

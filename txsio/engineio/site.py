@@ -9,7 +9,12 @@ session, as Node does.  Memory and disk stay bounded whatever the client sends.
 
 The site also notes which polling sessions have a POST *arriving* (headers received, body
 not yet complete), so that a second POST on a session whose first one is still arriving is
-refused with 400 and the session closed, as the protocol requires.
+refused with 400 and the session closed, as the protocol requires (Node: "data request
+overlap from client").  The sid is read from the request target by
+:func:`~txsio.engineio.handshake.target_query`, the resource's own reading, so the two never
+disagree about which session a POST is for.  A plain twisted.web ``Site`` cannot do this: it
+hands a request to the resource only once its body is complete, so no POST is ever seen
+arriving.
 
 Called by twisted.web: :meth:`EngineRequest.gotLength`,
 :meth:`EngineRequest.handleContentChunk`, :meth:`EngineRequest.connectionLost`,
@@ -21,10 +26,12 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from .errors import EngineRequestError
+from .handshake import target_query
 
 __all__ = ["EngineRequest", "EngineSite", "body_too_large", "posts_arriving"]
 
@@ -121,9 +128,8 @@ def posts_arriving(request: Any, sid: str) -> int:
 
 
 def _sid_of(target: bytes) -> str | None:
+    # Read as the resource reads it (one parser), so both see the same sid.
     try:
-        query = urlsplit(target.decode("latin-1")).query
-    except ValueError:
-        return None
-    values = parse_qs(query).get("sid")
-    return values[0] if values else None
+        return target_query(target).get("sid")
+    except EngineRequestError:
+        return None  # the resource refuses the request before any session sees it
