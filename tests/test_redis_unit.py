@@ -1039,6 +1039,60 @@ class Unencodable(SynchronousTestCase):
         self.assertTrue(warning["why"].startswith("ERR yyy"))
 
 
+class UnencodableElsewhere(SynchronousTestCase):
+    """The other paths of what the cluster's encoding cannot carry: local delivery goes on,
+    and the failure is counted, its log lines rate-limited."""
+
+    def test_broadcast_with_ack_reaches_local_clients(self) -> None:
+        """``emit_with_ack`` with a lone surrogate or an integer from 2**64 reaches the local
+        clients, whose answers come back when the wait ends at its timeout; nothing is
+        published or left waiting, and each failure is counted."""
+        node = _Node()
+        node.redis.nodes = 2
+        client, sid = node.client()
+        node.adapter.add_all(sid, ["r1"])
+        node.published()
+        for count, value in enumerate(("lone \ud800", 2**64), 1):
+            d = node.io.to("r1").timeout(1).emit_with_ack("odd", value)
+            [packet] = client.received()
+            self.assertEqual(packet.data, ["odd", value])
+            assert packet.id is not None
+            client.ack(packet.id, "seen")
+            self.assertEqual(node.published(), [])
+            self.assertEqual(node.factory.counters.encode_failures, count)
+            node.clock.advance(1)
+            error = self.failureResultOf(d, txsio.AckTimeoutError).value
+            self.assertEqual(error.responses, ["seen"])
+        self.assertEqual(node.adapter._ack_requests, {})
+
+    def test_log_lines_are_rate_limited(self) -> None:
+        """50 broadcasts that cannot be published are 50 counted failures but 10 log lines;
+        the next window's first line says how many were not logged."""
+        node = _Node()
+        with capturedLogs() as events:
+            for _ in range(50):
+                node.io.emit("odd", "\udfff")
+        self.assertEqual(node.factory.counters.encode_failures, 50)
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 10)
+        node.clock.advance(10)
+        with capturedLogs() as events:
+            node.io.emit("odd", 2**64)
+        [warning] = events
+        self.assertEqual(warning["held_back"], 40)
+
+    def test_the_emitter_refuses_at_once(self) -> None:
+        """The emitter has no local part: what msgpack cannot carry raises at once and
+        publishes nothing; the next emit goes out."""
+        sent: list[tuple[str, bytes]] = []
+        emitter = Emitter(publish=lambda channel, message: sent.append((channel, message)))
+        self.assertRaises(UnicodeEncodeError, emitter.to("r1").emit, "x", "\ud800")
+        self.assertRaises(UnicodeEncodeError, emitter.to("\ud800").emit, "x")
+        self.assertRaises(OverflowError, emitter.emit, "x", 2**64)
+        self.assertEqual(sent, [])
+        emitter.emit("x", 1)
+        self.assertEqual(len(sent), 1)
+
+
 class ServerAPI(SynchronousTestCase):
     """The server-side pieces the cluster adapter relies on."""
 

@@ -38,10 +38,12 @@ waiting for, is its own and is dropped.  So the sender applies everything locall
 once: broadcasts, ``sockets_join`` / ``sockets_leave``, ``disconnect_sockets``.  Messages
 without a ``uid`` (an emitter's) are always applied.
 
-*Local first*: a broadcast reaches the local clients before it is published.  A value the
-local encoding refuses raises at once (as with the in-memory adapter), and nothing is
-published; a value only the cluster's encoding refuses (msgpack has no lone surrogates and no
-integers from ``2**64``) still reaches the local clients, and the failure is logged.
+*Local first*: a broadcast (with acknowledgements or not) reaches the local clients before it
+is published.  A value the local encoding refuses raises at once (as with the in-memory
+adapter), and nothing is published; a value only the cluster's encoding refuses (msgpack has no
+lone surrogates and no integers from ``2**64``) still reaches the local clients, and the
+failure is counted and logged (:class:`ClusterCounters`, rate-limited); so are room
+operations.  ``server_side_emit``, which has no local part, raises it (counted too).
 What cannot be published (the broker is away) is logged by
 :meth:`~ClusterAdapter._publish_failed`; requests fail with the publishing error.
 """
@@ -57,6 +59,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._cluster_limits import ClusterCounters, log_excerpt
 from ._handlers import NO_FLAGS, EmitFlags, FlaggedEmitter, ack_value
 from ._twisted import cancel_call
 from .adapter import AckCallback, Adapter, BroadcastFlags, BroadcastOptions, Recipient
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClusterAdapter",
+    "ClusterCounters",
     "ClusterMessage",
     "MessageType",
     "RemoteSocket",
@@ -222,13 +226,6 @@ def socket_details(socket: Recipient) -> dict[str, Any]:
 def _wire_event(packet: Packet) -> dict[str, Any]:
     # A packet as Node's cluster messages carry it: always an EVENT (binary stays in data).
     return {"type": int(PacketType.EVENT), "data": packet.data}
-
-
-def log_excerpt(why: object) -> str:
-    """An error's text for a log line, at most 200 characters (it may quote what a peer
-    sent)."""
-    text = str(why)
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 # ---- remote sockets -----------------------------------------------------------------------
@@ -388,14 +385,19 @@ class ClusterAdapter(Adapter):
     :param uid: this adapter's id on the wire.
     :param requests_timeout: seconds to wait for the other nodes' answers when the operation
         gives no timeout of its own.
+    :param counters: where to count (and log) what cannot be sent; shared by the adapters
+        of one server (default: the adapter's own).
     :ivar uid: this adapter's id on the wire.
+    :ivar counters: the :class:`ClusterCounters`.
     """
 
-    def __init__(self, nsp: AdapterHost, *, uid: str, requests_timeout: float = 5.0) -> None:
+    def __init__(self, nsp: AdapterHost, *, uid: str, requests_timeout: float = 5.0,
+                 counters: ClusterCounters | None = None) -> None:
         super().__init__(nsp)
         self.uid = uid
         self.requests_timeout = requests_timeout
         self._clock = nsp.clock
+        self.counters = ClusterCounters(nsp.clock) if counters is None else counters
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, _AckRequest] = {}
         self._timers: set[IDelayedCall] = set()
@@ -470,8 +472,23 @@ class ClusterAdapter(Adapter):
     # -- publishing ------------------------------------------------------------------------
 
     def _send(self, message: ClusterMessage, what: str) -> None:
-        # A message that expects no answer; what the wire cannot carry raises here.
-        self._publish(*self._encode(message)).addErrback(self._publish_failed, what)
+        # A message that expects no answer, sent before its local part is done: what the
+        # wire cannot carry is counted and logged, and the local part still happens.
+        encoded = self._encode_or_count(message, what)
+        if encoded is not None:
+            self._publish(*encoded).addErrback(self._publish_failed, what)
+
+    def _encode_or_count(self, message: ClusterMessage, what: str, *,
+                         raise_it: bool = False) -> tuple[str, bytes] | None:
+        # The message on the wire, or None (raise_it: the error) when the cluster's encoding
+        # refuses it; either way it is counted.
+        try:
+            return self._encode(message)
+        except (TypeError, ValueError, OverflowError) as e:
+            self.counters.encode_failed(what, self.nsp.name, e, log_it=not raise_it)
+            if raise_it:
+                raise
+            return None
 
     def _respond(self, request: ClusterMessage, mtype: MessageType,
                  data: dict[str, Any]) -> None:
@@ -488,39 +505,36 @@ class ClusterAdapter(Adapter):
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Deliver locally, then publish once for the other nodes (unless ``local``)."""
         super().broadcast(packet, opts)
-        if opts.flags.local:
-            return
-        message = ClusterMessage(MessageType.BROADCAST, {"packet": _wire_event(packet),
-                                                         "opts": encode_options(opts)},
-                                 self.uid)
-        try:
-            encoded = self._encode(message)
-        except (TypeError, ValueError, OverflowError) as e:
-            log.warn("a broadcast of namespace {nsp} reached this node's clients only: it "
-                     "cannot be published ({why})", nsp=self.nsp.name, why=log_excerpt(e))
-            return
-        self._publish(*encoded).addErrback(self._publish_failed, "a broadcast")
+        if not opts.flags.local:
+            self._send(ClusterMessage(MessageType.BROADCAST, {
+                "packet": _wire_event(packet), "opts": encode_options(opts)}, self.uid),
+                "a broadcast")
 
     def broadcast_with_ack(self, packet: Packet, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],
                            ack: AckCallback) -> None:
         """Deliver locally with acknowledgements and ask the other nodes to do the same: each
-        answers with its client count, then with each client's acknowledgement."""
-        if not opts.flags.local:
-            request_id = self._new_id()
-            encoded = self._encode(ClusterMessage(MessageType.BROADCAST, {
-                "packet": _wire_event(packet), "requestId": request_id,
-                "opts": encode_options(opts)}, self.uid))
-            timeout = opts.flags.timeout
-            entry = _AckRequest(client_count_callback, ack)
-            self._ack_requests[request_id] = entry
-            # Answers cannot be told complete here: forget the request after its timeout.
-            entry.timer = self._clock.callLater(
-                self.requests_timeout if timeout is None else timeout,
-                self._ack_requests.pop, request_id, None)
-            self._publish(*encoded).addErrback(self._publish_failed,
-                                               "a broadcast with acknowledgements")
+        answers with its client count, then with each client's acknowledgement.  When the
+        cluster's encoding refuses the packet, only the local clients get it (counted,
+        logged): the other nodes' counts never come, and the wait ends at its timeout."""
         super().broadcast_with_ack(packet, opts, client_count_callback, ack)
+        if opts.flags.local:
+            return
+        request_id = self._new_id()
+        encoded = self._encode_or_count(ClusterMessage(MessageType.BROADCAST, {
+            "packet": _wire_event(packet), "requestId": request_id,
+            "opts": encode_options(opts)}, self.uid), "a broadcast with acknowledgements")
+        if encoded is None:
+            return
+        timeout = opts.flags.timeout
+        entry = _AckRequest(client_count_callback, ack)
+        self._ack_requests[request_id] = entry
+        # Answers cannot be told complete here: forget the request after its timeout.
+        entry.timer = self._clock.callLater(
+            self.requests_timeout if timeout is None else timeout,
+            self._ack_requests.pop, request_id, None)
+        self._publish(*encoded).addErrback(self._publish_failed,
+                                           "a broadcast with acknowledgements")
 
     # -- operations on the sockets of every node -------------------------------------------
 
@@ -548,9 +562,16 @@ class ClusterAdapter(Adapter):
         super().disconnect_sockets(opts, close)
 
     def server_side_emit(self, args: list[Any]) -> None:
-        """Send ``[event, *args]`` to the other nodes' server-side handlers."""
-        self._send(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {"packet": list(args)},
-                                  self.uid), "server_side_emit")
+        """Send ``[event, *args]`` to the other nodes' server-side handlers.
+
+        :raises TypeError, ValueError, OverflowError: at once (counted) for what the cluster's
+            encoding cannot carry: nothing else was done.
+        """
+        encoded = self._encode_or_count(ClusterMessage(
+            MessageType.SERVER_SIDE_EMIT, {"packet": list(args)}, self.uid),
+            "server_side_emit", raise_it=True)
+        assert encoded is not None
+        self._publish(*encoded).addErrback(self._publish_failed, "server_side_emit")
 
     # -- requests --------------------------------------------------------------------------
 
@@ -638,10 +659,12 @@ class ClusterAdapter(Adapter):
         """
         request_id = self._new_id()
         try:  # fail now for what the message cannot carry
-            encoded = self._encode(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {
-                "requestId": request_id, "packet": list(args)}, self.uid))
+            encoded = self._encode_or_count(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {
+                "requestId": request_id, "packet": list(args)}, self.uid),
+                "server_side_emit_with_ack", raise_it=True)
         except (TypeError, ValueError, OverflowError) as e:
             return fail(e)
+        assert encoded is not None
         return Deferred.fromCoroutine(
             self._server_side_emit_with_ack(request_id, encoded, timeout))
 

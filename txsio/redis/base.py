@@ -45,7 +45,8 @@ class RedisClusterAdapter(ClusterAdapter):
     """
 
     def __init__(self, nsp: AdapterHost, factory: RedisAdapterFactory, uid: str) -> None:
-        super().__init__(nsp, uid=uid, requests_timeout=factory.requests_timeout)
+        super().__init__(nsp, uid=uid, requests_timeout=factory.requests_timeout,
+                         counters=factory.counters)
         self.factory = factory
         self.channel = f"{factory.key}#{nsp.name}#"
         self._channel_bytes = self.channel.encode("utf-8")

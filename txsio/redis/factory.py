@@ -21,8 +21,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._cluster_limits import ClusterCounters, log_excerpt
 from .._twisted import default_reactor
-from ..cluster import log_excerpt
 from .base import RedisClusterAdapter
 from .classic import RedisAdapter
 from .connection import RedisAddress, RedisConnection, _endpoint
@@ -70,6 +70,7 @@ class RedisAdapterFactory:
     :param subscription_mode: with ``sharded``, Node's ``subscriptionMode``: ``"dynamic"``
         (a channel per room that is not a socket id), ``"dynamic-private"`` (a channel per
         room) or ``"static"`` (only the namespace's channels).  All nodes must agree.
+    :ivar counters: the :class:`~txsio.cluster.ClusterCounters` of the factory's adapters.
     """
 
     def __init__(
@@ -103,6 +104,8 @@ class RedisAdapterFactory:
         self._subscribe_command = b"SSUBSCRIBE" if sharded else b"SUBSCRIBE"
         self._unsubscribe_command = b"SUNSUBSCRIBE" if sharded else b"UNSUBSCRIBE"
         self.reactor = reactor
+        #: what the adapters could not send and would not take (shared by them)
+        self.counters = ClusterCounters(reactor, logger=log)
         if endpoint is None:
             endpoint = _endpoint(reactor, self.address, command_timeout)
         options: dict[str, Any] = {

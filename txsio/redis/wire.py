@@ -31,6 +31,7 @@ __all__ = [
     "glob_escape",
     "new_uid",
     "pack",
+    "to_well_formed",
     "unpack",
 ]
 
@@ -185,6 +186,17 @@ def broadcast_channel(prefix: str, rooms: Iterable[str]) -> str:
     """
     rooms = list(rooms)
     return f"{prefix}{rooms[0]}#" if len(rooms) == 1 else prefix
+
+
+def to_well_formed(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as JavaScript's
+    ``String.prototype.toWellFormed`` does and as Node's Redis clients encode a channel name
+    (a surrogate pair split over two code points is joined, as in a JS string)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def glob_escape(text: str) -> str:
