@@ -382,6 +382,44 @@ class UnencodableServerSideEmits(SynchronousTestCase):
         self.assertEqual(json.loads(message)["data"]["packet"], ["x", "\ud800"])
 
 
+class ShardedHostilePeers(SynchronousTestCase):
+    """The sharded format's channels have the same bounds: garbage is dropped and counted,
+    forged answers keep nothing, a peer's ack timeout is clamped."""
+
+    def test_garbage_and_forged_answers(self) -> None:
+        """Oversized, malformed and unknown-type messages on the namespace's channel and on
+        this node's own are dropped (one log line); answers to requests this node did not
+        make keep nothing."""
+        node = _ShardedNode()
+        client, _ = node.client(name="a")
+        with capturedLogs() as events:
+            node.message(MAIN, b"{" + b" " * 2_000_000 + b"}")
+            node.to_me(b"\xc1")
+            node.message(MAIN, json.dumps({"type": 99, "data": {}, "nsp": "/"}).encode())
+            node.message(MAIN, json.dumps({"type": 3, "data": [], "nsp": "/"}).encode())
+            for i in range(500):
+                node.to_me(encode_cluster_message(MessageType.FETCH_SOCKETS_RESPONSE, {
+                    "requestId": f"R{i}", "sockets": [{"id": "x"}]}, "peer", "/"))
+        self.assertEqual(node.factory.counters.dropped_by_reason,
+                         {"too large": 1, "malformed": 3})
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 1)
+        self.assertEqual((node.sharded._requests, node.sharded._ack_requests), ({}, {}))
+        self.assertEqual(client.events(), [])
+
+    def test_a_peers_ack_timeout_is_clamped(self) -> None:
+        """A broadcast with acknowledgements asking for 1e300 ms keeps this node's client's
+        ack for ``max_ack_timeout`` (here 2 s) at most."""
+        node = _ShardedNode(max_ack_timeout=2)
+        _, sid = node.client(name="a")
+        socket = node.io.sockets.sockets[sid]
+        node.message(MAIN, encode_cluster_message(MessageType.BROADCAST, {
+            "requestId": "B1", "packet": {"type": 2, "data": ["q"]},
+            "opts": {"rooms": [], "except": [], "flags": {"timeout": 1e300}}}, "peer", "/"))
+        self.assertEqual(len(socket._acks), 1)
+        node.clock.advance(2)
+        self.assertEqual(len(socket._acks), 0)
+
+
 class ShardedMixedCluster(cluster.MixedCluster):
     """A txsio node and a Node node, both with the sharded adapter, on a real Redis: the
     mixed-cluster tests of the classic adapter (fetch_sockets, sockets_join / leave,

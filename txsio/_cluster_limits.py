@@ -1,8 +1,11 @@
-"""What the cluster adapter counts and logs of what it cannot send or will not take.
+"""What a message of another node may cost (:class:`PeerLimits`), and what the cluster adapter
+counts and logs of what it cannot send or will not take (:class:`ClusterCounters`).
 
-Who calls what: the cluster core (:mod:`txsio.cluster`) and the Redis formats
-(:mod:`txsio.redis`) report to one :class:`ClusterCounters` (per adapter factory, shared by the
-adapters of its namespaces): a message this node could not encode for the cluster
+Who calls what: the Redis formats (:mod:`txsio.redis`) check a message's size and shape
+against the :class:`PeerLimits` of their factory, the cluster core (:mod:`txsio.cluster`) its
+lists and timeouts; both raise :class:`PeerMessageError` for what breaks a bound, which the
+format's entry point drops.  They report to one :class:`ClusterCounters` (per adapter factory,
+shared by the adapters of its namespaces): a message this node could not encode for the cluster
 (:meth:`~ClusterCounters.encode_failed`), a message of a peer that was dropped
 (:meth:`~ClusterCounters.dropped_message`).  It counts each, for monitoring, and logs a few
 lines of each kind per ``log_interval`` at most, each with the number of those not logged
@@ -12,16 +15,54 @@ log lines.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
+from ._jsjson import DEFAULT_MAX_DEPTH
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["ClusterCounters", "log_excerpt"]
+__all__ = ["ClusterCounters", "PeerLimits", "PeerMessageError", "log_excerpt"]
 
 log = Logger(namespace="txsio.cluster")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerLimits:
+    """What one message on the cluster's channels may cost this node: anything beyond is
+    dropped (counted and logged by :class:`ClusterCounters`), except ``max_timeout``, which
+    clamps.
+
+    :ivar max_message_size: bytes; a longer message is dropped before it is decoded (1 MiB).
+    :ivar max_depth: how deeply containers may nest in a message (72: the 64 of what clients
+        may send, and the message around it).
+    :ivar max_items: the most rooms in one list (a broadcast's ``rooms`` or ``except``, the
+        rooms of ``sockets_join`` / ``sockets_leave``, of a remote socket), sockets in one
+        ``fetch_sockets`` answer, and binary values (msgpack ``bin`` and extension types) in
+        one message (10,000).  An ``all_rooms`` answer is bounded by its size only.
+    :ivar max_timeout: seconds; another node's broadcast with acknowledgements keeps this
+        node's clients' acknowledgements at most this long, whatever its timeout says (60).
+    """
+
+    max_message_size: int = 1 << 20
+    max_depth: int = DEFAULT_MAX_DEPTH + 8
+    max_items: int = 10_000
+    max_timeout: float = 60.0
+
+
+class PeerMessageError(ValueError):
+    """A message on the cluster's channels is malformed or breaks a bound of
+    :class:`PeerLimits`: it is dropped.
+
+    :ivar reason: the kind, as :attr:`ClusterCounters.dropped_by_reason` counts it.
+    """
+
+    def __init__(self, reason: str, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
 
 
 def log_excerpt(why: object) -> str:
@@ -87,6 +128,7 @@ class ClusterCounters:
         # An application's failures may come in a burst worth reading; a peer's garbage not.
         self._encode_lines = _Throttle(clock, log_interval, 10)
         self._drop_lines = _Throttle(clock, log_interval, 1)
+        self._failure_lines = _Throttle(clock, log_interval, 1)
 
     def encode_failed(self, what: str, nsp: str, why: object, *, log_it: bool = True) -> None:
         """Count ``what`` (e.g. "a broadcast") of namespace ``nsp`` that could not be encoded
@@ -109,3 +151,13 @@ class ClusterCounters:
                 "dropped a message on {where} ({reason}: {why}); {held_back} more dropped "
                 "and not logged before", where=log_excerpt(where), reason=reason,
                 why=log_excerpt(why), held_back=self._drop_lines.take_held_back())
+
+    def handling_failed(self, where: object) -> None:
+        """Count a message on ``where`` whose handling raised (a bug, called in the
+        ``except`` block), and log the failure (rate-limited)."""
+        self.dropped += 1
+        self.dropped_by_reason["error"] = self.dropped_by_reason.get("error", 0) + 1
+        if self._failure_lines.allow():
+            self._log.failure("error handling a message on {where}; {held_back} more not "
+                              "logged before", where=log_excerpt(where),
+                              held_back=self._failure_lines.take_held_back())

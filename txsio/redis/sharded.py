@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail
 
 from .._jsjson import has_binary
-from ..cluster import ClusterMessage, MessageType
+from ..cluster import ClusterMessage, MessageType, PeerMessageError
 from .base import Handler, RedisClusterAdapter
 from .errors import RedisError
 from .wire import dumps, pack, to_well_formed
@@ -190,7 +190,7 @@ class ShardedRedisAdapter(RedisClusterAdapter):
         body = message.get("data")
         mtype = _message_type(message.get("type"))
         if not isinstance(body, dict) or mtype is None:
-            return None
+            raise PeerMessageError("malformed", "not a {type, data, uid, nsp} message")
         uid = message.get("uid")
         return (ClusterMessage(mtype, body, uid if isinstance(uid, str) else None),
                 message.get("nsp"))
