@@ -887,6 +887,72 @@ class Outage(SynchronousTestCase):
         self.assertEqual(len(self.node.redis.transports), 3)
 
 
+class WaitingForRedis(SynchronousTestCase):
+    """What waits for Redis's replies is bounded: beyond, commands fail at once, logged once
+    per overflow, and local delivery goes on."""
+
+    def test_an_unanswering_redis_holds_a_bounded_backlog(self) -> None:
+        """With Redis silent (paused), 10 broadcasts reach the local client, 3 wait for
+        Redis and 7 fail at once; across the reconnection the watchdog makes, the overflow is
+        logged once, and once more when Redis has caught up."""
+        node = _Node(max_pending_commands=3)
+        client, _ = node.client()
+        node.redis.answer = False
+        pub = node.factory.pub
+        with capturedLogs() as events:
+            for i in range(10):
+                node.io.emit("tick", i)
+            self.assertEqual(len(client.events()), 10)
+            self.assertEqual(len(node.published()), 3)
+            assert pub.protocol is not None
+            self.assertEqual((len(pub.protocol._pending), pub.refused_commands), (3, 7))
+            node.clock.advance(5)  # the watchdog drops the silent connection
+            node.clock.advance(1)
+            assert pub.protocol is not None
+            for i in range(10):
+                node.io.emit("tock", i)
+            self.assertEqual(len(client.events()), 10)
+            self.assertEqual((len(pub.protocol._pending), pub.refused_commands), (3, 14))
+            pub.protocol.dataReceived(b":1\r\n" * 3)  # Redis is back
+            node.redis.answer = True
+            node.io.emit("after")
+        texts = [formatEvent(e) for e in events if e.get("log_namespace") == "txsio.redis"]
+        self.assertEqual(len([t for t in texts if "wait for Redis" in t]), 1, texts)
+        self.assertEqual(len([t for t in texts if "caught up" in t]), 1, texts)
+        self.assertEqual(pub.refused_commands, 14)
+        self.assertEqual(len(pub.protocol._pending), 0)
+
+    def test_bytes_waiting_are_bounded_but_a_lone_command_goes(self) -> None:
+        """``max_pending_bytes`` refuses what would pile up beyond it; a single command larger
+        than the bound is still sent when nothing waits."""
+        node = _Node(max_pending_bytes=1000)
+        node.redis.answer = False
+        node.io.emit("big", "x" * 5000)
+        node.io.emit("small")
+        self.assertEqual(len(node.published()), 1)
+        self.assertEqual(node.factory.pub.refused_commands, 1)
+
+    def test_the_first_attempt_queue_is_bounded(self) -> None:
+        """Commands sent while the first connection attempt is in progress wait for it, two
+        at most here; more fail at once."""
+        class Endpoint:
+            def connect(self, factory: Factory) -> Deferred[Any]:
+                return Deferred()
+
+        connection = RedisConnection(Endpoint(), RedisAddress(), clock=Clock(),
+                                     max_pending_commands=2)
+        connection.start()
+        waiting = [connection.command(b"PING") for _ in range(5)]
+        for d in waiting[:2]:
+            self.assertNoResult(d)
+        for d in waiting[2:]:
+            self.failureResultOf(d, RedisUnavailableError)
+        self.assertEqual(connection.refused_commands, 3)
+        connection.close()
+        for d in waiting[:2]:
+            self.failureResultOf(d, RedisUnavailableError)
+
+
 class Connection(SynchronousTestCase):
     """The RESP client."""
 

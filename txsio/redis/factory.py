@@ -71,6 +71,10 @@ class RedisAdapterFactory:
         ``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7 or later) instead of ``createAdapter``'s:
         each namespace gets a :class:`ShardedRedisAdapter` and ``key`` is Node's
         ``channelPrefix``.  Every node of a cluster must use the same format.
+    :param max_pending_commands: the most commands that may wait for Redis's replies on each
+        connection (10,000): when Redis is paused or slow, more fail at once (a broadcast
+        still reaches the local clients), logged once.
+    :param max_pending_bytes: the most bytes of commands that may wait so (16 MiB).
     :param max_message_size: bytes; a longer message on the adapter's channels is dropped
         before it is decoded (1 MiB).  ``fetch_sockets`` answers are the longest messages (a
         socket with its handshake takes about 0.5 to 1 kB): raise it for clusters that fetch
@@ -104,6 +108,8 @@ class RedisAdapterFactory:
         max_message_depth: int = _LIMITS.max_depth,
         max_message_items: int = _LIMITS.max_items,
         max_ack_timeout: float = _LIMITS.max_timeout,
+        max_pending_commands: int = 10_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise ValueError(f"subscription_mode must be one of {', '.join(SUBSCRIPTION_MODES)}"
@@ -133,6 +139,8 @@ class RedisAdapterFactory:
             "command_timeout": command_timeout,
             "min_delay": min_reconnect_delay,
             "max_delay": max_reconnect_delay,
+            "max_pending_commands": max_pending_commands,
+            "max_pending_bytes": max_pending_bytes,
         }
         self.pub = RedisConnection(endpoint, self.address, on_ready=self._pub_ready,
                                    on_down=self._down, **options)
