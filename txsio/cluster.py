@@ -409,7 +409,8 @@ class ClusterAdapter(Adapter):
         gives no timeout of its own.
     :param counters: where to count (and log) what cannot be sent or is dropped; shared by
         the adapters of one server (default: the adapter's own).
-    :param limits: what another node's message may cost (default: :class:`PeerLimits`').
+    :param limits: what another node's message may cost (default: the defaults of
+        :class:`PeerLimits`).
     :ivar uid: this adapter's id on the wire.
     :ivar counters: the :class:`ClusterCounters`.
     :ivar limits: the :class:`PeerLimits`.
