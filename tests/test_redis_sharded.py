@@ -389,7 +389,7 @@ class ShardedHostilePeers(SynchronousTestCase):
     def test_garbage_and_forged_answers(self) -> None:
         """Oversized, malformed and unknown-type messages on the namespace's channel and on
         this node's own are dropped (one log line); answers to requests this node did not
-        make keep nothing."""
+        make keep nothing; Node's messages without data (heartbeats) are no garbage."""
         node = _ShardedNode()
         client, _ = node.client(name="a")
         with capturedLogs() as events:
@@ -405,6 +405,9 @@ class ShardedHostilePeers(SynchronousTestCase):
         self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 1)
         self.assertEqual((node.sharded._requests, node.sharded._ack_requests), ({}, {}))
         self.assertEqual(client.events(), [])
+        for mtype in (MessageType.HEARTBEAT, MessageType.ADAPTER_CLOSE):  # Node's: no data
+            node.message(MAIN, json.dumps({"type": mtype, "uid": "peer", "nsp": "/"}).encode())
+        self.assertEqual(node.factory.counters.dropped, 4)
 
     def test_a_peers_ack_timeout_is_clamped(self) -> None:
         """A broadcast with acknowledgements asking for 1e300 ms keeps this node's client's

@@ -187,7 +187,7 @@ class ShardedRedisAdapter(RedisClusterAdapter):
         message = self._decode(data, "message")
         if message is None:
             return None
-        body = message.get("data")
+        body = message.get("data", {})  # Node's heartbeats and ADAPTER_CLOSE have none
         mtype = _message_type(message.get("type"))
         if not isinstance(body, dict) or mtype is None:
             raise PeerMessageError("malformed", "not a {type, data, uid, nsp} message")
