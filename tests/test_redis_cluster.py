@@ -1,7 +1,8 @@
 """The Redis adapter in a real cluster: a ``redis-server`` started on a free loopback port,
 two txsio nodes in this process, and a txsio node beside a Node node (``socket.io`` 4.8 with
 ``@socket.io/redis-adapter`` 8.3, and ``@socket.io/redis-emitter`` 5.1), both driven through
-``tests/node/redis_node.mjs``, whose socket.io-client 4.8 clients connect to every node.
+``tests/node/redis_node.mjs``, whose socket.io-client 4.8 clients connect to every node; and two
+txsio nodes with in-memory clients streaming broadcasts while Redis is paused or killed.
 
 Every wait is bounded; nothing sleeps.  The tests fail (they are not skipped) when
 ``redis-server`` or Node is missing: ``apt-get install redis-server``, ``npm ci`` in tests/node.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Callable
@@ -37,6 +39,7 @@ from txsio.redis import (
 )
 from txsio.redis.connection import _endpoint
 
+from .sio_memory import MemoryClient
 from .support import NODE_DIR, EventLog, LoopbackSite, PeerSetupError, require_node, serve, spawn
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
@@ -107,6 +110,17 @@ class RedisServer:
         except ProcessExitedAlready:
             pass
         await proto.ended.addTimeout(10, self.reactor)
+
+    def pause(self) -> None:
+        """SIGSTOP it: its connections stay open, nothing is answered."""
+        self._process.signalProcess("STOP")
+
+    def resume(self) -> None:
+        """SIGCONT it after :meth:`pause` (nothing if it is gone)."""
+        try:
+            self._process.signalProcess(signal.SIGCONT)
+        except ProcessExitedAlready:
+            pass
 
 
 class NodePeer:
@@ -802,3 +816,126 @@ class BehindProxies(_Cluster):
         other.io.emit("hello", "from the other node")
         for who in ("n0", "n1", "n2"):
             self.assertEqual(await self.received(who, "hello"), [["from the other node"]])
+
+
+async def running_redis(test: TestCase, reactor: Any) -> RedisServer:
+    """A :class:`RedisServer` started for ``test`` and killed when it ends."""
+    redis = RedisServer(reactor)
+    await redis.start()
+    test.addCleanup(lambda: defer.Deferred.fromCoroutine(redis.stop()))
+    return redis
+
+
+class _StreamNode:
+    """A ``txsio.Server`` on the Redis adapter with one in-memory client in room ``r``."""
+
+    def __init__(self, redis_url: str, reactor: Any, **options: Any) -> None:
+        self.factory = RedisAdapterFactory(redis_url, reactor=reactor, **options)
+        self.io = txsio.Server(adapter=self.factory, clock=reactor)
+        self.client = MemoryClient(self.io)
+        sid = self.client.connect_ok()["sid"]
+        self.io.sockets.sockets[sid].join("r")
+        self.ticks: list[int] = []
+
+    def received(self) -> list[int]:
+        """The numbers of every ``tick`` its client got so far."""
+        self.ticks.extend(args[0] for name, *args in self.client.events() if name == "tick")
+        return self.ticks
+
+    def pending(self) -> int:
+        """The commands waiting for Redis's replies on its publishing connection."""
+        proto = self.factory.pub.protocol
+        return 0 if proto is None else len(proto._pending)
+
+
+class RedisPausedOrKilled(TestCase):
+    """A Redis paused (SIGSTOP) or killed during a stream of broadcasts from node A: A's own
+    client gets every broadcast, what waits for Redis stays within its bound, and node B's
+    client gets them again once Redis is back."""
+
+    timeout = 60
+    BOUND = 50
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]  # trial waits on it
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        return defer.Deferred.fromCoroutine(self._start_streaming())
+
+    async def _start_streaming(self) -> None:
+        reactor = self.reactor
+        self.redis = await running_redis(self, reactor)
+        options = {**FAST, "command_timeout": 0.5, "max_pending_commands": self.BOUND}
+        self.a = _StreamNode(self.redis.url, reactor, **options)
+        self.b = _StreamNode(self.redis.url, reactor, **options)
+        for node in (self.a, self.b):
+            self.addCleanup(node.io.close)
+        await defer.gatherResults([self.a.factory.ready(), self.b.factory.ready()]
+                                  ).addTimeout(10, reactor)
+        self.sent = 0
+        self.most_pending = 0
+        self.events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.stream = task.LoopingCall(self._tick)
+        self.stream.clock = reactor
+        self.stream.start(0.002)
+        self.addCleanup(self.stream.stop)
+
+    def _tick(self) -> None:
+        self.a.io.to("r").emit("tick", self.sent)
+        self.sent += 1
+        self.most_pending = max(self.most_pending, self.a.pending())
+
+    async def b_gets_ticks_from(self, first: int, what: str) -> None:
+        """Wait (bounded) until B's client got a tick numbered ``first`` or later."""
+        await until(self.reactor, lambda: any(n >= first for n in self.b.received()), what,
+                    timeout=15)
+
+    def assert_local_delivery(self) -> None:
+        """A's client got every tick sent so far, in order."""
+        self.assertEqual(self.a.received(), list(range(self.sent)))
+
+    def lines(self, text: str) -> int:
+        """How many txsio.redis lines of the test hold ``text``."""
+        return len([e for e in self.events if e.get("log_namespace") == "txsio.redis"
+                    and text in formatEvent(e)])
+
+    @_async
+    async def test_a_paused_redis(self) -> None:
+        """SIGSTOP: broadcasts beyond the bound fail at once while the watchdog drops the
+        silent connection and makes it again, logged once; SIGCONT: B hears A again."""
+        await self.b_gets_ticks_from(0, "a tick through Redis")
+        self.redis.pause()
+        self.addCleanup(self.redis.resume)
+        first = self.a.factory.pub.protocol
+        await until(self.reactor, lambda: self.a.factory.pub.refused_commands > 0
+                    and self.a.factory.pub.protocol not in (None, first),
+                    "refusals and a new connection", timeout=15)
+        self.assert_local_delivery()
+        self.assertLessEqual(self.most_pending, self.BOUND)
+        self.redis.resume()
+        await self.b_gets_ticks_from(self.sent, "a tick after SIGCONT")
+        self.assert_local_delivery()
+        await until(self.reactor, lambda: self.lines("caught up"), "caught up", timeout=15)
+        self.assertEqual(self.lines("wait for Redis"), 1)
+        self.assertLessEqual(self.most_pending, self.BOUND)
+
+    @_async
+    async def test_a_killed_redis(self) -> None:
+        """SIGKILL: broadcasts fail at once (nothing waits) and reach A's client; Redis
+        restarted: B hears A again."""
+        await self.b_gets_ticks_from(0, "a tick through Redis")
+        await self.redis.stop()
+        await until(self.reactor, lambda: not self.a.factory.pub.ready, "the loss noticed")
+        during = self.sent
+        await until(self.reactor, lambda: self.sent > during + 100, "broadcasts meanwhile")
+        self.assert_local_delivery()
+        self.assertEqual(self.a.pending(), 0)
+        await self.redis.start()
+        await defer.gatherResults([self.a.factory.ready(), self.b.factory.ready()]
+                                  ).addTimeout(15, self.reactor)
+        await self.b_gets_ticks_from(self.sent, "a tick after the restart")
+        self.assert_local_delivery()
+        self.assertLessEqual(self.most_pending, self.BOUND)

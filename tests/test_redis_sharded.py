@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from txsio.redis import (
@@ -304,6 +305,123 @@ class Cycles(SynchronousTestCase):
             self.assertRaises(ValueError, node.io.server_side_emit, "x", cyclic)
             self.failureResultOf(node.io.server_side_emit_with_ack("x", cyclic), ValueError)
         self.assertEqual(node.published(), [])
+
+
+class LoneSurrogateRooms(SynchronousTestCase):
+    """A room name with a lone surrogate (JSON carries it, UTF-8 cannot) gets the channel
+    Node's Redis clients name for it, its lone surrogates as U+FFFD."""
+
+    CHANNEL = "socket.io#/#a\ufffd#"
+
+    def test_joining_and_broadcasting(self) -> None:
+        """Joining does not raise and SSUBSCRIBEs Node's channel; a broadcast to the room is
+        published there as JSON and reaches the members of other nodes; with binary (msgpack,
+        which has no lone surrogates) it reaches the local members only, counted and
+        logged."""
+        node = _ShardedNode()
+        client, sid = node.client(name="a")
+        node.subscriptions()
+        node.io.sockets.sockets[sid].join("a\ud800")
+        self.assertEqual(node.subscriptions(), [[b"SSUBSCRIBE", self.CHANNEL.encode()]])
+        node.io.to("a\ud800").emit("news", "lone \udc00")
+        self.assertEqual(client.events(), [["news", "lone \udc00"]])
+        [(channel, message)] = node.published()
+        self.assertEqual(channel, self.CHANNEL)
+        self.assertEqual(json.loads(message)["data"]["opts"]["rooms"], ["a\ud800"])
+        with capturedLogs() as events:
+            node.io.to("a\ud800").emit("bin", b"\x01")
+        self.assertEqual(client.events(), [["bin", b"\x01"]])
+        self.assertEqual(node.published(), [])
+        self.assertEqual(node.factory.counters.encode_failures, 1)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertIn("cannot be published", warning["log_format"])
+        other = encode_cluster_message(MessageType.BROADCAST, {
+            "packet": {"type": 2, "data": ["from-node"]},
+            "opts": {"rooms": ["a\ud800"], "except": []}}, "node-b", "/")
+        node.message(self.CHANNEL, other)
+        self.assertEqual(client.events(), [["from-node"]])
+
+    def test_rooms_sharing_a_channel(self) -> None:
+        """Rooms that differ only by lone surrogates share one channel: subscribed once, and
+        unsubscribed when the last of them is gone."""
+        node = _ShardedNode()
+        _, a = node.client(name="a")
+        _, b = node.client(name="b")
+        node.subscriptions()
+        node.sharded.add_all(a, ["a\ud800"])
+        node.sharded.add_all(b, ["a\udfff"])
+        self.assertEqual(node.subscriptions(), [[b"SSUBSCRIBE", self.CHANNEL.encode()]])
+        node.sharded.delete(a, "a\ud800")
+        self.assertEqual(node.subscriptions(), [])
+        node.sharded.delete(b, "a\udfff")
+        self.assertEqual(node.subscriptions(), [[b"SUNSUBSCRIBE", self.CHANNEL.encode()]])
+
+
+class UnencodableServerSideEmits(SynchronousTestCase):
+    """A server-side emit has no local part: what the cluster's encoding refuses fails at
+    once, counted, with nothing published."""
+
+    def test_refusals_fail_at_once_and_are_counted(self) -> None:
+        """With binary (msgpack), a lone surrogate raises from ``server_side_emit`` and an
+        integer from 2**64 fails ``server_side_emit_with_ack``; both are counted, neither is
+        logged (the caller has the error) and nothing is published; without binary (JSON)
+        the lone surrogate travels."""
+        node = _ShardedNode()
+        node.redis.nodes = 2
+        node.published()
+        with capturedLogs() as events:
+            self.assertRaises(UnicodeEncodeError, node.io.server_side_emit, "x", b"\x01",
+                              "\ud800")
+            self.failureResultOf(node.io.server_side_emit_with_ack("x", b"\x01", 2**64),
+                                 OverflowError)
+        self.assertEqual(node.published(), [])
+        self.assertEqual(node.factory.counters.encode_failures, 2)
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.warn], [])
+        self.assertEqual(node.sharded._requests, {})
+        node.io.server_side_emit("x", "\ud800")
+        [(_, message)] = node.published()
+        self.assertEqual(json.loads(message)["data"]["packet"], ["x", "\ud800"])
+
+
+class ShardedHostilePeers(SynchronousTestCase):
+    """The sharded format's channels have the same bounds: garbage is dropped and counted,
+    forged answers keep nothing, a peer's ack timeout is clamped."""
+
+    def test_garbage_and_forged_answers(self) -> None:
+        """Oversized, malformed and unknown-type messages on the namespace's channel and on
+        this node's own are dropped (one log line); answers to requests this node did not
+        make keep nothing; Node's messages without data (heartbeats) are no garbage."""
+        node = _ShardedNode()
+        client, _ = node.client(name="a")
+        with capturedLogs() as events:
+            node.message(MAIN, b"{" + b" " * 2_000_000 + b"}")
+            node.to_me(b"\xc1")
+            node.message(MAIN, json.dumps({"type": 99, "data": {}, "nsp": "/"}).encode())
+            node.message(MAIN, json.dumps({"type": 3, "data": [], "nsp": "/"}).encode())
+            for i in range(500):
+                node.to_me(encode_cluster_message(MessageType.FETCH_SOCKETS_RESPONSE, {
+                    "requestId": f"R{i}", "sockets": [{"id": "x"}]}, "peer", "/"))
+        self.assertEqual(node.factory.counters.dropped_by_reason,
+                         {"too large": 1, "malformed": 3})
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 1)
+        self.assertEqual((node.sharded._requests, node.sharded._ack_requests), ({}, {}))
+        self.assertEqual(client.events(), [])
+        for mtype in (MessageType.HEARTBEAT, MessageType.ADAPTER_CLOSE):  # Node's: no data
+            node.message(MAIN, json.dumps({"type": mtype, "uid": "peer", "nsp": "/"}).encode())
+        self.assertEqual(node.factory.counters.dropped, 4)
+
+    def test_a_peers_ack_timeout_is_clamped(self) -> None:
+        """A broadcast with acknowledgements asking for 1e300 ms keeps this node's client's
+        ack for ``max_ack_timeout`` (here 2 s) at most."""
+        node = _ShardedNode(max_ack_timeout=2)
+        _, sid = node.client(name="a")
+        socket = node.io.sockets.sockets[sid]
+        node.message(MAIN, encode_cluster_message(MessageType.BROADCAST, {
+            "requestId": "B1", "packet": {"type": 2, "data": ["q"]},
+            "opts": {"rooms": [], "except": [], "flags": {"timeout": 1e300}}}, "peer", "/"))
+        self.assertEqual(len(socket._acks), 1)
+        node.clock.advance(2)
+        self.assertEqual(len(socket._acks), 0)
 
 
 class ShardedMixedCluster(cluster.MixedCluster):

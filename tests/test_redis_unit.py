@@ -16,13 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError as TCPConnectionRefusedError
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -31,6 +32,7 @@ import txsio
 import txsio.redis as redis_module
 import txsio.redis.classic as classic_module
 from txsio.adapter import BroadcastFlags, BroadcastOptions
+from txsio.engineio.session import EngineSession
 from txsio.protocol import Packet, PacketType
 from txsio.redis import (
     Emitter,
@@ -53,6 +55,7 @@ from txsio.redis import (
     pack,
     unpack,
 )
+from txsio.redis.connection import _RedisProtocol
 from txsio.redis.resp import push_reader
 
 from .sio_memory import MemoryClient
@@ -893,6 +896,73 @@ class Outage(SynchronousTestCase):
         self.assertEqual(len(self.node.redis.transports), 3)
 
 
+class WaitingForRedis(SynchronousTestCase):
+    """What waits for Redis's replies is bounded: beyond, commands fail at once, logged once
+    per overflow, and local delivery goes on."""
+
+    def test_an_unanswering_redis_holds_a_bounded_backlog(self) -> None:
+        """With Redis silent (paused), 10 broadcasts reach the local client, 3 wait for
+        Redis and 7 fail at once; across the reconnection the watchdog makes, the overflow is
+        logged once, and once more when Redis has caught up."""
+        node = _Node(max_pending_commands=3)
+        client, _ = node.client()
+        node.redis.answer = False
+        pub = node.factory.pub
+        with capturedLogs() as events:
+            for i in range(10):
+                node.io.emit("tick", i)
+            self.assertEqual(len(client.events()), 10)
+            self.assertEqual(len(node.published()), 3)
+            assert pub.protocol is not None
+            self.assertEqual((len(pub.protocol._pending), pub.refused_commands), (3, 7))
+            node.clock.advance(5)  # the watchdog drops the silent connection
+            node.clock.advance(1)
+            assert pub.protocol is not None
+            for i in range(10):
+                node.io.emit("tock", i)
+            self.assertEqual(len(client.events()), 10)
+            self.assertEqual((len(pub.protocol._pending), pub.refused_commands), (3, 14))
+            pub.protocol.dataReceived(b":1\r\n" * 3)  # Redis is back
+            node.redis.answer = True
+            node.io.emit("after")
+        texts = [formatEvent(e) for e in events if e.get("log_namespace") == "txsio.redis"]
+        self.assertEqual(len([t for t in texts if "wait for Redis" in t]), 1, texts)
+        self.assertEqual(len([t for t in texts if "caught up" in t]), 1, texts)
+        self.assertEqual(pub.refused_commands, 14)
+        self.assertEqual(len(pub.protocol._pending), 0)
+
+    def test_bytes_waiting_are_bounded_but_a_lone_command_goes(self) -> None:
+        """``max_pending_bytes`` refuses what would pile up beyond it; a single command larger
+        than the bound is still sent when nothing waits."""
+        node = _Node(max_pending_bytes=1000)
+        node.redis.answer = False
+        node.io.emit("big", "x" * 5000)
+        node.io.emit("small")
+        self.assertEqual(len(node.published()), 1)
+        self.assertEqual(node.factory.pub.refused_commands, 1)
+
+    def test_the_first_attempt_queue_is_bounded(self) -> None:
+        """Commands sent while the first connection attempt is in progress wait for it, two
+        at most here; more fail at once."""
+        @implementer(IStreamClientEndpoint)
+        class Endpoint:
+            def connect(self, factory: Any) -> Deferred[Any]:
+                return Deferred()
+
+        connection = RedisConnection(Endpoint(), RedisAddress(), clock=Clock(),
+                                     max_pending_commands=2)
+        connection.start()
+        waiting = [connection.command(b"PING") for _ in range(5)]
+        for d in waiting[:2]:
+            self.assertNoResult(d)
+        for d in waiting[2:]:
+            self.failureResultOf(d, RedisUnavailableError)
+        self.assertEqual(connection.refused_commands, 3)
+        connection.close()
+        for d in waiting[:2]:
+            self.failureResultOf(d, RedisUnavailableError)
+
+
 class Connection(SynchronousTestCase):
     """The RESP client."""
 
@@ -1049,6 +1119,285 @@ class Unencodable(SynchronousTestCase):
         [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertLessEqual(len(warning["why"]), 203)
         self.assertTrue(warning["why"].startswith("ERR yyy"))
+
+
+class UnencodableElsewhere(SynchronousTestCase):
+    """The other paths of what the cluster's encoding cannot carry: local delivery goes on,
+    and the failure is counted, its log lines rate-limited."""
+
+    def test_broadcast_with_ack_reaches_local_clients(self) -> None:
+        """``emit_with_ack`` with a lone surrogate or an integer from 2**64 reaches the local
+        clients, whose answers come back when the wait ends at its timeout; nothing is
+        published or left waiting, and each failure is counted."""
+        node = _Node()
+        node.redis.nodes = 2
+        client, sid = node.client()
+        node.adapter.add_all(sid, ["r1"])
+        node.published()
+        for count, value in enumerate(("lone \ud800", 2**64), 1):
+            d = node.io.to("r1").timeout(1).emit_with_ack("odd", value)
+            [packet] = client.received()
+            self.assertEqual(packet.data, ["odd", value])
+            assert packet.id is not None
+            client.ack(packet.id, "seen")
+            self.assertEqual(node.published(), [])
+            self.assertEqual(node.factory.counters.encode_failures, count)
+            node.clock.advance(1)
+            error = self.failureResultOf(d, txsio.AckTimeoutError).value
+            self.assertEqual(error.responses, ["seen"])
+        self.assertEqual(node.adapter._ack_requests, {})
+
+    def test_log_lines_are_rate_limited(self) -> None:
+        """50 broadcasts that cannot be published are 50 counted failures but 10 log lines;
+        the next window's first line says how many were not logged."""
+        node = _Node()
+        with capturedLogs() as events:
+            for _ in range(50):
+                node.io.emit("odd", "\udfff")
+        self.assertEqual(node.factory.counters.encode_failures, 50)
+        self.assertEqual(len([e for e in events if e["log_level"] == LogLevel.warn]), 10)
+        node.clock.advance(10)
+        with capturedLogs() as events:
+            node.io.emit("odd", 2**64)
+        [warning] = events
+        self.assertEqual(warning["held_back"], 40)
+
+    def test_the_emitter_refuses_at_once(self) -> None:
+        """The emitter has no local part: what msgpack cannot carry raises at once and
+        publishes nothing; the next emit goes out."""
+        sent: list[tuple[str, bytes]] = []
+        emitter = Emitter(publish=lambda channel, message: sent.append((channel, message)))
+        self.assertRaises(UnicodeEncodeError, emitter.to("r1").emit, "x", "\ud800")
+        self.assertRaises(UnicodeEncodeError, emitter.to("\ud800").emit, "x")
+        self.assertRaises(OverflowError, emitter.emit, "x", 2**64)
+        self.assertEqual(sent, [])
+        emitter.emit("x", 1)
+        self.assertEqual(len(sent), 1)
+
+
+def warnings(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of ``events`` at the warn level."""
+    return [e for e in events if e["log_level"] == LogLevel.warn]
+
+
+class HostilePeers(SynchronousTestCase):
+    """Garbage published on the adapter's channels is dropped with a counter and a
+    rate-limited log line, and costs what the bounds allow: nothing is kept once its (clamped)
+    timeouts have passed."""
+
+    def setUp(self) -> None:
+        self.node = _Node()
+        self.client, self.sid = self.node.client()
+        self.node.adapter.add_all(self.sid, ["r1"])
+        self.counters = self.node.factory.counters
+        self.socket = self.node.io.sockets.sockets[self.sid]
+
+    def advance(self, seconds: int) -> None:
+        """Let ``seconds`` pass, the client answering the server's pings."""
+        for _ in range(seconds):
+            self.node.clock.advance(1)
+            self.client.pong()
+
+    def kept(self) -> tuple[int, int, int]:
+        """What the node keeps: requests, broadcasts with acks, its client's pending acks."""
+        adapter = self.node.adapter
+        return len(adapter._requests), len(adapter._ack_requests), len(self.socket._acks)
+
+    def timers(self) -> list[Any]:
+        """The node's timers but the Redis connections' watchdogs and the heartbeat."""
+        return [call for call in self.node.clock.getDelayedCalls()
+                if not isinstance(getattr(getattr(call, "func", None), "__self__", None),
+                                  (_RedisProtocol, EngineSession))]
+
+    def event(self, data: list[Any], rooms: list[Any] | None = None, **more: Any) -> bytes:
+        """A classic broadcast (msgpack) of ``data`` to ``rooms``."""
+        return pack(["other", {"type": 2, "data": data, "nsp": "/"},
+                     {"rooms": rooms or [], "except": [], **more}])
+
+    def test_oversized_messages_are_dropped_unread(self) -> None:
+        """8 MB on the request, response and broadcast channels is dropped before anything
+        decodes it, with one log line; ``max_message_size`` sets the bound."""
+        small = _Node(max_message_size=100)
+        client, _ = small.client()
+        small.broadcast("socket.io#/#", self.event(["big", "y" * 100]))
+        small.broadcast("socket.io#/#", self.event(["small"]))
+        self.assertEqual(client.events(), [["small"]])
+        self.assertEqual(small.factory.counters.dropped, 1)
+
+        def never(data: bytes) -> Any:
+            raise AssertionError("decoded")
+
+        self.patch(redis_module.base, "decode_message", never)
+        self.patch(classic_module, "unpack", never)
+        blob = b"\x92" + b"x" * 8_000_000
+        with capturedLogs() as events:
+            self.node.request(blob)
+            self.node.response(blob)
+            self.node.broadcast("socket.io#/#", blob)
+        self.assertEqual(self.counters.dropped_by_reason, {"too large": 3})
+        [line] = warnings(events)
+        self.assertLess(len(formatEvent(line)), 600)
+        self.assertEqual(self.client.events(), [])
+
+    def test_deep_messages_are_dropped(self) -> None:
+        """A JSON request 100,000 deep (beyond Python's recursion) and messages nested deeper
+        than ``max_message_depth`` are dropped, with no error logged; 60 deep is delivered."""
+        deep: Any = "x"
+        for _ in range(100):
+            deep = [deep]
+        with capturedLogs() as events:
+            self.node.request(b'{"type":5,"opts":' + b"[" * 100_000)
+            self.node.broadcast("socket.io#/#", self.event(["deep", deep]))
+            self.node.request(dumps({"uid": "o", "type": 2, "opts": {"rooms": [deep]},
+                                     "rooms": ["x"]}))
+        _no_failures(self, events)
+        self.assertEqual(self.counters.dropped_by_reason, {"malformed": 1, "too deep": 2})
+        self.assertEqual(self.client.events(), [])
+        shallow: Any = "x"
+        for _ in range(60):
+            shallow = [shallow]
+        self.node.broadcast("socket.io#/#", self.event(["shallow", shallow]))
+        self.assertEqual(len(self.client.events()), 1)
+
+    def test_binary_and_extension_floods_are_dropped(self) -> None:
+        """A broadcast of more than ``max_message_items`` binary or extension values is
+        dropped; a few are delivered (extensions as notepack.io decodes them)."""
+        self.node.broadcast("socket.io#/#", self.event(
+            ["ext", [msgpack.ExtType(5, b"") for _ in range(10_001)]]))
+        self.node.broadcast("socket.io#/#", self.event(["bin", [b""] * 10_001]))
+        self.assertEqual(self.counters.dropped_by_reason, {"too many items": 2})
+        self.assertEqual(self.client.events(), [])
+        self.node.broadcast("socket.io#/#", self.event(["ext", msgpack.ExtType(5, b"ab")]))
+        self.assertEqual(self.client.events(), [["ext", [5, b"ab"]]])
+
+    def test_absurd_timeouts_are_clamped(self) -> None:
+        """2,000 broadcasts with acknowledgements whose timeout is "1e300 ms" (or an integer
+        too large for a float) keep their acks and timers for ``max_ack_timeout`` at most;
+        those that reach no client keep nothing."""
+        clock = self.node.clock
+        self.assertEqual(self.timers(), [])
+        for i in range(2_000):
+            timeout: Any = 1e300 if i % 2 else 10**400
+            self.node.request(pack({
+                "uid": "o", "requestId": f"B{i}", "type": 7,
+                "packet": {"type": 2, "data": ["q"], "nsp": "/"},
+                "opts": {"rooms": [], "except": [], "flags": {"timeout": 1e300}}})
+                if i % 2 else dumps({
+                    "uid": "o", "requestId": f"B{i}", "type": 7,
+                    "packet": {"type": 2, "data": ["q"], "nsp": "/"},
+                    "opts": {"rooms": [], "except": [], "flags": {"timeout": timeout}}}))
+        self.assertEqual(self.kept(), (0, 0, 2_000))
+        self.assertEqual(len(self.timers()), 2_000)
+        self.assertLessEqual(max(call.getTime() for call in self.timers()), clock.seconds() + 60)
+        self.advance(60)
+        self.assertEqual((self.kept(), self.timers()), ((0, 0, 0), []))
+        self.node.request(pack({"uid": "o", "requestId": "N", "type": 7,
+                                "packet": {"type": 2, "data": ["q"], "nsp": "/"},
+                                "opts": {"rooms": ["nobody"], "flags": {"timeout": 1e300}}}))
+        self.assertEqual((self.kept(), self.timers()), ((0, 0, 0), []))
+
+    def test_responses_only_for_own_requests_and_no_more(self) -> None:
+        """Answers to requests this node did not make keep nothing (on the shared channel
+        they are other nodes' business: neither counted nor logged); a request takes the
+        answers it expects and no more; a broadcast's acknowledgements, no more than the
+        clients counted."""
+        node = self.node
+        with capturedLogs() as events:
+            for i in range(1_000):
+                node.response(dumps({"requestId": f"F{i}", "sockets": [{"id": "x" * 20}]}))
+                node.response(dumps({"type": 6, "requestId": f"S{i}", "data": "x"}))
+                node.response(dumps({"type": 8, "requestId": f"B{i}", "clientCount": 10**6}))
+                node.response(pack({"type": 9, "requestId": f"B{i}", "packet": "x"}))
+        self.assertEqual((warnings(events), self.counters.dropped), ([], 0))
+        self.assertEqual(self.kept(), (0, 0, 0))
+        node.redis.nodes = 3
+        d = node.io.fetch_sockets()
+        [(_, message)] = node.published()
+        request_id = json.loads(message)["requestId"]
+        many = [{"id": f"s{i}"} for i in range(10_001)]
+        node.response(dumps({"requestId": request_id, "sockets": many}))
+        self.assertEqual(self.counters.dropped_by_reason, {"too many items": 1})
+        node.response(dumps({"requestId": request_id, "sockets": [{"id": "b1"}]}))
+        node.response(dumps({"requestId": request_id, "sockets": [{"id": "c1"}]}))
+        node.response(dumps({"requestId": request_id, "sockets": [{"id": "d1"}]}))
+        self.assertEqual([s.id for s in self.successResultOf(d)], [self.sid, "b1", "c1"])
+        node.redis.nodes = 2
+        d = node.io.to("nobody").timeout(5).emit_with_ack("q")
+        [(_, message)] = node.published()
+        request_id = unpack(message)["requestId"]
+        node.response(dumps({"type": 8, "requestId": request_id, "clientCount": -5}))
+        node.response(dumps({"type": 8, "requestId": request_id, "clientCount": 1}))
+        node.response(pack({"type": 9, "requestId": request_id, "packet": "first"}))
+        node.response(pack({"type": 9, "requestId": request_id, "packet": "forged"}))
+        self.assertEqual(self.successResultOf(d), ["first"])
+        self.assertEqual(self.counters.dropped_by_reason,
+                         {"too many items": 1, "malformed": 1, "unexpected": 1})
+        node.clock.advance(5)
+        self.assertEqual(self.kept(), (0, 0, 0))
+
+    def test_room_lists_are_bounded(self) -> None:
+        """``sockets_join`` of 50,000 rooms, a broadcast excepting 10,001 rooms and a remote
+        socket in 10,001 rooms are dropped; an ``all_rooms`` answer is bounded by its size
+        only."""
+        rooms = [f"room-{i}" for i in range(50_000)]
+        self.node.request(dumps({"uid": "o", "type": 2, "opts": {"rooms": [], "except": []},
+                                 "rooms": rooms}))
+        self.assertEqual(self.socket.rooms, {self.sid, "r1"})
+        self.node.broadcast("socket.io#/#", self.event(["x"], **{"except": rooms[:10_001]}))
+        self.assertEqual(self.client.events(), [])
+        self.node.redis.nodes = 2
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        request_id = json.loads(message)["requestId"]
+        self.node.response(dumps({"requestId": request_id,
+                                  "sockets": [{"id": "b1", "rooms": rooms[:10_001]}]}))
+        self.assertEqual(self.counters.dropped_by_reason, {"too many items": 3})
+        self.node.clock.advance(5)
+        self.failureResultOf(d, RequestTimeoutError)
+        rooms_d = self.node.adapter.all_rooms()
+        [(_, message)] = self.node.published()
+        self.node.response(dumps({"requestId": json.loads(message)["requestId"],
+                                  "rooms": rooms[:20_000]}))
+        self.assertEqual(len(self.successResultOf(rooms_d)), 20_002)
+
+    def test_drops_are_counted_and_logged_at_a_rate(self) -> None:
+        """100 dropped messages are counted by reason and logged once, the peer's text cut to
+        200 characters; the next line, a window later, says how many were not logged."""
+        with capturedLogs() as events:
+            for _ in range(100):
+                self.node.request(dumps({"uid": "o", "type": "x" * 10_000}))
+        self.assertEqual(self.counters.dropped_by_reason, {"unexpected": 100})
+        [line] = warnings(events)
+        self.assertLessEqual(len(line["why"]), 203)
+        self.node.clock.advance(10)
+        with capturedLogs() as events:
+            self.node.request(b"[]")
+        [line] = warnings(events)
+        self.assertEqual((line["reason"], line["held_back"]), ("malformed", 99))
+
+    def test_what_peers_send_never_raises_into_the_connection(self) -> None:
+        """Values a decoder accepts but Python cannot turn into numbers (an infinite
+        ``issued``) are read as absent; a handler's error is counted and logged at a rate."""
+        self.node.redis.nodes = 2
+        d = self.node.io.fetch_sockets()
+        [(_, message)] = self.node.published()
+        request_id = json.loads(message)["requestId"]
+        self.node.response(b'{"requestId":"' + request_id.encode()
+                           + b'","sockets":[{"id":"b1","handshake":{"issued":1e999}}]}')
+        [_, remote] = self.successResultOf(d)
+        self.assertEqual(remote.handshake.issued, 0)
+
+        def broken(adapter: Any, request: Any) -> None:
+            raise RuntimeError("a bug")
+
+        # A handler table with a bug in it (the adapter's own, replaced for the test).
+        setattr(self.node.adapter, "_classic_handlers", {0: broken})  # noqa: B010
+        with capturedLogs() as events:
+            for _ in range(5):
+                self.node.request(dumps({"type": 0}))
+        self.assertEqual(self.counters.dropped_by_reason, {"error": 5})
+        self.assertEqual(len([e for e in events if e["log_level"] >= LogLevel.error]), 1)
+        self.flushLoggedErrors(RuntimeError)
 
 
 class ServerAPI(SynchronousTestCase):

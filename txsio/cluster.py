@@ -38,18 +38,26 @@ waiting for, is its own and is dropped.  So the sender applies everything locall
 once: broadcasts, ``sockets_join`` / ``sockets_leave``, ``disconnect_sockets``.  Messages
 without a ``uid`` (an emitter's) are always applied.
 
-*Local first*: a broadcast reaches the local clients before it is published.  A value the
-local encoding refuses raises at once (as with the in-memory adapter), and nothing is
-published; a value only the cluster's encoding refuses (msgpack has no lone surrogates and no
-integers from ``2**64``) still reaches the local clients, and the failure is logged.
+*Local first*: a broadcast (with acknowledgements or not) reaches the local clients before it
+is published.  A value the local encoding refuses raises at once (as with the in-memory
+adapter), and nothing is published; a value only the cluster's encoding refuses (msgpack has no
+lone surrogates and no integers from ``2**64``) still reaches the local clients, and the
+failure is counted and logged (:class:`ClusterCounters`, rate-limited); so are room
+operations.  ``server_side_emit``, which has no local part, raises it (counted too).
 What cannot be published (the broker is away) is logged by
 :meth:`~ClusterAdapter._publish_failed`; requests fail with the publishing error.
+
+*Peers' messages* cost what :class:`PeerLimits` allows: the handlers raise
+:class:`PeerMessageError` for lists too long, answers nobody expects any more, malformed
+packets; the format's entry point drops the message and counts it.  A peer's acknowledgement
+timeout is clamped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +65,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._cluster_limits import ClusterCounters, PeerLimits, PeerMessageError, log_excerpt
 from ._handlers import NO_FLAGS, EmitFlags, FlaggedEmitter, ack_value
 from ._twisted import cancel_call
 from .adapter import AckCallback, Adapter, BroadcastFlags, BroadcastOptions, Recipient
@@ -71,8 +80,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClusterAdapter",
+    "ClusterCounters",
     "ClusterMessage",
     "MessageType",
+    "PeerLimits",
+    "PeerMessageError",
     "RemoteSocket",
     "RequestTimeoutError",
     "decode_options",
@@ -147,7 +159,9 @@ def _flags_from_wire(flags: Any) -> BroadcastFlags:
     timeout = flags.get("timeout")
     return BroadcastFlags(
         volatile=bool(flags.get("volatile")),
-        timeout=timeout / 1000 if isinstance(timeout, (int, float)) and timeout > 0 else None,
+        # min(): an integer too large for a float still compares (and NaN is no timeout).
+        timeout=min(timeout, 1e18) / 1000 if isinstance(timeout, (int, float)) and timeout > 0
+        else None,
     )
 
 
@@ -157,20 +171,29 @@ def encode_options(opts: BroadcastOptions) -> dict[str, Any]:
             "flags": _flags_to_wire(opts.flags)}
 
 
-def decode_options(opts: Any) -> BroadcastOptions:
+def decode_options(opts: Any, max_rooms: int | None = None) -> BroadcastOptions:
     """The :class:`~txsio.adapter.BroadcastOptions` of wire options (anything else: every
-    socket)."""
+    socket).
+
+    :raises PeerMessageError: for a list of more than ``max_rooms`` rooms.
+    """
     if not isinstance(opts, dict):
         return BroadcastOptions()
-    return BroadcastOptions(room_names(opts.get("rooms")), room_names(opts.get("except")),
+    return BroadcastOptions(room_names(opts.get("rooms"), max_rooms),
+                            room_names(opts.get("except"), max_rooms),
                             _flags_from_wire(opts.get("flags")))
 
 
-def room_names(value: Any) -> frozenset[str]:
+def room_names(value: Any, limit: int | None = None) -> frozenset[str]:
     """The room names of a wire list.  Rooms are strings; socket.io tolerates numbers, which
-    travel as JSON numbers and are read as their text."""
+    travel as JSON numbers and are read as their text.
+
+    :raises PeerMessageError: for a list of more than ``limit`` rooms.
+    """
     if not isinstance(value, list):
         return frozenset()
+    if limit is not None and len(value) > limit:
+        raise PeerMessageError("too many items", f"a list of {len(value)} rooms")
     return frozenset(_room_name(room) for room in value if isinstance(room, (str, int, float))
                      and not isinstance(room, bool))
 
@@ -199,7 +222,8 @@ def _handshake_from_wire(value: Any) -> Handshake:
         address=text("address"),
         xdomain=bool(hs.get("xdomain")),
         secure=bool(hs.get("secure")),
-        issued=int(issued) if isinstance(issued, (int, float)) else 0,
+        issued=int(issued) if isinstance(issued, int) or (
+            isinstance(issued, float) and math.isfinite(issued)) else 0,
         url=text("url"),
         query=mapping("query"),
         auth=mapping("auth"),
@@ -222,13 +246,6 @@ def socket_details(socket: Recipient) -> dict[str, Any]:
 def _wire_event(packet: Packet) -> dict[str, Any]:
     # A packet as Node's cluster messages carry it: always an EVENT (binary stays in data).
     return {"type": int(PacketType.EVENT), "data": packet.data}
-
-
-def log_excerpt(why: object) -> str:
-    """An error's text for a log line, at most 200 characters (it may quote what a peer
-    sent)."""
-    text = str(why)
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 # ---- remote sockets -----------------------------------------------------------------------
@@ -256,7 +273,7 @@ class RemoteSocket:
         self.id: str = str(details["id"])
         self.handshake = _handshake_from_wire(details.get("handshake"))
         rooms = details.get("rooms")
-        self.rooms: set[str] = set(room_names(rooms)) if isinstance(rooms, list) else set()
+        self.rooms: set[str] = set(room_names(rooms, adapter.limits.max_items))
         self.data: Any = details.get("data")
 
     def __repr__(self) -> str:
@@ -371,12 +388,14 @@ class _Request:
 
 
 class _AckRequest:
-    # A broadcast with acknowledgements of this node, for the others' answers.
-    __slots__ = ("ack", "client_count_callback", "timer")
+    # A broadcast with acknowledgements of this node, for the others' answers: no more
+    # acknowledgements than the clients they counted.
+    __slots__ = ("ack", "acks_left", "client_count_callback", "timer")
 
     def __init__(self, client_count_callback: Callable[[int], None], ack: AckCallback) -> None:
         self.client_count_callback = client_count_callback
         self.ack = ack
+        self.acks_left = 0
         self.timer: IDelayedCall | None = None
 
 
@@ -388,17 +407,26 @@ class ClusterAdapter(Adapter):
     :param uid: this adapter's id on the wire.
     :param requests_timeout: seconds to wait for the other nodes' answers when the operation
         gives no timeout of its own.
+    :param counters: where to count (and log) what cannot be sent or is dropped; shared by
+        the adapters of one server (default: the adapter's own).
+    :param limits: what another node's message may cost (default: the defaults of
+        :class:`PeerLimits`).
     :ivar uid: this adapter's id on the wire.
+    :ivar counters: the :class:`ClusterCounters`.
+    :ivar limits: the :class:`PeerLimits`.
     """
 
-    def __init__(self, nsp: AdapterHost, *, uid: str, requests_timeout: float = 5.0) -> None:
+    def __init__(self, nsp: AdapterHost, *, uid: str, requests_timeout: float = 5.0,
+                 counters: ClusterCounters | None = None,
+                 limits: PeerLimits | None = None) -> None:
         super().__init__(nsp)
         self.uid = uid
         self.requests_timeout = requests_timeout
         self._clock = nsp.clock
+        self.counters = ClusterCounters(nsp.clock) if counters is None else counters
+        self.limits = PeerLimits() if limits is None else limits
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, _AckRequest] = {}
-        self._timers: set[IDelayedCall] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -462,23 +490,35 @@ class ClusterAdapter(Adapter):
         ack_requests, self._ack_requests = self._ack_requests, {}
         for ack_request in ack_requests.values():
             cancel_call(ack_request.timer)
-        timers, self._timers = self._timers, set()
-        for timer in timers:
-            cancel_call(timer)
         return None
 
     # -- publishing ------------------------------------------------------------------------
 
     def _send(self, message: ClusterMessage, what: str) -> None:
-        # A message that expects no answer; what the wire cannot carry raises here.
-        self._publish(*self._encode(message)).addErrback(self._publish_failed, what)
+        # A message that expects no answer, sent before its local part is done: what the
+        # wire cannot carry is counted and logged, and the local part still happens.
+        encoded = self._encode_or_count(message, what)
+        if encoded is not None:
+            self._publish(*encoded).addErrback(self._publish_failed, what)
+
+    def _encode_or_count(self, message: ClusterMessage, what: str, *,
+                         raise_it: bool = False) -> tuple[str, bytes] | None:
+        # The message on the wire, or None (raise_it: the error) when the cluster's encoding
+        # refuses it; either way it is counted.
+        try:
+            return self._encode(message)
+        except (TypeError, ValueError, OverflowError) as e:
+            self.counters.encode_failed(what, self.nsp.name, e, log_it=not raise_it)
+            if raise_it:
+                raise
+            return None
 
     def _respond(self, request: ClusterMessage, mtype: MessageType,
                  data: dict[str, Any]) -> None:
         try:
             encoded = self._encode_response(request, ClusterMessage(mtype, data, self.uid))
-        except (TypeError, ValueError, OverflowError) as e:
-            log.warn("cannot answer a request of another node: {why}", why=log_excerpt(e))
+        except (TypeError, ValueError, OverflowError) as e:  # requests may come in floods
+            self.counters.encode_failed("an answer to another node", self.nsp.name, e)
             return
         if encoded is not None:
             self._publish(*encoded).addErrback(self._publish_failed, "a response")
@@ -488,39 +528,36 @@ class ClusterAdapter(Adapter):
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Deliver locally, then publish once for the other nodes (unless ``local``)."""
         super().broadcast(packet, opts)
-        if opts.flags.local:
-            return
-        message = ClusterMessage(MessageType.BROADCAST, {"packet": _wire_event(packet),
-                                                         "opts": encode_options(opts)},
-                                 self.uid)
-        try:
-            encoded = self._encode(message)
-        except (TypeError, ValueError, OverflowError) as e:
-            log.warn("a broadcast of namespace {nsp} reached this node's clients only: it "
-                     "cannot be published ({why})", nsp=self.nsp.name, why=log_excerpt(e))
-            return
-        self._publish(*encoded).addErrback(self._publish_failed, "a broadcast")
+        if not opts.flags.local:
+            self._send(ClusterMessage(MessageType.BROADCAST, {
+                "packet": _wire_event(packet), "opts": encode_options(opts)}, self.uid),
+                "a broadcast")
 
     def broadcast_with_ack(self, packet: Packet, opts: BroadcastOptions,
                            client_count_callback: Callable[[int], None],
                            ack: AckCallback) -> None:
         """Deliver locally with acknowledgements and ask the other nodes to do the same: each
-        answers with its client count, then with each client's acknowledgement."""
-        if not opts.flags.local:
-            request_id = self._new_id()
-            encoded = self._encode(ClusterMessage(MessageType.BROADCAST, {
-                "packet": _wire_event(packet), "requestId": request_id,
-                "opts": encode_options(opts)}, self.uid))
-            timeout = opts.flags.timeout
-            entry = _AckRequest(client_count_callback, ack)
-            self._ack_requests[request_id] = entry
-            # Answers cannot be told complete here: forget the request after its timeout.
-            entry.timer = self._clock.callLater(
-                self.requests_timeout if timeout is None else timeout,
-                self._ack_requests.pop, request_id, None)
-            self._publish(*encoded).addErrback(self._publish_failed,
-                                               "a broadcast with acknowledgements")
+        answers with its client count, then with each client's acknowledgement.  When the
+        cluster's encoding refuses the packet, only the local clients get it (counted,
+        logged): the other nodes' counts never come, and the wait ends at its timeout."""
         super().broadcast_with_ack(packet, opts, client_count_callback, ack)
+        if opts.flags.local:
+            return
+        request_id = self._new_id()
+        encoded = self._encode_or_count(ClusterMessage(MessageType.BROADCAST, {
+            "packet": _wire_event(packet), "requestId": request_id,
+            "opts": encode_options(opts)}, self.uid), "a broadcast with acknowledgements")
+        if encoded is None:
+            return
+        timeout = opts.flags.timeout
+        entry = _AckRequest(client_count_callback, ack)
+        self._ack_requests[request_id] = entry
+        # Answers cannot be told complete here: forget the request after its timeout.
+        entry.timer = self._clock.callLater(
+            self.requests_timeout if timeout is None else timeout,
+            self._ack_requests.pop, request_id, None)
+        self._publish(*encoded).addErrback(self._publish_failed,
+                                           "a broadcast with acknowledgements")
 
     # -- operations on the sockets of every node -------------------------------------------
 
@@ -548,9 +585,16 @@ class ClusterAdapter(Adapter):
         super().disconnect_sockets(opts, close)
 
     def server_side_emit(self, args: list[Any]) -> None:
-        """Send ``[event, *args]`` to the other nodes' server-side handlers."""
-        self._send(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {"packet": list(args)},
-                                  self.uid), "server_side_emit")
+        """Send ``[event, *args]`` to the other nodes' server-side handlers.
+
+        :raises TypeError, ValueError, OverflowError: at once (counted) for what the cluster's
+            encoding cannot carry: nothing else was done.
+        """
+        encoded = self._encode_or_count(ClusterMessage(
+            MessageType.SERVER_SIDE_EMIT, {"packet": list(args)}, self.uid),
+            "server_side_emit", raise_it=True)
+        assert encoded is not None
+        self._publish(*encoded).addErrback(self._publish_failed, "server_side_emit")
 
     # -- requests --------------------------------------------------------------------------
 
@@ -638,10 +682,12 @@ class ClusterAdapter(Adapter):
         """
         request_id = self._new_id()
         try:  # fail now for what the message cannot carry
-            encoded = self._encode(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {
-                "requestId": request_id, "packet": list(args)}, self.uid))
+            encoded = self._encode_or_count(ClusterMessage(MessageType.SERVER_SIDE_EMIT, {
+                "requestId": request_id, "packet": list(args)}, self.uid),
+                "server_side_emit_with_ack", raise_it=True)
         except (TypeError, ValueError, OverflowError) as e:
             return fail(e)
+        assert encoded is not None
         return Deferred.fromCoroutine(
             self._server_side_emit_with_ack(request_id, encoded, timeout))
 
@@ -671,7 +717,10 @@ class ClusterAdapter(Adapter):
         if mtype in _RESPONSES:
             self._on_response(message)
             return
-        if self._waits_for(message.data.get("requestId")):
+        request_id = message.data.get("requestId")
+        if request_id is not None and not isinstance(request_id, str):
+            raise PeerMessageError("malformed", "a request id that is not a string")
+        if self._waits_for(request_id):
             return  # this node's own request
         handler = self._message_handlers.get(mtype)
         if handler is None:
@@ -681,38 +730,39 @@ class ClusterAdapter(Adapter):
 
     def _on_broadcast(self, message: ClusterMessage) -> None:
         data = message.data
-        if "requestId" in data:
-            self._answer_broadcast_with_ack(message)
-        elif isinstance(data.get("packet"), dict):
-            self._apply_broadcast(data["packet"], data.get("opts"))
-
-    def _apply_broadcast(self, wire_packet: Mapping[str, Any], opts: Any) -> None:
-        # Another node's broadcast, to the sockets here.
-        data_list = wire_packet.get("data")
-        if not isinstance(data_list, list) or not data_list:
-            return
-        try:
-            packet = Packet(PacketType.EVENT, self.nsp.name, data_list)
-        except (TypeError, ValueError) as e:
-            log.debug("ignoring a broadcast with a bad packet: {why}", why=e)
-            return
-        Adapter.broadcast(self, packet, decode_options(opts))
-
-    def _answer_broadcast_with_ack(self, message: ClusterMessage) -> None:
-        data = message.data
-        request_id = data.get("requestId")
         wire_packet = data.get("packet")
-        if not isinstance(wire_packet, dict):
-            return
-        data_list = wire_packet.get("data")
+        data_list = wire_packet.get("data") if isinstance(wire_packet, dict) else None
         if not isinstance(data_list, list) or not data_list:
-            return
-        opts = decode_options(data.get("opts"))
+            raise PeerMessageError("malformed", "a broadcast without an event")
+        opts = decode_options(data.get("opts"), self.limits.max_items)
+        if "requestId" in data:
+            self._answer_broadcast_with_ack(message, data_list, opts)
+        else:  # another node's broadcast, to the sockets here
+            self._locally(Adapter.broadcast, self, self._peer_packet(data_list), opts)
+
+    def _peer_packet(self, data: list[Any], ack_id: int | None = None) -> Packet:
         try:
-            packet = Packet(PacketType.EVENT, self.nsp.name, data_list, self.nsp.next_ack_id())
+            return Packet(PacketType.EVENT, self.nsp.name, data, ack_id)
         except (TypeError, ValueError) as e:
-            log.debug("ignoring a broadcast with a bad packet: {why}", why=e)
-            return
+            raise PeerMessageError("malformed", f"a bad packet ({e})") from None
+
+    @staticmethod
+    def _locally(deliver: Callable[..., None], *args: Any) -> None:
+        # What this node cannot encode for its clients (nothing was sent yet) is the peer's.
+        try:
+            deliver(*args)
+        except (TypeError, ValueError) as e:
+            raise PeerMessageError("malformed", f"a packet this node cannot encode ({e})"
+                                   ) from None
+
+    def _answer_broadcast_with_ack(self, message: ClusterMessage, data_list: list[Any],
+                                   opts: BroadcastOptions) -> None:
+        request_id = message.data.get("requestId")
+        # The requester stops waiting after its timeout, and so do the clients here (each
+        # keeps an ack, with one timer): never later than max_timeout, whatever it says.
+        timeout = min(opts.flags.timeout or self.requests_timeout, self.limits.max_timeout)
+        opts = dataclasses.replace(opts, flags=dataclasses.replace(opts.flags, timeout=timeout))
+        packet = self._peer_packet(data_list, self.nsp.next_ack_id())
 
         def client_count(count: int) -> None:
             self._respond(message, MessageType.BROADCAST_CLIENT_COUNT,
@@ -724,38 +774,27 @@ class ClusterAdapter(Adapter):
                 answer["packet"] = args[0]
             self._respond(message, MessageType.BROADCAST_ACK, answer)
 
-        Adapter.broadcast_with_ack(self, packet, opts, client_count, ack)
-        # The requester stops waiting after the timeout: so do the sockets here.
-        ack_id = packet.id
-        assert ack_id is not None
-        timers = self._timers
-
-        def forget() -> None:
-            timers.discard(timer)
-            for socket in self.nsp.sockets.values():
-                socket.forget_ack(ack_id, ack)
-
-        timer = self._clock.callLater(opts.flags.timeout or self.requests_timeout, forget)
-        timers.add(timer)
+        self._locally(Adapter.broadcast_with_ack, self, packet, opts, client_count, ack)
 
     def _on_sockets_join(self, message: ClusterMessage) -> None:
-        data = message.data
-        Adapter.add_sockets(self, decode_options(data.get("opts")),
-                            sorted(room_names(data.get("rooms"))))
+        data, most = message.data, self.limits.max_items
+        Adapter.add_sockets(self, decode_options(data.get("opts"), most),
+                            sorted(room_names(data.get("rooms"), most)))
 
     def _on_sockets_leave(self, message: ClusterMessage) -> None:
-        data = message.data
-        Adapter.del_sockets(self, decode_options(data.get("opts")),
-                            sorted(room_names(data.get("rooms"))))
+        data, most = message.data, self.limits.max_items
+        Adapter.del_sockets(self, decode_options(data.get("opts"), most),
+                            sorted(room_names(data.get("rooms"), most)))
 
     def _on_disconnect_sockets(self, message: ClusterMessage) -> None:
         data = message.data
-        Adapter.disconnect_sockets(self, decode_options(data.get("opts")),
+        Adapter.disconnect_sockets(self, decode_options(data.get("opts"), self.limits.max_items),
                                    bool(data.get("close")))
 
     def _on_fetch_sockets(self, message: ClusterMessage) -> None:
         found: list[Recipient] = []
-        self._apply(decode_options(message.data.get("opts")), found.append)
+        self._apply(decode_options(message.data.get("opts"), self.limits.max_items),
+                    found.append)
         self._respond(message, MessageType.FETCH_SOCKETS_RESPONSE, {
             "requestId": message.data.get("requestId"),
             "sockets": [socket_details(socket) for socket in found]})
@@ -795,7 +834,10 @@ class ClusterAdapter(Adapter):
     # -- answers to this node's requests ---------------------------------------------------
 
     def _on_response(self, response: ClusterMessage) -> None:
-        """Another node's answer to a request of this node.  Called by the format."""
+        """Another node's answer to a request of this node (answers to other nodes' requests
+        are ignored), up to what the request expects.  Called by the format.
+
+        :raises PeerMessageError: for an answer beyond those or beyond the limits."""
         if self._closed:
             return
         data = response.data
@@ -806,20 +848,29 @@ class ClusterAdapter(Adapter):
         if mtype == MessageType.BROADCAST_CLIENT_COUNT:
             ack_request = self._ack_requests.get(request_id)
             count = data.get("clientCount")
-            if ack_request is not None and isinstance(count, int):
+            if ack_request is not None:
+                if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                    raise PeerMessageError("malformed", "a client count that is not a count")
+                ack_request.acks_left += count
                 ack_request.client_count_callback(count)
         elif mtype == MessageType.BROADCAST_ACK:
             ack_request = self._ack_requests.get(request_id)
             if ack_request is not None:
+                if ack_request.acks_left <= 0:
+                    raise PeerMessageError("unexpected", "more acknowledgements than clients")
+                ack_request.acks_left -= 1
                 ack_request.ack([data["packet"]] if "packet" in data else [])
         elif mtype == MessageType.FETCH_SOCKETS_RESPONSE:
             request = self._waiting(request_id, "fetch_sockets")
             if request is not None:
                 sockets = data.get("sockets")
                 found = sockets if isinstance(sockets, list) else []
+                if len(found) > self.limits.max_items:
+                    raise PeerMessageError("too many items", f"an answer of {len(found)} "
+                                                             "sockets")
                 self._answered(request_id, request, [
                     RemoteSocket(self, details) for details in found
-                    if isinstance(details, dict) and "id" in details])
+                    if isinstance(details, dict) and isinstance(details.get("id"), str)])
         elif mtype == MessageType.SERVER_SIDE_EMIT_RESPONSE:
             request = self._waiting(request_id, "server_side_emit")
             if request is not None:

@@ -39,7 +39,13 @@ once, when it starts and when it ends.  The connections come back with backoff a
 from __future__ import annotations
 
 from .._jsjson import has_binary
-from ..cluster import MessageType, RemoteSocket, RequestTimeoutError, socket_details
+from ..cluster import (
+    ClusterCounters,
+    MessageType,
+    RemoteSocket,
+    RequestTimeoutError,
+    socket_details,
+)
 from .base import RedisClusterAdapter
 from .classic import RedisAdapter, encode_broadcast, replace_nsp
 from .connection import RedisAddress, RedisConnection
@@ -57,6 +63,7 @@ from .wire import RequestType, broadcast_channel, decode_message, dumps, new_uid
 
 __all__ = [
     "SUBSCRIPTION_MODES",
+    "ClusterCounters",
     "Emitter",
     "EmitterBroadcastOperator",
     "MessageType",

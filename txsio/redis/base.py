@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from ..cluster import ClusterAdapter
+from ..cluster import ClusterAdapter, PeerMessageError
 from .errors import RedisError
-from .wire import decode_message
+from .wire import decode_message, shape_problem
 
 if TYPE_CHECKING:
     from twisted.python.failure import Failure
@@ -45,7 +45,8 @@ class RedisClusterAdapter(ClusterAdapter):
     """
 
     def __init__(self, nsp: AdapterHost, factory: RedisAdapterFactory, uid: str) -> None:
-        super().__init__(nsp, uid=uid, requests_timeout=factory.requests_timeout)
+        super().__init__(nsp, uid=uid, requests_timeout=factory.requests_timeout,
+                         counters=factory.counters, limits=factory.limits)
         self.factory = factory
         self.channel = f"{factory.key}#{nsp.name}#"
         self._channel_bytes = self.channel.encode("utf-8")
@@ -77,13 +78,24 @@ class RedisClusterAdapter(ClusterAdapter):
         return RedisError(f"the Redis adapter of namespace {self.nsp.name} was closed")
 
     def _decode(self, data: bytes, what: str) -> dict[str, Any] | None:
-        # A JSON or msgpack message that must be a map; anything else is dropped, and
-        # everything once the adapter is closed.
+        # A JSON or msgpack message that must be a map within the limits (else
+        # PeerMessageError: the factory drops it); None once the adapter is closed.
         if self._closed:
             return None
         try:
             message = decode_message(data)
         except ValueError as e:
-            log.debug("ignoring a malformed {what}: {why}", what=what, why=e)
-            return None
-        return message if isinstance(message, dict) else None
+            raise PeerMessageError("malformed", f"a {what} that is neither JSON nor msgpack "
+                                                f"({e})") from None
+        if not isinstance(message, dict):
+            raise PeerMessageError("malformed", f"a {what} that is not a map")
+        self._check_shape(message)
+        return message
+
+    def _check_shape(self, message: Any) -> None:
+        # Depth and binary values of a decoded message (its size was checked before).
+        limits = self.limits
+        problem = shape_problem(message, max_depth=limits.max_depth, max_items=limits.max_items)
+        if problem is not None:
+            raise PeerMessageError(problem, f"nested deeper than {limits.max_depth} or more "
+                                            f"than {limits.max_items} binary values")

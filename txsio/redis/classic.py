@@ -46,6 +46,7 @@ from ..adapter import BroadcastOptions
 from ..cluster import (
     ClusterMessage,
     MessageType,
+    PeerMessageError,
     RequestTimeoutError,
     encode_options,
     room_names,
@@ -223,13 +224,12 @@ class RedisAdapter(RedisClusterAdapter):
         try:
             message = unpack(data)
         except Exception as e:
-            log.debug("ignoring a malformed broadcast on {channel!r}: {why}", channel=channel,
-                      why=e)
-            return
-        if not isinstance(message, list) or len(message) < 3:
-            return
+            raise PeerMessageError("malformed", f"a broadcast that is not msgpack ({e})") from None
+        self._check_shape(message)
+        if not isinstance(message, list) or len(message) < 3 or not isinstance(message[1], dict):
+            raise PeerMessageError("malformed", "a broadcast that is not [uid, packet, opts]")
         uid, wire_packet, opts = message[0], message[1], message[2]
-        if not isinstance(wire_packet, dict) or wire_packet.get("nsp", "/") != self.nsp.name:
+        if wire_packet.get("nsp", "/") != self.nsp.name:
             return
         self._on_message(ClusterMessage(MessageType.BROADCAST,
                                         {"packet": wire_packet, "opts": opts}, _sender(uid)))
@@ -242,8 +242,7 @@ class RedisAdapter(RedisClusterAdapter):
         rtype = request.get("type")
         handler = self._classic_handlers.get(rtype) if isinstance(rtype, int) else None
         if handler is None:
-            log.debug("ignoring a request of unknown type {type!r}", type=rtype)
-            return
+            raise PeerMessageError("unexpected", f"a request of unknown type {rtype!r}")
         handler(self, request)
 
     def _on_operation(self, request: dict[str, Any]) -> None:
@@ -292,7 +291,8 @@ class RedisAdapter(RedisClusterAdapter):
         def add(socket: Recipient) -> None:
             sids.append(socket.id)
 
-        self._apply(BroadcastOptions(room_names(request.get("rooms"))), add)
+        self._apply(BroadcastOptions(room_names(request.get("rooms"), self.limits.max_items)),
+                    add)
         self._answer(request, {"requestId": request.get("requestId"), "sockets": sids})
 
     def _on_all_rooms(self, request: dict[str, Any]) -> None:
@@ -319,7 +319,7 @@ class RedisAdapter(RedisClusterAdapter):
             return
         request_id = response.get("requestId")
         if not isinstance(request_id, str):
-            return
+            raise PeerMessageError("malformed", "a response without a request id")
         rtype = response.get("type")
         if rtype == RequestType.BROADCAST_CLIENT_COUNT:
             self._on_response(ClusterMessage(MessageType.BROADCAST_CLIENT_COUNT, response))

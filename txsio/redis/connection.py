@@ -10,6 +10,13 @@ Payloads stay ``bytes`` from the socket to the adapter (msgpack must never go th
 codec); commands time out instead of hanging (a watchdog on the injected clock drops a
 connection whose oldest command went unanswered); a lost connection is made again with capped
 exponential backoff.  A subscribed connection reads with hiredis (see :mod:`txsio.redis.resp`).
+
+What waits for Redis is bounded: commands sent and not yet answered (or queued for the first
+attempt) are at most ``max_pending_commands`` and, but for a lone one, ``max_pending_bytes``.
+Beyond, a command fails at once with :class:`RedisUnavailableError` (a paused Redis must not
+make the process buffer a stream of broadcasts); that is logged once when it starts, across
+reconnections, and once when Redis has caught up (its replies brought the backlog down by
+half).
 """
 
 from __future__ import annotations
@@ -90,12 +97,48 @@ class RedisAddress:
 
 
 class _Pending:
-    __slots__ = ("deferred", "remaining", "sent")
+    __slots__ = ("deferred", "remaining", "sent", "size")
 
-    def __init__(self, deferred: Deferred[Any], remaining: int, sent: float) -> None:
+    def __init__(self, deferred: Deferred[Any], remaining: int, sent: float,
+                 size: int) -> None:
         self.deferred = deferred
         self.remaining = remaining
         self.sent = sent
+        self.size = size
+
+
+class _Backlog:
+    # The bound on what waits for Redis on one RedisConnection, kept across its successive
+    # protocols: an overflow is logged when it starts and when Redis caught up, not once per
+    # reconnection in between.
+    __slots__ = ("address", "max_bytes", "max_commands", "overflowing", "refused")
+
+    def __init__(self, address: RedisAddress, max_commands: int, max_bytes: int) -> None:
+        self.address = address
+        self.max_commands = max_commands
+        self.max_bytes = max_bytes
+        self.overflowing = False
+        self.refused = 0
+
+    def admits(self, commands: int, size: int, more: int) -> bool:
+        # A lone command passes whatever its size: the bound is on what piles up.
+        return commands < self.max_commands and (commands == 0 or size + more <= self.max_bytes)
+
+    def refuse(self) -> RedisUnavailableError:
+        self.refused += 1
+        if not self.overflowing:
+            self.overflowing = True
+            log.warn("{commands} commands or {size} bytes wait for Redis at {address}: "
+                     "refusing more (they fail, local delivery goes on) until it catches up",
+                     commands=self.max_commands, size=self.max_bytes, address=str(self.address))
+        return RedisUnavailableError(f"too much waits for Redis at {self.address}: not sent")
+
+    def drained(self, commands: int, size: int) -> None:
+        if (self.overflowing and commands <= self.max_commands // 2
+                and size <= self.max_bytes // 2):
+            self.overflowing = False
+            log.info("Redis at {address} caught up; {refused} commands were refused in all",
+                     address=str(self.address), refused=self.refused)
 
 
 class _RedisProtocol(Protocol):
@@ -110,10 +153,12 @@ class _RedisProtocol(Protocol):
     """
 
     def __init__(self, clock: IReactorTime, timeout: float,
-                 on_push: Callable[[list[Any]], None] | None) -> None:
+                 on_push: Callable[[list[Any]], None] | None, backlog: _Backlog) -> None:
         self._clock = clock
         self._timeout = timeout
         self._on_push = on_push
+        self._backlog = backlog
+        self._pending_bytes = 0
         # A subscribed connection gets every message of the cluster: hiredis reads them.  A
         # command connection keeps the pure reader, whose simple strings are str ("PONG").
         self._parser: ReplyReader = push_reader() if on_push is not None else RespParser()
@@ -131,14 +176,22 @@ class _RedisProtocol(Protocol):
 
     def command(self, args: Sequence[bytes | str | int], replies: int = 1) -> Deferred[Any]:
         """Send one command; the Deferred fires with its (last) reply, or fails with
-        :class:`RedisReplyError` or :class:`RedisUnavailableError`."""
+        :class:`RedisReplyError` or :class:`RedisUnavailableError` (also at once when too
+        much waits for replies)."""
+        return self.send(encode_command(args), replies)
+
+    def send(self, data: bytes, replies: int = 1) -> Deferred[Any]:
+        """Send one encoded command (see :meth:`command`)."""
         if self.lost or self.transport is None:
             return fail(RedisUnavailableError(f"connection lost: {self.why}"))
+        if not self._backlog.admits(len(self._pending), self._pending_bytes, len(data)):
+            return fail(self._backlog.refuse())
         d: Deferred[Any] = Deferred()
-        self._pending.append(_Pending(d, replies, self._clock.seconds()))
+        self._pending.append(_Pending(d, replies, self._clock.seconds(), len(data)))
+        self._pending_bytes += len(data)
         if self._watchdog is None:
             self._watchdog = self._clock.callLater(self._timeout, self._check)
-        self.transport.write(encode_command(args))
+        self.transport.write(data)
         return d
 
     def _check(self) -> None:
@@ -179,6 +232,8 @@ class _RedisProtocol(Protocol):
         if entry.remaining > 0:
             return
         self._pending.popleft()
+        self._pending_bytes -= entry.size
+        self._backlog.drained(len(self._pending), self._pending_bytes)
         if not entry.deferred.called:
             if isinstance(reply, RedisReplyError):
                 entry.deferred.errback(reply)
@@ -188,6 +243,7 @@ class _RedisProtocol(Protocol):
     def _fail(self, why: str) -> None:
         self.why = why
         pending, self._pending = self._pending, deque()
+        self._pending_bytes = 0
         for entry in pending:
             if not entry.deferred.called:
                 entry.deferred.errback(RedisUnavailableError(why))
@@ -241,6 +297,10 @@ class RedisConnection:
     :param command_timeout: seconds a command may wait for its reply before the connection is
         considered dead.
     :param select_db: whether to ``SELECT`` the address's database.
+    :param max_pending_commands: the most commands that may wait for their replies (or for
+        the first attempt); more fail at once with :class:`RedisUnavailableError`.
+    :param max_pending_bytes: the most bytes of commands that may wait so (a single command
+        goes whatever its size).
     """
 
     def __init__(
@@ -256,6 +316,8 @@ class RedisConnection:
         min_delay: float = 0.1,
         max_delay: float = 5.0,
         select_db: bool = True,
+        max_pending_commands: int = 10_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.endpoint = endpoint
         self.address = address
@@ -274,10 +336,17 @@ class RedisConnection:
         self._attempt = 0
         self._connecting: Deferred[_RedisProtocol] | None = None
         self._retry: IDelayedCall | None = None
-        self._queue: list[tuple[Sequence[bytes | str | int], int, Deferred[Any]]] = []
+        self._backlog = _Backlog(address, max_pending_commands, max_pending_bytes)
+        self._queue: list[tuple[bytes, int, Deferred[Any]]] = []
+        self._queued_bytes = 0
         self._gone: list[Deferred[None]] = []
         #: why the last attempt failed or the connection was lost
         self.last_error = ""
+
+    @property
+    def refused_commands(self) -> int:
+        """How many commands failed at once because too much waited for Redis."""
+        return self._backlog.refused
 
     @property
     def ready(self) -> bool:
@@ -296,7 +365,7 @@ class RedisConnection:
     # -- connecting ------------------------------------------------------------------------
 
     def _build(self) -> _RedisProtocol:
-        return _RedisProtocol(self._clock, self.command_timeout, self._on_push)
+        return _RedisProtocol(self._clock, self.command_timeout, self._on_push, self._backlog)
 
     def _connect(self) -> None:
         self._retry = None
@@ -335,9 +404,9 @@ class RedisConnection:
         self._attempt = 0
         self._ever_connected = True
         self.last_error = ""
-        queue, self._queue = self._queue, []
-        for args, replies, d in queue:
-            proto.command(args, replies).chainDeferred(d)
+        queue = self._take_queue()
+        for data, replies, d in queue:
+            proto.send(data, replies).chainDeferred(d)
         if self._on_ready is not None:
             self._on_ready()
 
@@ -360,7 +429,7 @@ class RedisConnection:
 
     def _down(self, why: str) -> None:
         self.last_error = why
-        queue, self._queue = self._queue, []
+        queue = self._take_queue()
         for _, _, d in queue:
             d.errback(self._unavailable())
         delay = min(self.max_delay, self.min_delay * 2 ** min(self._attempt, 30))
@@ -372,6 +441,11 @@ class RedisConnection:
     def _unavailable(self) -> RedisUnavailableError:
         return RedisUnavailableError(
             f"Redis at {self.address} is unavailable ({self.last_error or 'not connected'})")
+
+    def _take_queue(self) -> list[tuple[bytes, int, Deferred[Any]]]:
+        # The commands queued for the first attempt, leaving the queue empty.
+        queue, self._queue, self._queued_bytes = self._queue, [], 0
+        return queue
 
     # -- commands --------------------------------------------------------------------------
 
@@ -386,8 +460,12 @@ class RedisConnection:
         if proto is not None:
             return proto.command(args, replies)
         if not self._closed and not self._ever_connected and self._connecting is not None:
+            data = encode_command(args)
+            if not self._backlog.admits(len(self._queue), self._queued_bytes, len(data)):
+                return fail(self._backlog.refuse())
             d: Deferred[Any] = Deferred()
-            self._queue.append((args, replies, d))
+            self._queue.append((data, replies, d))
+            self._queued_bytes += len(data)
             return d
         if self._closed:
             return fail(RedisUnavailableError(f"the connection to Redis at {self.address} "
@@ -399,7 +477,7 @@ class RedisConnection:
         self._closed = True
         cancel_call(self._retry)
         self._retry = None
-        queue, self._queue = self._queue, []
+        queue = self._take_queue()
         for _, _, d in queue:
             d.errback(RedisUnavailableError("the connection to Redis was closed"))
         if self._connecting is not None:

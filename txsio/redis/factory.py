@@ -5,7 +5,9 @@ Who calls what: ``txsio.Server(adapter=factory)`` calls the factory with each na
 creates (:meth:`RedisAdapterFactory.__call__`); the adapters attach and detach their channels
 (``_attach`` / ``_detach``, and ``_add_channel`` / ``_remove_channel`` for the sharded
 format's room channels), publish (``_publish``) and count nodes (``_numsub``); the subscribed
-connection hands each message to the handler of its channel or pattern (``_on_push``).
+connection hands each message to the handler of its channel or pattern (``_on_push``), unless
+it is longer than ``max_message_size``; a message a handler refuses
+(:class:`~txsio.cluster.PeerMessageError`) is dropped and counted there.
 
 Subscriptions are kept here, so a new subscribed connection subscribes everything again, once
 (``PUBSUB NUMSUB`` then counts this node once).  An outage is logged once when it starts and
@@ -21,8 +23,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._cluster_limits import ClusterCounters, PeerLimits, PeerMessageError, log_excerpt
 from .._twisted import default_reactor
-from ..cluster import log_excerpt
 from .base import RedisClusterAdapter
 from .classic import RedisAdapter
 from .connection import RedisAddress, RedisConnection, _endpoint
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["RedisAdapterFactory", "redis_adapter"]
 
 log = Logger(namespace=__package__)  # "txsio.redis": one log source for the package
+
+_LIMITS = PeerLimits()  # the defaults
 
 
 class RedisAdapterFactory:
@@ -67,9 +71,23 @@ class RedisAdapterFactory:
         ``SPUBLISH`` / ``SSUBSCRIBE``, Redis 7 or later) instead of ``createAdapter``'s:
         each namespace gets a :class:`ShardedRedisAdapter` and ``key`` is Node's
         ``channelPrefix``.  Every node of a cluster must use the same format.
+    :param max_pending_commands: the most commands that may wait for Redis's replies on each
+        connection (10,000): when Redis is paused or slow, more fail at once (a broadcast
+        still reaches the local clients), logged once.
+    :param max_pending_bytes: the most bytes of commands that may wait so (16 MiB).
+    :param max_message_size: bytes; a longer message on the adapter's channels is dropped
+        before it is decoded (1 MiB).  ``fetch_sockets`` answers are the longest messages (a
+        socket with its handshake takes about 0.5 to 1 kB): raise it for clusters that fetch
+        thousands of sockets at once.
+    :param max_message_depth: how deeply containers may nest in such a message (72).
+    :param max_message_items: the most rooms in one list, sockets in one ``fetch_sockets``
+        answer and binary values in one message (10,000).
+    :param max_ack_timeout: seconds; another node's broadcast with acknowledgements keeps
+        this node's clients' acknowledgements at most this long, whatever its timeout (60).
     :param subscription_mode: with ``sharded``, Node's ``subscriptionMode``: ``"dynamic"``
         (a channel per room that is not a socket id), ``"dynamic-private"`` (a channel per
         room) or ``"static"`` (only the namespace's channels).  All nodes must agree.
+    :ivar counters: the :class:`~txsio.cluster.ClusterCounters` of the factory's adapters.
     """
 
     def __init__(
@@ -86,6 +104,12 @@ class RedisAdapterFactory:
         endpoint: IStreamClientEndpoint | None = None,
         sharded: bool = False,
         subscription_mode: str = "dynamic",
+        max_message_size: int = _LIMITS.max_message_size,
+        max_message_depth: int = _LIMITS.max_depth,
+        max_message_items: int = _LIMITS.max_items,
+        max_ack_timeout: float = _LIMITS.max_timeout,
+        max_pending_commands: int = 10_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise ValueError(f"subscription_mode must be one of {', '.join(SUBSCRIPTION_MODES)}"
@@ -94,6 +118,9 @@ class RedisAdapterFactory:
         self.address = RedisAddress.parse(url)
         self.key = key
         self.requests_timeout = float(requests_timeout)
+        #: what a message of another node may cost (given to each adapter)
+        self.limits = PeerLimits(max_message_size, max_message_depth, max_message_items,
+                                 max_ack_timeout)
         self.publish_on_specific_response_channel = publish_on_specific_response_channel
         self.sharded = sharded
         self.subscription_mode = subscription_mode
@@ -103,6 +130,8 @@ class RedisAdapterFactory:
         self._subscribe_command = b"SSUBSCRIBE" if sharded else b"SUBSCRIBE"
         self._unsubscribe_command = b"SUNSUBSCRIBE" if sharded else b"UNSUBSCRIBE"
         self.reactor = reactor
+        #: what the adapters could not send and would not take (shared by them)
+        self.counters = ClusterCounters(reactor, logger=log)
         if endpoint is None:
             endpoint = _endpoint(reactor, self.address, command_timeout)
         options: dict[str, Any] = {
@@ -110,6 +139,8 @@ class RedisAdapterFactory:
             "command_timeout": command_timeout,
             "min_delay": min_reconnect_delay,
             "max_delay": max_reconnect_delay,
+            "max_pending_commands": max_pending_commands,
+            "max_pending_bytes": max_pending_bytes,
         }
         self.pub = RedisConnection(endpoint, self.address, on_ready=self._pub_ready,
                                    on_down=self._down, **options)
@@ -272,6 +303,7 @@ class RedisAdapterFactory:
             self._subscribe(self._unsubscribe_command, [channel])
 
     def _on_push(self, reply: list[Any]) -> None:
+        channel: Any = reply[1:2]
         try:
             if reply[0] != b"pmessage" and len(reply) == 3:  # message, smessage
                 handler = self._channels.get(reply[1])
@@ -281,10 +313,16 @@ class RedisAdapterFactory:
                 channel, data = reply[2], reply[3]
             else:
                 return
-            if handler is not None and isinstance(data, bytes) and isinstance(channel, bytes):
-                handler(channel, data)
+            if handler is None or not isinstance(data, bytes) or not isinstance(channel, bytes):
+                return
+            if len(data) > self.limits.max_message_size:  # before anything reads it
+                raise PeerMessageError("too large", f"{len(data)} bytes, more than "
+                                                    f"{self.limits.max_message_size}")
+            handler(channel, data)
+        except PeerMessageError as e:
+            self.counters.dropped_message(e.reason, e, channel)
         except Exception:
-            log.failure("error handling a Redis message on {channel!r}", channel=reply[1:2])
+            self.counters.handling_failed(channel)
 
     # -- commands --------------------------------------------------------------------------
 

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail
 
 from .._jsjson import has_binary
-from ..cluster import ClusterMessage, MessageType
+from ..cluster import ClusterMessage, MessageType, PeerMessageError
 from .base import Handler, RedisClusterAdapter
 from .errors import RedisError
-from .wire import dumps, pack
+from .wire import dumps, pack, to_well_formed
 
 if TYPE_CHECKING:
     from ..adapter import AdapterHost
@@ -100,6 +100,9 @@ class ShardedRedisAdapter(RedisClusterAdapter):
         self._response_bytes = self.response_channel.encode("utf-8")
         #: room -> its channel, for the rooms whose channel this adapter subscribed
         self._room_channels: dict[str, bytes] = {}
+        #: channel -> how many of those rooms use it (rooms that differ only by lone
+        #: surrogates share one, as with Node)
+        self._channel_rooms: dict[bytes, int] = {}
 
     def _new_id(self) -> str:
         return secrets.token_hex(8)
@@ -134,16 +137,25 @@ class ShardedRedisAdapter(RedisClusterAdapter):
             return
         for room in created:
             if self.mode == "dynamic-private" or room not in self.sids:
-                channel = f"{self.channel}{room}#".encode()
+                channel = self._room_channel(room).encode()
                 self._room_channels[room] = channel
+                self._channel_rooms[channel] = self._channel_rooms.get(channel, 0) + 1
                 self.factory._add_channel(channel, self._on_published)
+
+    def _room_channel(self, room: str) -> str:
+        # A room name may hold lone surrogates, which UTF-8 cannot: named as Node names it.
+        return f"{self.channel}{to_well_formed(room)}#"
 
     def _del(self, room: str, sid: str) -> None:
         super()._del(room, sid)
         channel = self._room_channels.get(room)
         if channel is not None and room not in self.rooms:
             del self._room_channels[room]
-            self.factory._remove_channel(channel)
+            users = self._channel_rooms.pop(channel) - 1
+            if users:
+                self._channel_rooms[channel] = users
+            else:
+                self.factory._remove_channel(channel)
 
     # -- the core's messages, as they are --------------------------------------------------
 
@@ -157,7 +169,7 @@ class ShardedRedisAdapter(RedisClusterAdapter):
             if len(rooms) == 1 and self.mode != "static":
                 [room] = rooms
                 if self.mode == "dynamic-private" or not looks_like_a_socket_id(room):
-                    channel = f"{self.channel}{room}#"
+                    channel = self._room_channel(room)
         return channel, encode_cluster_message(message.type, data, self.uid, self.nsp.name)
 
     def _encode_response(self, request: ClusterMessage,
@@ -175,10 +187,10 @@ class ShardedRedisAdapter(RedisClusterAdapter):
         message = self._decode(data, "message")
         if message is None:
             return None
-        body = message.get("data")
+        body = message.get("data", {})  # Node's heartbeats and ADAPTER_CLOSE have none
         mtype = _message_type(message.get("type"))
         if not isinstance(body, dict) or mtype is None:
-            return None
+            raise PeerMessageError("malformed", "not a {type, data, uid, nsp} message")
         uid = message.get("uid")
         return (ClusterMessage(mtype, body, uid if isinstance(uid, str) else None),
                 message.get("nsp"))

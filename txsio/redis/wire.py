@@ -31,6 +31,8 @@ __all__ = [
     "glob_escape",
     "new_uid",
     "pack",
+    "shape_problem",
+    "to_well_formed",
     "unpack",
 ]
 
@@ -165,14 +167,41 @@ def dumps(value: Any, *, lenient: bool = False) -> bytes:
 def decode_message(data: bytes) -> Any:
     """A request or response body: JSON when it starts with ``{``, else msgpack.
 
-    :raises ValueError: when it is neither.
+    :raises ValueError: when it is neither (or nests deeper than the decoder can go).
     """
     if data[:1] == b"{":
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # json's C scanner recurses: a peer's "[[[[..." gets here
+            raise ValueError("JSON nested deeper than Python's recursion limit") from None
     try:
         return unpack(data)
     except Exception as e:
         raise ValueError(f"not msgpack: {e}") from None
+
+
+def shape_problem(value: Any, *, max_depth: int, max_items: int) -> str | None:
+    """Why a decoded message breaks its bounds, or ``None``: ``"too deep"`` when containers
+    nest deeper than ``max_depth`` (``value`` itself is 1 deep), ``"too many items"`` when it
+    holds more than ``max_items`` binary values (msgpack ``bin``, and extension types, which
+    decode as ``[type, bytes]``).  Iterative, one step per item; stops at the first problem.
+    """
+    if not isinstance(value, (list, dict)):
+        return None
+    binaries = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, (list, dict)):
+                if depth >= max_depth:
+                    return "too deep"
+                stack.append((item, depth + 1))
+            elif isinstance(item, bytes):
+                binaries += 1
+                if binaries > max_items:
+                    return "too many items"
+    return None
 
 
 # ---- channels -----------------------------------------------------------------------------
@@ -185,6 +214,17 @@ def broadcast_channel(prefix: str, rooms: Iterable[str]) -> str:
     """
     rooms = list(rooms)
     return f"{prefix}{rooms[0]}#" if len(rooms) == 1 else prefix
+
+
+def to_well_formed(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as JavaScript's
+    ``String.prototype.toWellFormed`` does and as Node's Redis clients encode a channel name
+    (a surrogate pair split over two code points is joined, as in a JS string)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def glob_escape(text: str) -> str:
