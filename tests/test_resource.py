@@ -160,6 +160,18 @@ class HandshakeTests(ResourceTestCase):
         self.assertEqual(request.address, "127.0.0.1")
         self.assertFalse(request.secure)
 
+    def test_forwarded_address_from_trusted_proxies_only(self) -> None:
+        """``X-Forwarded-For`` names the client only when the peer is a trusted proxy (the
+        test's peer is 127.0.0.1); otherwise the peer's address stays, whatever it claims."""
+        self.handshake(headers={"X-Forwarded-For": ["203.0.113.9"]})
+        self.assertEqual(self.sessions[-1].request.address, "127.0.0.1")
+        self.start(trusted_proxies=["127.0.0.0/8"])
+        self.handshake(headers={"X-Forwarded-For": ["198.51.100.1, 203.0.113.9"]})
+        self.assertEqual(self.sessions[-1].request.address, "203.0.113.9")
+        self.start(trusted_proxies=["10.0.0.0/8"])
+        self.handshake(headers={"X-Forwarded-For": ["203.0.113.9"]})
+        self.assertEqual(self.sessions[-1].request.address, "127.0.0.1")
+
     def test_response_headers(self) -> None:
         """Polling responses are text/plain UTF-8 and never cached."""
         response = self.get()

@@ -305,6 +305,13 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(service.site.max_request_body, 5000)
         any_origin, _ = make("--cors-origin", "*", "--cors-origin", "https://a.example")
         self.assertTrue(any_origin.io.engine.cors_allows("https://anything.example"))
+        # Forwarding headers believed from the trusted proxies only.
+        proxied, _ = make("--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1")
+        trusted = proxied.io.engine.trusted_proxies
+        assert trusted is not None
+        self.assertEqual([str(n) for n in trusted.networks], ["10.0.0.0/8", "::1/128"])
+        self.assertIsNone(io.engine.trusted_proxies)
+        self.assertRaises(usage.UsageError, parse, "--trusted-proxy", "proxy.local")
         # JSONP only when asked for on its own, EIO3 or not.
         self.assertFalse(engine.allow_jsonp)
         jsonp, _ = make("--allow-eio3", "--allow-jsonp")

@@ -98,6 +98,9 @@ class Server(Broadcasting):
     :param cleanup_empty_child_namespaces: remove a child of a dynamic namespace (and close
         its adapter) when its last socket leaves (Node's ``cleanupEmptyChildNamespaces``;
         default off: children stay).
+    :param trusted_proxies: the proxies (networks, e.g. ``["10.0.0.0/8"]``) whose
+        ``Forwarded`` / ``X-Forwarded-For`` headers name the client in ``handshake.address``
+        (none by default: the peer's address, whatever the headers say).
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
@@ -123,6 +126,7 @@ class Server(Broadcasting):
         adapter: Callable[[Namespace], Adapter] | None = None,
         max_attachments: int = 10,
         cleanup_empty_child_namespaces: bool = False,
+        trusted_proxies: Iterable[str] = (),
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
@@ -142,6 +146,7 @@ class Server(Broadcasting):
             cors_allowed_origins=cors_allowed_origins,
             allow_request=allow_request,
             cookie=cookie,
+            trusted_proxies=trusted_proxies,
             clock=clock,
             on_session=self._on_engine_connection,
         )

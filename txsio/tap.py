@@ -61,6 +61,7 @@ from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
 from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._twisted import default_reactor
 from ._version import __version__
+from .engineio.handshake import TrustedProxies
 from .server import Server
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class Options(usage.Options):
         self["static"] = None
         self["client-js"] = None
         self["cors-origin"] = []
+        self["trusted-proxy"] = []
         self["ping-interval"] = 25.0
         self["ping-timeout"] = 20.0
         self["max-http-buffer-size"] = 1_000_000
@@ -195,6 +197,15 @@ class Options(usage.Options):
                     f"--cors-origin {value!r}: expected * or an origin such as "
                     "https://app.example")
         self["cors-origin"].append(origin)
+
+    def opt_trusted_proxy(self, value: str) -> None:
+        """A proxy (address or CIDR network) whose X-Forwarded-For / Forwarded header names
+        the client, in handshake.address and the log; repeatable [none]."""
+        try:
+            TrustedProxies([value])
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["trusted-proxy"].append(value)
 
     def opt_ping_interval(self, value: str) -> None:
         """Seconds between heartbeats [25]."""
@@ -471,6 +482,7 @@ def makeService(
         cors_allowed_origins="*" if "*" in cors else (cors or None),
         allow_eio3=bool(options["allow-eio3"]),
         allow_jsonp=bool(options["allow-jsonp"]),
+        trusted_proxies=options["trusted-proxy"],
         adapter=_redis_adapter(options, reactor),
         clock=reactor,
     )

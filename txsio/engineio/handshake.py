@@ -5,7 +5,8 @@ query with :func:`request_query` (the one reading of a request target, which
 :class:`~txsio.engineio.site.EngineSite` uses too, through :func:`target_query`) and, for a
 request that opens a session (polling or WebSocket alike), builds the
 :class:`HandshakeRequest` the session keeps for the layers above (Socket.IO's
-``socket.handshake``).  :class:`CookieOptions` sets the ``io`` cookie on a polling
+``socket.handshake``), its client address read through :class:`TrustedProxies` when the
+server trusts proxies.  :class:`CookieOptions` sets the ``io`` cookie on a polling
 handshake's response.
 
 Nothing here imports Twisted at runtime: the request is only read (and, for the cookie, given
@@ -14,8 +15,9 @@ one ``addCookie`` call).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +26,8 @@ from .errors import EngineRequestError, ErrorCode
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-__all__ = ["CookieOptions", "HandshakeRequest", "request_query", "target_query"]
+__all__ = ["CookieOptions", "HandshakeRequest", "TrustedProxies", "request_query",
+           "target_query"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,9 @@ class HandshakeRequest:
     :ivar url: the request target (path and query).
     :ivar headers: the request headers, names lower-cased (repeated headers joined by ``,``).
     :ivar query: the query parameters (the first value of each).
-    :ivar address: the peer's IP address.
+    :ivar address: the client's IP address: the peer's, or, when the peer is a trusted proxy
+        (:class:`TrustedProxies`), the one its ``Forwarded`` / ``X-Forwarded-For`` header
+        names.
     :ivar secure: whether the request came over TLS.
     """
 
@@ -47,25 +52,107 @@ class HandshakeRequest:
     secure: bool
 
     @classmethod
-    def of(cls, request: Request, query: Mapping[str, str]) -> HandshakeRequest:
+    def of(cls, request: Request, query: Mapping[str, str],
+           trusted: TrustedProxies | None = None) -> HandshakeRequest:
         """The record of a twisted.web ``request`` whose query was parsed as ``query``.
 
         :param request: the request that opens the session.
         :param query: its query parameters (:func:`request_query`).
+        :param trusted: the proxies whose forwarding headers name the client.
         """
         headers: dict[str, str] = {}
         for name, values in request.requestHeaders.getAllRawHeaders():
             headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1")
                                                                for v in values)
-        peer = request.getClientAddress()
+        address = getattr(request.getClientAddress(), "host", "")
+        if trusted is not None:
+            address = trusted.client_address(address, headers)
         return cls(
             method=request.method.decode("ascii", "replace"),
             url=request.uri.decode("utf-8", "replace"),
             headers=headers,
             query=query,
-            address=getattr(peer, "host", ""),
+            address=address,
             secure=request.isSecure(),
         )
+
+
+class TrustedProxies:
+    """The proxies (networks, CIDR notation) whose forwarding headers are believed.
+
+    A request from one of them may name the client in ``Forwarded: for=...`` (RFC 7239; read
+    when present) or ``X-Forwarded-For``.  The chain of addresses, the peer's last, is read
+    from the right: each address from a trusted proxy passes the request on from the address
+    before it, and the first one that is not trusted is the client.  A request from any other
+    peer keeps the peer's address whatever it claims, so a client cannot choose its own.
+
+    :param networks: ``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"::1"``..., or
+        :mod:`ipaddress` networks.
+    :raises ValueError: for a value that is not an address or network.
+    """
+
+    def __init__(self, networks: Iterable[str | IPv4Network | IPv6Network]) -> None:
+        parsed: list[IPv4Network | IPv6Network] = []
+        for network in networks:
+            try:
+                parsed.append(ip_network(network, strict=False))
+            except ValueError:
+                raise ValueError(f"trusted proxy {network!r:.60}: not an IP address or "
+                                 "network (e.g. 10.0.0.0/8 or 127.0.0.1)") from None
+        self.networks = tuple(parsed)
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` (text) is in one of the networks."""
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+    def client_address(self, peer: str, headers: Mapping[str, str]) -> str:
+        """The client's address for a request from ``peer`` with ``headers`` (lower-case
+        names)."""
+        if not self.trusts(peer):
+            return peer
+        forwarded = headers.get("forwarded")
+        chain = (_forwarded_for(forwarded) if forwarded is not None
+                 else [a.strip() for a in headers.get("x-forwarded-for", "").split(",")])
+        client = peer
+        for address in reversed([a for a in chain if a]):
+            if not _is_ip(address):
+                break  # "unknown", an obfuscated name: the chain is not to be followed
+            client = address
+            if not self.trusts(address):
+                break
+        return client
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _forwarded_for(value: str) -> list[str]:
+    # RFC 7239: elements separated by ",", pairs by ";"; for= may be quoted, an IPv6 address
+    # in brackets, with a port after it.
+    found: list[str] = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            name, _, node = pair.strip().partition("=")
+            if name.strip().lower() != "for":
+                continue
+            node = node.strip().strip('"')
+            if node.startswith("["):
+                node = node[1:node.find("]")] if "]" in node else node[1:]
+            elif node.count(":") == 1:
+                node = node.partition(":")[0]  # an IPv4 address and its port
+            found.append(node)
+    return found
 
 
 def request_query(request: Request) -> dict[str, str]:

@@ -147,7 +147,7 @@ class EngineIOResource(Resource):
     def _handshake(self, request: Request, query: Mapping[str, str], wire: WireFormat,
                    transport: str) -> int | bytes:
         server = self.engine
-        handshake = HandshakeRequest.of(request, query)
+        handshake = HandshakeRequest.of(request, query, server.trusted_proxies)
         if transport == "websocket":
             return self._websocket(request, Admission(wire, handshake=handshake))
         polling = PollingTransport(

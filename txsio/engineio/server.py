@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from .._events import EventEmitter
 from .._twisted import default_reactor
 from .errors import CloseReason, EngineRequestError, ErrorCode
-from .handshake import CookieOptions, HandshakeRequest, cookie_options
+from .handshake import CookieOptions, HandshakeRequest, TrustedProxies, cookie_options
 from .session import EngineOptions, EngineSession, SessionTransport
 
 if TYPE_CHECKING:
@@ -103,6 +103,11 @@ class EngineServer(EventEmitter):
         the twisted.web request of every new session; a false answer refuses it with 403.
     :param cookie: ``False`` (the default), ``True`` for the ``io`` cookie, a cookie name, or a
         mapping of :class:`~txsio.engineio.handshake.CookieOptions` fields.
+    :param trusted_proxies: the proxies (networks in CIDR notation, e.g. ``["10.0.0.0/8"]``)
+        whose ``Forwarded`` / ``X-Forwarded-For`` headers name the client, for
+        ``handshake.address`` and the logs (see
+        :class:`~txsio.engineio.handshake.TrustedProxies`); by default none: the address is
+        the peer's, whatever the headers say.
     :param clock: the clock for every timer (default: the global reactor).
     :param on_session: called with each new session before the ``"connection"`` handlers
         (the Socket.IO server's way in: a direct call, not an event).
@@ -122,6 +127,7 @@ class EngineServer(EventEmitter):
         cors_allowed_origins: CorsOrigins = None,
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
+        trusted_proxies: Iterable[str] = (),
         clock: IReactorTime | None = None,
         on_session: Callable[[EngineSession], None] | None = None,
     ) -> None:
@@ -139,6 +145,9 @@ class EngineServer(EventEmitter):
             allow_jsonp=allow_jsonp,
         )
         self.allow_request = allow_request
+        proxies = TrustedProxies(trusted_proxies)
+        #: the proxies believed about the client's address (``None``: none)
+        self.trusted_proxies = proxies if proxies.networks else None
         self.cookie = cookie_options(cookie)
         self._cors_any = False
         self._cors_list: frozenset[str] | None = None
