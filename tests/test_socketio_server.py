@@ -1948,6 +1948,16 @@ def json_event(name: str, *args: Any) -> str:
 class PublicAPITests(SynchronousTestCase):
     """``txsio.__all__``."""
 
+    def test_upgrade_options(self) -> None:
+        """``allow_upgrades`` and ``upgrade_timeout`` reach the Engine.IO server, as Node's
+        options of the same names (they were a TypeError on txsio.Server)."""
+        io = Server(allow_upgrades=False, upgrade_timeout=3, clock=Clock())
+        self.assertEqual((io.engine.options.allow_upgrades, io.engine.options.upgrade_timeout),
+                         (False, 3.0))
+        self.assertEqual(io.engine.upgrades_for("polling"), [])
+        default = Server(clock=Clock()).engine.options
+        self.assertEqual((default.allow_upgrades, default.upgrade_timeout), (True, 10.0))
+
     def test_exports_are_the_implementations(self) -> None:
         """Each exported name is the implementation object of its module."""
         from txsio import adapter, broadcast, exceptions, namespace, server, socket

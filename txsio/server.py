@@ -84,6 +84,8 @@ class Server(Broadcasting):
         ``"*"``, a list of origins, or a callable ``f(origin) -> bool``.
     :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
     :param transports: from ``"polling"`` and ``"websocket"``.
+    :param allow_upgrades: whether polling clients may upgrade to WebSocket (Node: true).
+    :param upgrade_timeout: seconds a client has to complete an upgrade it started (Node: 10).
     :param allow_eio3: serve socket.io-client 2.x (Engine.IO v3, Socket.IO v4).
     :param allow_jsonp: serve JSONP polling (``j`` in the query), off by default even with
         ``allow_eio3``: it is cross-origin by nature (see
@@ -118,6 +120,8 @@ class Server(Broadcasting):
         cors_allowed_origins: CorsOrigins = None,
         allow_request: Callable[[Any], Any] | None = None,
         transports: Iterable[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        upgrade_timeout: float = 10.0,
         allow_eio3: bool = False,
         allow_jsonp: bool = False,
         connect_timeout: float = 45.0,
@@ -141,6 +145,8 @@ class Server(Broadcasting):
             ping_timeout=ping_timeout,
             max_http_buffer_size=max_http_buffer_size,
             transports=transports,
+            allow_upgrades=allow_upgrades,
+            upgrade_timeout=upgrade_timeout,
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
             cors_allowed_origins=cors_allowed_origins,
