@@ -1,20 +1,30 @@
 """txsio.admin: the protocol of the Socket.IO Admin UI (npm ``@socket.io/admin-ui`` 0.5).
 
 The unit tests drive the ``/admin`` namespace with :class:`txsio.testing.TestClient` on a
-``Clock``.
+``Clock``; :class:`AdminUIBrowserTests` serves the npm package's built page (``ui/dist``),
+opens it in headless Chromium (``tests/browser/admin.mjs``), logs in to a txsio server and
+checks that the page lists its sockets and rooms.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import bcrypt
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from twisted.web.static import File
 
 import txsio
 from txsio.admin import InMemoryStore, Instrumentation, instrument
@@ -23,7 +33,8 @@ from txsio.engineio.packet import Packet, PacketType
 from txsio.engineio.session import EngineSession
 from txsio.testing import MemoryTransport, TestClient, TestSocket
 
-from .support import TESTS_DIR
+from .support import NODE_DIR, TESTS_DIR, run_process, serve, spawn
+from .test_browser import require_browser
 
 #: 2023-11-14T22:13:20Z: the clock's start, so that timestamps are recognisable.
 START = 1_700_000_000
@@ -526,3 +537,107 @@ def _polling_session(io: txsio.Server) -> tuple[EngineSession, MemoryTransport]:
     session.receive("0", transport)
     return session, transport
 
+
+UI_DIST = NODE_DIR / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
+ADMIN_SCRIPT = TESTS_DIR / "browser" / "admin.mjs"
+#: How a hash is made by bcryptjs, the npm package's own bcrypt (a cheap cost: a test).
+BCRYPTJS_HASH = ("const b = require('bcryptjs'); console.log(JSON.stringify("
+                 "{event: 'hash', hash: b.hashSync(process.argv[1], 4)}))")
+
+
+class AdminUIBrowserTests(TestCase):
+    """The real Admin UI page in headless Chromium against an instrumented txsio server."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_ui_lists_sockets_and_rooms(self) -> Any:
+        """The npm package's page logs in (a hash made by bcryptjs; a wrong password is
+        refused), lists the server's sockets and rooms, sees a client that connects later
+        and shows the server; screenshots go to the test's directory."""
+        node = require_browser(self)
+        if not (UI_DIST / "index.html").is_file():
+            self.fail(f"{UI_DIST} is missing: run `npm ci` in tests/node")
+        from twisted.internet import reactor
+
+        made = yield run_process([node, "-e", BCRYPTJS_HASH, PASSWORD], 15, cwd=NODE_DIR)
+        hashed = made.first("hash")["hash"]
+        self.assertTrue(hashed.startswith("$2"), hashed)
+
+        ui = serve(File(str(UI_DIST)))
+        self.addCleanup(ui.stop)
+        io = txsio.Server(cors_allowed_origins=[ui.url])
+        _app(io)
+        instrument(io, auth={"type": "basic", "username": "admin", "password": hashed},
+                   server_id="txsio-browser-test")
+        root = Resource()
+        root.putChild(b"socket.io", io.resource())
+        server = serve(root)
+        self.addCleanup(server.stop)
+        self.addCleanup(io.close)
+
+        clients: list[txsio.Client] = []
+
+        async def connect(*rooms: str) -> str:
+            client = txsio.Client(reconnection=False, timeout=10)
+            clients.append(client)
+            await client.connect(server.url, auth={"rooms": list(rooms)})
+            sid = client.socket("/").id
+            assert sid is not None
+            return sid
+
+        async def disconnect_all() -> None:
+            for client in clients:
+                await client.disconnect()
+
+        self.addCleanup(lambda: Deferred.fromCoroutine(disconnect_all()))
+        ada = yield Deferred.fromCoroutine(connect("lobby", "games"))
+        bob = yield Deferred.fromCoroutine(connect("lobby"))
+        late: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "listed" and not late:
+                late.append("connecting")
+                d = Deferred.fromCoroutine(connect("late"))
+                d.addCallback(late.append)
+                d.addErrback(lambda f: late.append(f"failed: {f.value}"))
+
+        # Kept after the test (the screenshots are its output to look at).
+        out_dir = Path(tempfile.mkdtemp(prefix="txsio-admin-ui-"))
+        options = {"uiUrl": ui.url + "/", "serverUrl": server.url, "username": "admin",
+                   "password": PASSWORD, "sockets": [ada, bob],
+                   "rooms": {"lobby": 2, "games": 1}, "serverId": "txsio-browser-test",
+                   "hostname": socket.gethostname(), "pid": os.getpid(), "clients": 4,
+                   "outDir": str(out_dir), "deadline": 50000}
+        browser = spawn([node, str(ADMIN_SCRIPT), json.dumps(options)], on_event=on_event,
+                        cwd=NODE_DIR, reactor=reactor)
+        run = yield browser.wait(60)
+        if run.exit_code != 0 or run.names()[-1:] != ["done"]:
+            raise AssertionError(f"the browser script failed\n{run.describe()}")
+        listed = run.first("listed")
+        result = run.first("result")
+        self.assertEqual(result["invalid"], "Invalid credentials")
+
+        # The Sockets page: id, address, transport; at first, then with the late client.
+        self.assertEqual(sorted(row[0] for row in listed["sockets"]), sorted([ada, bob]))
+        self.assertEqual(late[0], "connecting")
+        self.assertEqual(len(late), 2, late)
+        rows = {row[0]: row for row in result["sockets"]}
+        self.assertEqual(sorted(rows), sorted([ada, bob, late[1]]))
+        for row in rows.values():
+            self.assertEqual(row[1:3], ["127.0.0.1", "WebSocket"], row)
+        # The Rooms page: public rooms with their number of sockets.
+        rooms = {row[0]: row[2] for row in listed["rooms"]}
+        self.assertEqual(rooms, {"lobby": "2", "games": "1"})
+        rooms = {row[0]: row[2] for row in result["rooms"]}
+        self.assertEqual(rooms, {"lobby": "2", "games": "1", "late": "1"})
+        # The Servers page: this server, its host, process and clients (3 users and the
+        # page), healthy.
+        [server_row] = result["servers"]
+        self.assertEqual(server_row[:3], ["txsio-browser-test", socket.gethostname(),
+                                          str(os.getpid())])
+        self.assertRegex(server_row[3], r"^\d+s$")
+        self.assertEqual(server_row[4:7:2], ["4", "HEALTHY"])
+        for shot in result["screenshots"]:
+            self.assertGreater(Path(shot).stat().st_size, 10_000, shot)
+        print(f"\nadmin UI screenshots: {out_dir}")
