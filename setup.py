@@ -41,10 +41,14 @@ setup(
             "ruff>=0.5",
             # tests/test_tap.py runs twistd sio on an ssl: endpoint
             "twisted[tls]>=24.7.0",
+            # tests/test_admin.py: the admin UI's basic authentication
+            "bcrypt>=4.0",
         ],
         "docs": ["sphinx>=7"],
         # ssl: endpoints (twistd sio --port ssl:8443:privateKey=...) need pyOpenSSL
         "tls": ["twisted[tls]>=24.7.0"],
+        # txsio.admin's basic authentication checks bcrypt hashes, as @socket.io/admin-ui
+        "admin": ["bcrypt>=4.0"],
     },
     classifiers=[
         "Framework :: Twisted",

@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -198,6 +199,12 @@ class Server(Broadcasting):
         parent = ParentNamespace(self, name)
         self._parents.append(parent)
         return parent
+
+    @property
+    def namespaces(self) -> Mapping[str, Namespace]:
+        """The namespaces by name, read-only and live: the main one, those made with
+        :meth:`of` and the children of dynamic namespaces (not the dynamic parents)."""
+        return MappingProxyType(self._nsps)
 
     def _namespace_created(self, nsp: Namespace) -> None:
         """Emit ``"new_namespace"`` (called for names given to :meth:`of` and for the

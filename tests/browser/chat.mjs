@@ -37,15 +37,13 @@
 //            answered here with options.cdnBundle, and chats; page H gets a tampered copy,
 //            which the page's integrity check refuses: it loads no client and says to use
 //            --client-js.
-import { createRequire } from "node:module";
 import { createServer } from "node:http";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 
-const require = createRequire(new URL("../node/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { launchChromium } from "./chromium.mjs";
 
 const options = JSON.parse(process.argv[2] || "{}");
 const BASE = (options.url || "").replace(/\/$/, "");
@@ -126,15 +124,8 @@ let context = null;
 const pageErrors = [];
 
 async function launch() {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: options.chromium || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
+  context = await launchChromium(profile, options.chromium, {
     viewport: { width: 1100, height: 700 },
-    colorScheme: "light",
     ignoreHTTPSErrors: true, // the tls scenario's self-signed certificate
   });
   context.setDefaultTimeout(WAIT);
