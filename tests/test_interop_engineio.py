@@ -216,8 +216,10 @@ class EngineIOClient6Tests(InteropTestCase):
             names = result.names()
             self.assertNotIn("close", names[: names.index("idle-done")], result.describe())
             pings = result.first("idle-done")["pings"]
-            # One ping per interval: ~6 in 2 s; fewer under load, never more.
-            self.assertGreaterEqual(pings, 3, result.describe())
+            # One ping per interval: ~6 in 2 s, never more; fewer when the machine is loaded,
+            # so the lower bound is "heartbeats happened", not a count tied to real time (the
+            # Clock-driven session tests pin the schedule).
+            self.assertGreaterEqual(pings, 1, result.describe())
             self.assertLessEqual(pings, idle_ms // round(PING_INTERVAL * 1000) + 1)
             self.assertEqual(self.echoes(result), typed(["still-here"]))
             await self.assertServerSaw(
@@ -322,8 +324,9 @@ class EngineIOClient3Tests(InteropTestCase):
             self.assertRan(result)
             names = result.names()
             self.assertNotIn("close", names[: names.index("idle-done")], result.describe())
-            # v3: the client pings every pingInterval and counts the server's pongs.
-            self.assertGreaterEqual(result.first("idle-done")["pongs"], 3, result.describe())
+            # v3: the client pings every pingInterval and counts the server's pongs (at least
+            # one: a count tied to real time would be flaky on a loaded machine).
+            self.assertGreaterEqual(result.first("idle-done")["pongs"], 1, result.describe())
             self.assertEqual(self.echoes(result), typed(["still-here"]))
             await self.assertServerSaw(
                 server, result, protocol=3, messages=["still-here"], close_reason="transport close"
