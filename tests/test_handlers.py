@@ -66,6 +66,21 @@ class ListenersTests(SynchronousTestCase):
         self.assertEqual(answers, [])
 
 
+class EmitLocalTests(SynchronousTestCase):
+    """The socket's own events reach handlers of any arity, as JavaScript listeners."""
+
+    def test_arguments_fitted(self) -> None:
+        """A lifecycle handler taking fewer (or more) arguments than the event has is called
+        with what fits, not failed with a TypeError."""
+        listeners = Listeners("owner")
+        seen: list[Any] = []
+        listeners.on("disconnect", lambda: seen.append("none"))
+        listeners.on("disconnect", lambda reason: seen.append(reason))
+        listeners.on("disconnect", lambda reason, details: seen.append((reason, details)))
+        listeners.emit_local("disconnect", "transport close")
+        self.assertEqual(seen, ["none", "transport close", ("transport close", None)])
+
+
 class PendingAcksTests(SynchronousTestCase):
     """:class:`PendingAcks`: every entry goes exactly once, timers included."""
 

@@ -208,8 +208,11 @@ class Listeners:
         return bool(self._any_outgoing)
 
     def emit_local(self, event: str, *args: Any) -> None:
-        """Call the handlers of one of the socket's own events (errors logged)."""
-        self._events.emit(event, *args)
+        """Call the handlers of one of the socket's own events (errors logged), fitting the
+        arguments to each as for a peer's event: ``on("disconnect", f)`` works whether ``f``
+        takes the reason alone or the reason and its description."""
+        for handler in self._events.handlers(event):
+            self._call(handler, event, args, None)
 
     def dispatch(self, event: str, params: list[Any],
                  ack: Callable[[Any], None] | None = None) -> None:
