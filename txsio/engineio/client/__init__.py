@@ -1,6 +1,8 @@
 """The Engine.IO v4 client: long-polling over treq, WebSocket over Autobahn, and the upgrade.
 
-Like Node's ``engine.io-client`` 6::
+Like Node's ``engine.io-client`` 6:
+
+::
 
     from txsio.engineio.client import EngineClient
 
