@@ -41,6 +41,8 @@ setup(
             "ruff>=0.5",
             # tests/test_tap.py runs twistd sio on an ssl: endpoint
             "twisted[tls]>=24.7.0",
+            # tests/test_docs.py runs docs/deployment.rst's Klein example
+            "klein>=23.5.0",
         ],
         "docs": ["sphinx>=7"],
         # ssl: endpoints (twistd sio --port ssl:8443:privateKey=...) need pyOpenSSL

@@ -9,6 +9,11 @@
 ``twisted/plugins/txsio_plugin.py`` only names this module.  An existing Twisted application
 (here, that of a ``.tac`` file) embeds the same service:
 
+.. test-setup:
+   # myapp/chat.py
+   def setup(io):
+       pass
+
 ::
 
     from twisted.application import service
