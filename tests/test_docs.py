@@ -99,8 +99,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: Lines that make a literal block that does not compile count as (broken) Python.
 _PYTHONISH = re.compile(
-    r"^\s*(import \w|from [\w.]+ import |(async )?def \w+\(|class \w+[(:]|@[\w.]+|await |"
-    r"yield )", re.M)
+    r"^\s*(import \w|from [\w.]+ import |(async )?def \w+\(|class \w+[(:]|await |yield |"
+    r"@[\w.]+(\(.*\))?\s*$)", re.M)
 #: An example's first line naming the module file it is: ``# chat.py``, ``# myapp/chat.py``.
 _MODULE_LINE = re.compile(r"#\s*([\w/]+)\.py\b")
 _REDIS_URL = re.compile(r"redis://[\w.-]+:6379")
@@ -728,9 +728,11 @@ class DiscoveryTests(SynchronousTestCase):
         """A ``::`` block is an example when it compiles or looks like Python (then a broken
         one fails); other blocks and a "prints::" block are not."""
         text = ("Code::\n\n   x = 1\n\nBroken::\n\n   yield emitter.close()\n\nShell::\n\n"
-                "   twistd -n sio --port 8080\n\nIt prints::\n\n   2 + 3 = 5\n")
+                "   twistd -n sio --port 8080\n\nIt prints::\n\n   2 + 3 = 5\n\n"
+                "Packages::\n\n   @socket.io/redis-adapter 8.3\n\nDecorated::\n\n"
+                "   @io.on('connection')\n   handler +\n")
         kinds = [(kind, s.line) for kind, s in rst_snippets(text, "x.rst")]
-        self.assertEqual(kinds, [("python", 3), ("python", 7), ("output", 15)])
+        self.assertEqual(kinds, [("python", 3), ("python", 7), ("output", 15), ("python", 23)])
 
     def test_markers(self) -> None:
         """A setup goes with the example after it, a check with the one before."""
