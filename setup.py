@@ -43,6 +43,9 @@ setup(
             "twisted[tls]>=24.7.0",
             # tests/test_admin.py: the admin UI's basic authentication
             "bcrypt>=4.0",
+            # tests/test_docs.py runs docs/deployment.rst's Klein example, parses the docs
+            "klein>=23.5.0",
+            "types-docutils",
         ],
         "docs": ["sphinx>=7"],
         # ssl: endpoints (twistd sio --port ssl:8443:privateKey=...) need pyOpenSSL

@@ -125,7 +125,7 @@ class OptionsTests(AdminTestCase):
         with mock.patch.dict(sys.modules, {"bcrypt": None}):
             with self.assertRaises(ImportError) as raised:
                 instrument(self.io, auth=BASIC)
-        self.assertIn("pip install 'txsio[admin]'", str(raised.exception))
+        self.assertIn("pip install bcrypt", str(raised.exception))
 
     def test_custom_namespace_and_server_id(self) -> None:
         """``namespace_name`` moves the admin namespace; ``server_id`` names the server."""

@@ -3,6 +3,7 @@
 ::
 
     import txsio
+    from twisted.web.resource import Resource
 
     io = txsio.Server()
 
@@ -12,6 +13,7 @@
         def ping(*args):
             return args                      # the acknowledgement
 
+    root = Resource()
     root.putChild(b"socket.io", io.resource())
 """
 

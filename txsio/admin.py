@@ -6,8 +6,10 @@
     from txsio.admin import instrument
 
     io = txsio.Server(cors_allowed_origins=["https://admin.socket.io"])
-    instrument(io, auth={"type": "basic", "username": "admin",
-                         "password": "$2b$10$..."})          # a bcrypt hash
+    # the password's bcrypt hash: python3 -c 'import bcrypt; print(bcrypt.hashpw(
+    #     b"your password", bcrypt.gensalt()).decode())'
+    password = "$2b$04$3CTjFYezPTC0HM797hl8suVaFOOdZwhOJx3hVQ/SBNJmvlEgZwbzi"
+    instrument(io, auth={"type": "basic", "username": "admin", "password": password})
 
 :func:`instrument` opens the admin namespace (``/admin``) that the UI connects to, and speaks
 its protocol, as Node's ``instrument(io, options)`` does:
@@ -31,7 +33,8 @@ events (the dashboard's counts).  Its timer runs on the server's clock while an 
 is connected.
 
 Basic authentication checks the password against a bcrypt hash, as the npm package does
-(``pip install 'txsio[admin]'`` brings the ``bcrypt`` package).
+(the ``admin`` extra, ``pip install '.[admin]'`` in txsio's source, brings the ``bcrypt``
+package).
 """
 
 from __future__ import annotations
@@ -497,7 +500,7 @@ def _basic_auth_hash(auth: object) -> bytes | None:
         import bcrypt  # noqa: F401
     except ImportError as e:
         raise ImportError("the admin UI's basic authentication needs the bcrypt package: "
-                          "pip install 'txsio[admin]'") from e
+                          "pip install bcrypt") from e
     return password.encode("ascii")
 
 

@@ -2,12 +2,16 @@
 
 ::
 
+    import txsio
+    from twisted.web.resource import Resource
+
     io = txsio.Server(cors_allowed_origins=["https://app.example"])
 
     @io.on("connection")
     def connected(socket):
         socket.emit("news", {"hello": "world"})
 
+    root = Resource()
     root.putChild(b"socket.io", io.resource())
 
 :class:`Connection` is one client's Engine.IO session seen from Socket.IO (Node calls it

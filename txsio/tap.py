@@ -7,11 +7,22 @@
     twistd -n sio --port ssl:8443:privateKey=key.pem:certKey=cert.pem --port unix:/run/sio.sock
 
 ``twisted/plugins/txsio_plugin.py`` only names this module.  An existing Twisted application
-embeds the same service::
+(here, that of a ``.tac`` file) embeds the same service:
 
-    options = txsio.tap.Options()
+.. test-setup:
+   # myapp/chat.py
+   def setup(io):
+       pass
+
+::
+
+    from twisted.application import service
+    from txsio import tap
+
+    application = service.Application("chat")
+    options = tap.Options()
     options.parseOptions(["--port", "tcp:8080", "--app", "myapp.chat:setup"])
-    txsio.tap.makeService(options).setServiceParent(application)
+    tap.makeService(options).setServiceParent(application)
 
 What the service serves
 -----------------------

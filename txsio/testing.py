@@ -13,11 +13,19 @@ with ``clock.advance(...)``: heartbeats, connect timeouts and ack timeouts fire 
     import txsio
     from txsio.testing import TestClient
 
+    def setup(io):                                           # your handlers
+        @io.of("/chat").on("connection")
+        def connected(socket):
+            @socket.on("say")
+            def say(text):
+                socket.emit("said", socket.handshake.auth["name"], text)
+                return "delivered"
+
     class ChatTests(SynchronousTestCase):
         def test_greeting(self):
             clock = Clock()
             io = txsio.Server(clock=clock)
-            myapp.setup(io)                                  # registers your handlers
+            setup(io)
             client = TestClient(io)
             chat = self.successResultOf(client.connect("/chat", auth={"name": "ada"}))
             ack = self.successResultOf(chat.emit_with_ack("say", "hello"))

@@ -1,5 +1,11 @@
 """The Socket.IO client: :class:`Client`, its :class:`Manager` and :class:`ClientSocket`.
 
+.. test-setup:
+   import txsio
+   io = txsio.Server()
+   io.on("connection", lambda socket: socket.on("question", lambda n: n + 1))
+   serve(io)
+
 ::
 
     import txsio

@@ -5,8 +5,13 @@ images sent as binary.
 and serves the page (``index.html`` next to this module) at ``/``.  The same chat mounts in any
 site::
 
+    import txsio
+    import txsio.demo.app
+    from twisted.web.resource import Resource
+
     io = txsio.Server()
     txsio.demo.app.setup(io)
+    root = Resource()
     root.putChild(b"socket.io", io.resource())
 
 What the page emits; every handler's return value is the acknowledgement, a dict with

@@ -2,6 +2,7 @@
 
 Like Node's ``engine.io`` package::
 
+    from twisted.web.resource import Resource
     from txsio.engineio import EngineServer
 
     server = EngineServer()
@@ -10,6 +11,7 @@ Like Node's ``engine.io`` package::
     def connected(session):
         session.on("message", session.send)        # echo every message
 
+    root = Resource()
     root.putChild(b"engine.io", server.resource())
 """
 

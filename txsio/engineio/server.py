@@ -2,12 +2,16 @@
 
 :class:`EngineServer` is the public plain Engine.IO API, like Node's ``engine.io`` package::
 
+    from twisted.web.resource import Resource
+    from txsio.engineio import EngineServer
+
     server = EngineServer(ping_interval=25, ping_timeout=20)
 
     @server.on("connection")
     def connected(session):
         session.on("message", session.send)        # echo
 
+    root = Resource()
     root.putChild(b"engine.io", server.resource())
 
 The checks here are pure functions of the request's method, query and headers: the resource

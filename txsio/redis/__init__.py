@@ -6,6 +6,7 @@ peer: broadcasts, ``fetch_sockets``, ``sockets_join`` / ``sockets_leave`` /
 acknowledgements all travel through Redis exactly as Node's adapters send them;
 :class:`Emitter` speaks ``@socket.io/redis-emitter`` 5.x::
 
+    import txsio
     from txsio.redis import redis_adapter
 
     io = txsio.Server(adapter=redis_adapter("redis://127.0.0.1:6379", key="socket.io"))

@@ -132,10 +132,12 @@ class Emitter:
     """Emit to a Socket.IO cluster through Redis from any Python process, without being a
     Socket.IO server (Node's ``@socket.io/redis-emitter`` 5.x, same messages)::
 
+        from txsio.redis import Emitter
+
         emitter = Emitter("redis://127.0.0.1:6379")
-        yield emitter.to("room1").emit("news", {"hello": "world"})
-        emitter.of("/admin").sockets_join("audit")
-        yield emitter.close()
+        await emitter.to("room1").emit("news", {"hello": "world"})
+        await emitter.of("/admin").sockets_join("audit")
+        await emitter.close()
 
     Either ``url`` (a Twisted connection is made: methods return Deferreds, and commands
     sent before the connection is up wait for the first attempt) or ``publish`` (any function

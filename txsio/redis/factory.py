@@ -373,8 +373,13 @@ def redis_adapter(url: str = "redis://127.0.0.1:6379", **options: Any) -> RedisA
 
     ::
 
-        io = txsio.Server(adapter=redis_adapter("redis://127.0.0.1:6379", key="socket.io"))
-        io = txsio.Server(adapter=redis_adapter(url, sharded=True, subscription_mode="static"))
+        import txsio
+        from txsio.redis import redis_adapter
+
+        url = "redis://127.0.0.1:6379"
+        io = txsio.Server(adapter=redis_adapter(url, key="socket.io"))
+        sharded = txsio.Server(adapter=redis_adapter(url, sharded=True,
+                                                     subscription_mode="static"))
 
     :param url: where Redis is.
     :param options: see :class:`RedisAdapterFactory`.

@@ -1,6 +1,14 @@
 """The Engine.IO v4 client: long-polling over treq, WebSocket over Autobahn, and the upgrade.
 
-Like Node's ``engine.io-client`` 6::
+Like Node's ``engine.io-client`` 6:
+
+.. test-setup:
+   from txsio.engineio import EngineServer
+   server = EngineServer()
+   server.on("connection", lambda session: session.on("message", session.send))
+   serve(server)
+
+::
 
     from txsio.engineio.client import EngineClient
 
@@ -9,6 +17,12 @@ Like Node's ``engine.io-client`` 6::
     engine.on("message", print)
     engine.on("close", lambda reason, description: print("closed:", reason))
     engine.open()
+
+.. test-check:
+   from twisted.internet.defer import Deferred
+   echoed = Deferred()
+   engine.on("message", echoed.callback)
+   assert await wait(echoed) == "hello"
 
 Called by the user (or by :class:`txsio.Client`): :meth:`EngineClient.open`,
 :meth:`~EngineClient.send`, :meth:`~EngineClient.close`, :meth:`~EngineClient.on`.  Called by
