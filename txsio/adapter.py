@@ -360,6 +360,9 @@ class Adapter(EventMethods):
         ack_id = packet.id
         assert ack_id is not None
         recipients: list[Recipient] = []
+        # How many have not answered yet: counted as they are written to, since one may
+        # answer at once (an in-memory client), before the fan-out is over.
+        recipients_left = [0]
         timer: IDelayedCall | None = None
 
         def answered(args: list[Any]) -> None:
@@ -371,6 +374,7 @@ class Adapter(EventMethods):
 
         def send(socket: Recipient) -> None:
             recipients.append(socket)
+            recipients_left[0] += 1
             socket.expect_ack(ack_id, answered)
             socket.notify_outgoing(packet.data)
             socket.write_encoded(encoded, volatile)
@@ -380,8 +384,7 @@ class Adapter(EventMethods):
                 socket.forget_ack(ack_id, answered)
 
         self._apply(opts, send)
-        recipients_left = [len(recipients)]
-        if recipients and opts.flags.timeout is not None:
+        if recipients_left[0] and opts.flags.timeout is not None:
             timer = self.nsp.clock.callLater(opts.flags.timeout, expired)
         client_count_callback(len(recipients))
 
