@@ -16,18 +16,25 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 import txsio
 from txsio._stats import EngineStats, Histogram, ServerStats
+from txsio._tap_metrics import MetricsListener
 from txsio.engineio.handshake import HandshakeRequest
 from txsio.engineio.session import EngineSession
 from txsio.redis import dumps
 from txsio.testing import MemoryTransport, TestClient, TestSocket
 
+from .sio_memory import MemoryClient
 from .test_redis_unit import _Node
+from .test_tap import make, parse
 
 
 class Scrape:
@@ -440,3 +447,81 @@ class ClusterTests(SynchronousTestCase):
 def _request_id(message: bytes) -> str:
     request_id: str = json.loads(message)["requestId"]
     return request_id
+
+
+def http_get(factory: Any, path: str) -> bytes:
+    """What a listening factory's site answers a GET of ``path`` on a new connection."""
+    answer: bytes = http_connection(factory, path).value()
+    return answer
+
+
+def http_connection(factory: Any, path: str) -> StringTransport:
+    """The transport of a new connection to a listening factory's site, which sent a GET of
+    ``path`` (and keeps the connection)."""
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return transport
+
+
+def parse_answer(test: SynchronousTestCase, answer: bytes) -> Scrape:
+    """The families of an HTTP answer of 200 in the text format."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    test.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+    return Scrape(list(text_string_to_metric_families(body.decode("utf-8"))))
+
+
+class TwistdOptionTests(SynchronousTestCase):
+    """``twistd sio --metrics PATH`` and ``--metrics-port ENDPOINT``, on a memory reactor."""
+
+    def test_options(self) -> None:
+        """A path other than the endpoint's and the health check's; an endpoint that parses,
+        its errors naming the option."""
+        self.assertEqual((parse()["metrics"], parse()["metrics-port"]), (None, None))
+        options = parse("--metrics", "/-/metrics", "--metrics-port", "9100")
+        self.assertEqual((options["metrics"], options["metrics-port"]),
+                         ("/-/metrics", "tcp:9100"))
+        for argv in (["--metrics", "metrics"], ["--metrics", "/"], ["--metrics", "/m?x"],
+                     ["--metrics", "/socket.io/"],
+                     ["--metrics", "/health", "--health", "/health"]):
+            self.assertRaises(usage.UsageError, parse, *argv)
+        error = self.assertRaises(usage.UsageError, parse, "--metrics-port", "nonsense:1")
+        self.assertTrue(str(error).startswith("--metrics-port 'nonsense:1': "), str(error))
+        # On its own listener, the metrics may use any path.
+        parse("--metrics", "/socket.io", "--metrics-port", "9100")
+
+    def test_metrics_on_every_port(self) -> None:
+        """``--metrics PATH`` serves the server's metrics and the process's at PATH of the
+        site."""
+        service, _ = make("--port", "tcp:0:interface=127.0.0.1", "--app", "tests.tap_app:setup",
+                          "--metrics", "/-/metrics")
+        service.privilegedStartService()
+        service.startService()
+        MemoryClient(service.io).connect()
+        metrics = parse_answer(self, http_get(service.connections, "/-/metrics"))
+        self.assertEqual(metrics.value("txsio_connections", transport="websocket"), 1)
+        self.assertIn("process_cpu_seconds", metrics.families)
+        self.assertIn("python_info", metrics.families)
+        self.assertIn(b" 404 ", http_get(service.connections, "/-/metrics/more"))
+
+    def test_metrics_port(self) -> None:
+        """``--metrics-port`` serves the metrics on a listener of its own, at ``/metrics``
+        (nothing else there), and not on ``--port``; stopping closes its connections."""
+        service, reactor = make("--port", "tcp:8080:interface=127.0.0.1", "--metrics-port",
+                                "tcp:9100:interface=127.0.0.1")
+        [listener] = [s for s in service if isinstance(s, MetricsListener)]
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [8080, 9100])
+        self.assertIn(b" 404 ", http_get(service.connections, "/metrics"))
+        metrics = parse_answer(self, http_get(listener.factory, "/metrics"))
+        self.assertEqual(metrics.value("txsio_connections", transport="polling"), 0)
+        for path in ("/", "/socket.io/?EIO=4&transport=polling", "/metrics/x"):
+            self.assertIn(b" 404 ", http_get(listener.factory, path))
+        transport = http_connection(listener.factory, "/metrics")  # kept alive
+        self.assertFalse(transport.disconnecting)
+        with capturedLogs():
+            service.stopService()
+            reactor.advance(0)
+        self.assertTrue(transport.disconnecting)
