@@ -15,7 +15,8 @@ when Prometheus scrapes.  Stdlib only, so that every layer may import it without
 - :class:`Histogram`: bucket counts, for the fan-out and the cluster's request round trips;
 - :class:`EngineStats`: what only the Engine.IO layer can count (packets and bytes per
   transport, upgrades, send-buffer drops).  Nothing in the Engine.IO layer increments it yet:
-  the metrics export its families once ``io.engine.stats`` is one (see its docstring).
+  the metrics export its families once ``io.engine.options.stats`` is one (see its
+  docstring).
 """
 
 from __future__ import annotations
@@ -209,9 +210,12 @@ class TransportStats:
 class EngineStats:
     """What only the Engine.IO layer can count: a hook, not incremented by txsio yet.
 
-    When ``io.engine.stats`` is an ``EngineStats``, :mod:`txsio.metrics` exports it
-    (``txsio_engineio_…``); until the Engine.IO layer sets and increments one, those families
-    are not exported at all (a family that is always 0 would say something false).
+    Meant as a field of the server's :class:`~txsio.engineio.session.EngineOptions`
+    (``stats: EngineStats = field(default_factory=EngineStats, compare=False)``), which every
+    session (``self.options.stats``) and, through its session, every transport reaches.  When
+    ``io.engine.options.stats`` is an ``EngineStats``, :mod:`txsio.metrics` exports it
+    (``txsio_engineio_…``); until the Engine.IO layer has one and increments it, those
+    families are not exported at all (a family that is always 0 would say something false).
 
     :ivar polling: the :class:`TransportStats` of long-polling.
     :ivar websocket: the :class:`TransportStats` of WebSocket.

@@ -84,7 +84,8 @@ class ServerCollector:
         yield from _namespaces(io, io.stats, transports)
         yield from _cluster(io)
         yield from _redis(io)
-        engine = getattr(io.engine, "stats", None)
+        # Exported once the Engine.IO layer keeps these counters (see EngineStats).
+        engine = getattr(io.engine.options, "stats", None)
         if isinstance(engine, EngineStats):
             yield from _engine(engine)
 
