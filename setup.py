@@ -24,6 +24,8 @@ setup(
         "msgpack>=1.0",
         # the Redis adapter's RESP reader for its subscribed connection (C, incremental)
         "hiredis>=3.0",
+        # io.metrics_resource() and twistd sio --metrics: the Prometheus exposition formats
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [

@@ -1101,6 +1101,32 @@ class TwistdTests(TestCase):
         self.assertEqual((result.exit_code, result.signal), (0, None), result.describe())
         assert_clean(self, result)
 
+    async def test_metrics_port(self) -> None:
+        """--metrics-port serves the metrics at --metrics' path on a listener of its own, read
+        by Prometheus's text parser (a client that opened a session is counted), and not on
+        --port; SIGTERM still stops cleanly with status 0."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        public, private = "tcp:0:interface=127.0.0.1", "tcp:port=0:interface=127.0.0.1"
+        server = Twistd(self, "--port", public, "--metrics", "/-/metrics", "--metrics-port",
+                        private)
+        ports = {e["description"]: e["port"] for e in await server.listening(2)}
+        status, body = await fetch(
+            f"http://127.0.0.1:{ports[public]}/socket.io/?EIO=4&transport=polling")
+        self.assertEqual(status, 200, body)
+        self.assertEqual((await fetch(f"http://127.0.0.1:{ports[public]}/-/metrics"))[0], 404)
+        status, body = await fetch(f"http://127.0.0.1:{ports[private]}/-/metrics")
+        self.assertEqual(status, 200, body)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(body.decode("utf-8"))
+                   for s in f.samples}
+        self.assertEqual(samples[("txsio_connections_opened_total",
+                                  (("transport", "polling"),))], 1)
+        self.assertIn(("process_open_fds", ()), samples)
+        result, _ = await server.terminate()
+        self.assertEqual((result.exit_code, result.signal), (0, None), result.describe())
+        assert_clean(self, result)
+
     async def test_app_and_sigterm(self) -> None:
         """An --app (ready through a Deferred) answers Socket.IO clients at a custom path,
         next to the --client-js file; on SIGTERM each socket's disconnect handler runs

@@ -87,6 +87,14 @@ class TestClientTests(SynchronousTestCase):
         ada.on("question", lambda a, b: a * b)
         self.assertEqual(self.successResultOf(ada.emit_with_ack("quiz")), 42)
 
+    def test_broadcast_answered_at_once(self) -> None:
+        """A broadcast with acknowledgements collects the answers that test sockets send
+        while it is still being written to the others."""
+        for name in ("ada", "bob"):
+            self._join(name).on("question", lambda a, b: a + b)
+        d = self.io.of("/chat").timeout(5).emit_with_ack("question", 1, 2)
+        self.assertEqual(self.successResultOf(d), [3, 3])
+
     def test_server_ack_timeout(self) -> None:
         """Unanswered, the server's ack times out on the clock; its handler's failure is
         logged and no ack comes back."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from ._jsjson import DEFAULT_MAX_DEPTH
+from ._stats import REQUEST_BUCKETS, Histogram, count
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -116,6 +117,10 @@ class ClusterCounters:
         beyond a bound of :class:`~txsio.cluster.PeerLimits`).
     :ivar dropped_by_reason: ``dropped``, by reason (``"too large"``, ``"malformed"``,
         ``"too deep"``, ``"too many items"``, ``"unexpected"``, ``"error"``).
+    :ivar request_seconds: the round trips of this node's requests (``fetch_sockets``,
+        ``server_side_emit`` with acknowledgements) that every node answered, by kind.
+    :ivar request_timeouts: this node's requests that some node did not answer in time, by
+        kind.
     """
 
     def __init__(self, clock: IReactorTime, *, logger: Logger = log,
@@ -123,6 +128,8 @@ class ClusterCounters:
         self.encode_failures = 0
         self.dropped = 0
         self.dropped_by_reason: dict[str, int] = {}
+        self.request_seconds: dict[str, Histogram] = {}
+        self.request_timeouts: dict[str, int] = {}
         self._log = logger
         self._log_interval = log_interval
         # An application's failures may come in a burst worth reading; a peer's garbage not.
@@ -140,6 +147,17 @@ class ClusterCounters:
                 "cluster's encoding refused it ({why}); {held_back} more not logged before",
                 what=what, nsp=log_excerpt(nsp), why=log_excerpt(why),
                 held_back=self._encode_lines.take_held_back())
+
+    def request_answered(self, kind: str, seconds: float) -> None:
+        """Count a request of ``kind`` that every node answered after ``seconds``."""
+        histogram = self.request_seconds.get(kind)
+        if histogram is None:
+            histogram = self.request_seconds[kind] = Histogram(REQUEST_BUCKETS)
+        histogram.observe(seconds)
+
+    def request_timed_out(self, kind: str) -> None:
+        """Count a request of ``kind`` that some node did not answer in time."""
+        count(self.request_timeouts, kind)
 
     def dropped_message(self, reason: str, why: object, where: object) -> None:
         """Count a message that arrived on ``where`` (a channel) and was dropped for

@@ -40,6 +40,8 @@ from .exceptions import AckTimeoutError
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+    from ._stats import NamespaceStats
+
 __all__ = [
     "EmitFlags",
     "EventMethods",
@@ -399,13 +401,15 @@ class PendingAcks:
     when the socket disconnects.  Nothing is left behind, timers included.
 
     :param clock: the clock of the timeouts.
+    :param stats: where timeouts are counted (a server socket's namespace), if anywhere.
     """
 
-    __slots__ = ("_clock", "_pending")
+    __slots__ = ("_clock", "_pending", "_stats")
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, stats: NamespaceStats | None = None) -> None:
         self._clock = clock
         self._pending: dict[int, _Pending] = {}
+        self._stats = stats
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -474,6 +478,8 @@ class PendingAcks:
         pending.timer = None
         if self._pending.get(ack_id) is pending:
             del self._pending[ack_id]
+            if self._stats is not None:
+                self._stats.acks_timed_out += 1
             if pending.on_error is not None:
                 pending.on_error(AckTimeoutError())
 

@@ -10,6 +10,10 @@ which is one of
 - :class:`_DemoFiles`: the demo chat's page (``txsio/demo/``), served with :data:`DEMO_CSP`;
 - :class:`_Placeholder`: a small page naming the endpoint, when there is neither.
 
+Beside those, the root serves a few leaves each at one exact path: ``--health``'s
+:class:`Health`, and ``--metrics``' :class:`Mount`; :class:`_MountOnly` is the root of the
+site of ``--metrics-port``, which serves the metrics alone.
+
 Files are served here rather than by twisted.web's ``File``, which follows an encoded slash
 and symlinks out of its directory, answers a NUL with a 500, blocks on a FIFO, and honours
 any number of byte ranges.  :class:`_StaticFile` serves one regular file, whole or one range,
@@ -23,6 +27,7 @@ import html
 import math
 import os
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
@@ -37,19 +42,38 @@ if TYPE_CHECKING:
     from twisted.web.server import Request
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A leaf resource that the root serves at one exact path (``--metrics PATH``).
+
+    :ivar segments: the path's segments.
+    :ivar resource: what answers there.
+    """
+
+    segments: list[bytes]
+    resource: IResource
+
+    @classmethod
+    def at(cls, path: str, resource: IResource) -> Mount:
+        """``resource`` at ``path``."""
+        return cls(_segments(path), resource)
+
+
 class _Root(Resource):
     """Routes ``<path>/socket.io.js`` to the client file, the rest of ``<path>`` to the
-    Engine.IO resource (a leaf), ``--health``'s path to the health check, and everything
-    else to the site's own root."""
+    Engine.IO resource (a leaf), ``--health``'s and ``--metrics``' paths to the health check
+    and the metrics, and everything else to the site's own root."""
 
     def __init__(self, engine: IResource, path: str, site_root: IResource,
-                 client_js: IResource | None, health: Health | None = None) -> None:
+                 client_js: IResource | None, health: Health | None = None,
+                 metrics: Mount | None = None) -> None:
         super().__init__()
         self._engine = engine
         self._segments = _segments(path)
         self._site_root = site_root
         self._client_js = client_js
         self._health = health
+        self._metrics = metrics
 
     @staticmethod
     def segments_of(path: str) -> list[bytes]:
@@ -63,6 +87,10 @@ class _Root(Resource):
         if health is not None and [path, *(request.postpath or [])] == health.segments:
             _consume(request, len(health.segments) - 1)
             return health
+        metrics = self._metrics
+        if metrics is not None and [path, *(request.postpath or [])] == metrics.segments:
+            _consume(request, len(metrics.segments) - 1)
+            return metrics.resource
         n = len(self._segments)
         segments = [path, *(request.postpath or [])[: n - 1]]
         if segments != self._segments:
@@ -81,6 +109,26 @@ class _Root(Resource):
 
 def _segments(path: str) -> list[bytes]:
     return [s.encode("utf-8") for s in path.strip("/").split("/")]
+
+
+class _MountOnly(Resource):
+    """The root of a site that serves one :class:`Mount` and nothing else (``--metrics-port``):
+    a plain 404 at any other path."""
+
+    def __init__(self, mount: Mount) -> None:
+        super().__init__()
+        self._mount = mount
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
+        """The mount's resource at its exact path; a 404 elsewhere."""
+        if [path, *(request.postpath or [])] == self._mount.segments:
+            _consume(request, len(self._mount.segments) - 1)
+            return self._mount.resource
+        return _NotFound()
+
+    def render(self, request: Request) -> bytes:
+        """Nothing at ``/``."""
+        return _NotFound().render(request)
 
 
 class Health(Resource):

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from ._handlers import EventMethods, Listeners
+from ._stats import NamespaceStats
 from ._twisted import cancel_call
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
@@ -233,6 +234,10 @@ class Adapter(EventMethods):
         self.rooms: dict[str, set[str]] = {}
         #: socket id -> rooms
         self.sids: dict[str, set[str]] = {}
+        # The fan-out and ack timeouts are counted in the namespace's metrics (an adapter of
+        # another host counts in its own).
+        stats = getattr(nsp, "stats", None)
+        self._stats = stats if isinstance(stats, NamespaceStats) else NamespaceStats(nsp.name)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -300,8 +305,10 @@ class Adapter(EventMethods):
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    def _apply(self, opts: BroadcastOptions, callback: Callable[[Recipient], None]) -> None:
+    def _apply(self, opts: BroadcastOptions, callback: Callable[[Recipient], None]) -> int:
+        # Call callback with each socket opts selects; return how many there were.
         sockets = self.nsp.sockets
+        called = 0
         except_sids: set[str] = set()
         for room in opts.except_rooms:
             members = self.rooms.get(room)
@@ -320,6 +327,7 @@ class Adapter(EventMethods):
                     socket = sockets.get(sid)
                     if socket is not None:
                         callback(socket)
+                        called += 1
         else:
             for sid in tuple(self.sids):
                 if sid in except_sids:
@@ -327,6 +335,8 @@ class Adapter(EventMethods):
                 socket = sockets.get(sid)
                 if socket is not None:
                     callback(socket)
+                    called += 1
+        return called
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
@@ -338,7 +348,7 @@ class Adapter(EventMethods):
             socket.notify_outgoing(data)
             socket.write_encoded(encoded, volatile)
 
-        self._apply(opts, send)
+        self._stats.fanout.observe(self._apply(opts, send))
 
     def broadcast_with_ack(
         self,
@@ -360,6 +370,9 @@ class Adapter(EventMethods):
         ack_id = packet.id
         assert ack_id is not None
         recipients: list[Recipient] = []
+        # How many have not answered yet: counted as they are written to, since one may
+        # answer at once (an in-memory client), before the fan-out is over.
+        recipients_left = [0]
         timer: IDelayedCall | None = None
 
         def answered(args: list[Any]) -> None:
@@ -371,17 +384,18 @@ class Adapter(EventMethods):
 
         def send(socket: Recipient) -> None:
             recipients.append(socket)
+            recipients_left[0] += 1
             socket.expect_ack(ack_id, answered)
             socket.notify_outgoing(packet.data)
             socket.write_encoded(encoded, volatile)
 
         def expired() -> None:
+            self._stats.acks_timed_out += recipients_left[0]
             for socket in recipients:
                 socket.forget_ack(ack_id, answered)
 
-        self._apply(opts, send)
-        recipients_left = [len(recipients)]
-        if recipients and opts.flags.timeout is not None:
+        self._stats.fanout.observe(self._apply(opts, send))
+        if recipients_left[0] and opts.flags.timeout is not None:
             timer = self.nsp.clock.callLater(opts.flags.timeout, expired)
         client_count_callback(len(recipients))
 

@@ -375,10 +375,11 @@ class RemoteSocket:
 
 class _Request:
     # A request of this node waiting for the answers of the others.
-    __slots__ = ("current", "deferred", "expected", "kind", "responses", "timer")
+    __slots__ = ("current", "deferred", "expected", "kind", "responses", "started", "timer")
 
     def __init__(self, kind: str, expected: int, deferred: Deferred[Any],
-                 responses: list[Any]) -> None:
+                 responses: list[Any], started: float) -> None:
+        self.started = started
         self.kind = kind
         self.expected = expected
         self.current = 0
@@ -437,6 +438,12 @@ class ClusterAdapter(Adapter):
     def server_count(self) -> Deferred[int]:
         """The number of nodes that serve this namespace, this one included."""
         raise NotImplementedError
+
+    @property
+    def pending_requests(self) -> int:
+        """How many requests of this node wait for the other nodes' answers (for the
+        metrics)."""
+        return len(self._requests)
 
     def _new_id(self) -> str:
         """A new request id."""
@@ -603,12 +610,13 @@ class ClusterAdapter(Adapter):
                  timeout: float | None = None) -> Deferred[Any]:
         # Publish a request; fire with the responses once ``expected`` nodes answered.
         d: Deferred[Any] = Deferred()
-        request = _Request(kind, expected, d, responses)
+        request = _Request(kind, expected, d, responses, self._clock.seconds())
         self._requests[request_id] = request
 
         def expire() -> None:
             request.timer = None
             if self._requests.pop(request_id, None) is not None and not d.called:
+                self.counters.request_timed_out(kind)
                 d.errback(on_timeout(request))
 
         def not_sent(failure: Failure) -> None:
@@ -639,6 +647,8 @@ class ClusterAdapter(Adapter):
         if request.current >= request.expected:
             del self._requests[request_id]
             cancel_call(request.timer)
+            self.counters.request_answered(request.kind,
+                                           self._clock.seconds() - request.started)
             if not request.deferred.called:
                 request.deferred.callback(request.responses)
 

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from ._handlers import EventMethods, Listeners, call_handler, run_middlewares
+from ._stats import NamespaceStats, namespace_label
 from .adapter import Adapter, BroadcastOptions, PersistedSession
 from .broadcast import Broadcasting, BroadcastOperator
 from .exceptions import ConnectionRefusedError
@@ -48,13 +49,16 @@ class Namespace(Broadcasting, EventMethods):
     :ivar name: the namespace name, like ``"/chat"``.
     :ivar sockets: the connected sockets by id.
     :ivar adapter: the :class:`~txsio.adapter.Adapter`.
+    :ivar stats: the counters of its metrics (a dynamic namespace's children share theirs).
     """
 
-    def __init__(self, server: Server, name: str) -> None:
+    def __init__(self, server: Server, name: str, *,
+                 stats: NamespaceStats | None = None) -> None:
         #: the user's handlers: connection, and other nodes' server-side events
         self.listeners = Listeners(self)
         self.server = server
         self.name = name
+        self.stats = stats if stats is not None else server.stats.namespace(name)
         self.sockets: dict[str, Socket] = {}
         self._middlewares: list[Middleware] = []
         #: the dynamic namespace that created this one, whose middlewares and handlers apply
@@ -164,11 +168,13 @@ class Namespace(Broadcasting, EventMethods):
             try:
                 await run_middlewares([*inherited, *self._middlewares], socket)
             except ConnectionRefusedError as e:
+                self.stats.connect_errors += 1
                 self.adapter.delete_all(socket.id)  # rooms a middleware joined
                 conn.connect_error(self.name, e.message, e.data)
                 return None
             except Exception as e:
                 log.failure("middleware of namespace {nsp} failed", nsp=self.name)
+                self.stats.connect_errors += 1
                 self.adapter.delete_all(socket.id)
                 conn.connect_error(self.name, str(e) or type(e).__name__, None)
                 return None
@@ -176,6 +182,7 @@ class Namespace(Broadcasting, EventMethods):
             self.adapter.delete_all(socket.id)
             return None
         self.sockets[socket.id] = socket
+        self.stats.connects += 1
         conn._add(socket)
         socket._connected()
         if previous is not None:
@@ -227,7 +234,9 @@ class ParentNamespace(Namespace):
 
     def __init__(self, server: Server, matcher: re.Pattern[str] | NamespaceMatcher) -> None:
         ParentNamespace._count += 1
-        super().__init__(server, f"/_{ParentNamespace._count}")
+        # Children's names come from clients: one metrics label for them all (the matcher's).
+        super().__init__(server, f"/_{ParentNamespace._count}",
+                         stats=server.stats.namespace(namespace_label(matcher)))
         self.matcher = matcher
         self.children: set[Namespace] = set()
 
@@ -251,7 +260,7 @@ class ParentNamespace(Namespace):
 
     def create_child(self, name: str) -> Namespace:
         """Create the child namespace ``name``, sharing this parent's handlers."""
-        child = Namespace(self.server, name)
+        child = Namespace(self.server, name, stats=self.stats)
         # The parent's middlewares and handlers run first, later use() / on() calls included;
         # the child's own (io.of("/name").use(...)) apply to it alone.
         child._parent = self

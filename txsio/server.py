@@ -34,6 +34,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._stats import ServerStats, count, reason_label
 from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
@@ -46,10 +47,12 @@ from .protocol import Decoder, Packet, PacketType, SocketIOParseError, encode
 from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
     from .engineio.resource import EngineIOResource
     from .engineio.session import EngineSession
+    from .metrics import MetricsResource
 
 __all__ = ["Connection", "RecoveryOptions", "Server"]
 
@@ -165,6 +168,9 @@ class Server(Broadcasting):
         self._parents: list[ParentNamespace] = []
         #: the open connections by Engine.IO session id
         self.connections: dict[str, Connection] = {}
+        #: the counters the metrics read (:class:`txsio._stats.ServerStats`)
+        self.stats = ServerStats()
+        self._metrics_registry: CollectorRegistry | None = None
         self.sockets: Namespace = self.of("/")
 
     def _make_adapter(self, nsp: Namespace) -> Adapter:
@@ -183,6 +189,28 @@ class Server(Broadcasting):
         ``root.putChild(b"socket.io", io.resource())``.
         """
         return self.engine.resource()
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """This server's ``prometheus_client`` registry (its own, never the global one): the
+        :class:`txsio.metrics.ServerCollector` of this server, and whatever the application
+        registers in it."""
+        if self._metrics_registry is None:
+            from .metrics import server_registry
+
+            self._metrics_registry = server_registry(self)
+        return self._metrics_registry
+
+    def metrics_resource(self) -> MetricsResource:
+        """A twisted.web resource serving :attr:`metrics_registry` to Prometheus (its text
+        format, or OpenMetrics when the scraper asks for it).
+
+        ``root.putChild(b"metrics", io.metrics_resource())``: mount it where only the
+        monitoring can reach it (see :doc:`/metrics`).
+        """
+        from .metrics import MetricsResource
+
+        return MetricsResource(self.metrics_registry)
 
     # -- namespaces ------------------------------------------------------------------------
 
@@ -339,6 +367,8 @@ class Connection:
         self.sockets: dict[str, Socket] = {}  # by namespace name
         self._connecting: set[str] = set()
         self._closed = False
+        self._stats = server.stats
+        count(self._stats.connections_opened, session.transport.name)
         self._timer: IDelayedCall | None = server.clock.callLater(
             server.connect_timeout, self._connect_timed_out)
         session.listener = self
@@ -391,7 +421,9 @@ class Connection:
         parts = encode(packet, protocol=self.protocol)
         session = self.session
         if volatile and not session.transport.writable:
+            self._stats.volatile_dropped += 1
             return
+        self._stats.packets_sent += 1
         if len(parts) == 1:
             session.send(parts[0])
         else:
@@ -403,7 +435,9 @@ class Connection:
             return
         session = self.session
         if volatile and not session.transport.writable:
+            self._stats.volatile_dropped += 1
             return
+        self._stats.packets_sent += 1
         session.send_encoded(encoded.engine_packets, encoded)
 
     def connect_error(self, nsp: str, message: str, data: Any) -> None:
@@ -428,6 +462,7 @@ class Connection:
             return
         if packet is None:
             return
+        self._stats.packets_received += 1
         if packet.type is PacketType.CONNECT:
             self._connect(packet.nsp, packet.data if isinstance(packet.data, dict) else {})
             return
@@ -490,6 +525,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        count(self._stats.connections_closed, reason_label(reason))
         cancel_call(self._timer)
         self._timer = None
         for socket in list(self.sockets.values()):

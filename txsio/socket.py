@@ -120,7 +120,7 @@ class Socket(Selecting, HandlerMethods):
         self.connected = False
         self._middlewares: list[Callable[[list[Any]], Any]] = []
         #: the acks this socket waits for: its own emits' and broadcasts' (adapters)
-        self._acks = PendingAcks(self.server.clock)
+        self._acks = PendingAcks(self.server.clock, nsp.stats)
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self.nsp.name}>"
@@ -335,6 +335,7 @@ class Socket(Selecting, HandlerMethods):
         self.nsp._remove(self)
         self.conn._remove(self)
         self.connected = False
+        self.nsp.stats.disconnected(reason)
         self._acks.fail_all(DisconnectedError(reason))
         self.listeners.emit_local("disconnect", reason)
 

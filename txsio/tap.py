@@ -70,6 +70,7 @@ from twisted.web.resource import IResource
 from ._pages import Health, _DemoFiles, _Placeholder, _Root, _StaticFile, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
 from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
+from ._tap_metrics import serve_metrics
 from ._twisted import default_reactor
 from ._version import __version__
 from .engineio.handshake import TrustedProxies
@@ -142,6 +143,8 @@ class Options(usage.Options):
         self["redis-key"] = "socket.io"
         self["health"] = None
         self["drain-period"] = 5.0
+        self["metrics"] = None
+        self["metrics-port"] = None
         self["log-level"] = "info"
         self["log-format"] = "text"
         #: the callable named by ``--app``, once loaded
@@ -244,6 +247,18 @@ class Options(usage.Options):
             raise usage.UsageError(f"--drain-period {value!r}: expected seconds (0 or more)")
         self["drain-period"] = number
 
+    def opt_metrics(self, value: str) -> None:
+        """A path serving Prometheus metrics, e.g. /metrics: on every --port unless
+        --metrics-port is given (protect it: see docs/metrics.rst)."""
+        if not value.startswith("/") or value.strip("/") == "" or "?" in value:
+            raise usage.UsageError(f"--metrics {value!r}: expected a path such as /metrics")
+        self["metrics"] = value
+
+    def opt_metrics_port(self, value: str) -> None:
+        """Serve the metrics on this endpoint only (tcp:9100:interface=127.0.0.1), at
+        --metrics' path [/metrics]."""
+        self["metrics-port"] = endpoint_description(value, option="--metrics-port")
+
     def opt_max_http_buffer_size(self, value: str) -> None:
         """The largest message or HTTP request body, in bytes [1000000]."""
         try:
@@ -296,26 +311,31 @@ class Options(usage.Options):
         if self["health"] is not None and (
                 _Root.segments_of(self["health"]) == _Root.segments_of(self["path"])):
             raise usage.UsageError("--health and --path name the same path")
+        if self["metrics"] is not None and self["metrics-port"] is None and (
+                _Root.segments_of(self["metrics"]) in (
+                    _Root.segments_of(self["path"]), _Root.segments_of(self["health"] or "/"))):
+            raise usage.UsageError("--metrics names the path of --path or --health")
 
 
-def endpoint_description(value: str) -> str:
+def endpoint_description(value: str, *, option: str = "--port") -> str:
     """Check a ``--port`` value; return it as a server endpoint string.
 
     :param value: a port number (``8080`` means ``tcp:8080``) or an endpoint string.
+    :param option: the option the error messages name.
     :raises usage.UsageError: the endpoint string does not parse, or names missing files.
     """
     text = value.strip()
     if text.isdecimal():
         number = int(text)
         if number > 65535:
-            raise usage.UsageError(f"--port {value!r}: a port number is 0 to 65535")
+            raise usage.UsageError(f"{option} {value!r}: a port number is 0 to 65535")
         return f"tcp:{number}"
     try:
         # Only builds the endpoint (reading an ssl: endpoint's key and certificate).
         endpoints.serverFromString(default_reactor(), text)
     except Exception as e:
         hint = " (write a colon inside a value as \\:)" if isinstance(e, TypeError) else ""
-        raise usage.UsageError(f"--port {value!r}: {e}{hint}") from None
+        raise usage.UsageError(f"{option} {value!r}: {e}{hint}") from None
     return text
 
 
@@ -513,7 +533,8 @@ def makeService(
         content = "a placeholder page at /"
     client_js = _StaticFile(options["client-js"]) if options["client-js"] is not None else None
     health = Health(options["health"]) if options["health"] is not None else None
-    root = _Root(io.resource(), options["path"], site_root, client_js, health)
+    metrics, metrics_listener = serve_metrics(options, io, reactor)
+    root = _Root(io.resource(), options["path"], site_root, client_js, health, metrics)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
                     access_log=bool(options["access-log"]), reactor=reactor)
 
@@ -535,6 +556,8 @@ def makeService(
                               log_observer=log_observer)
     for description in options["port"]:
         _Listener(description, service.connections, reactor).setServiceParent(service)
+    if metrics_listener is not None:
+        metrics_listener.setServiceParent(service)
     log.info("txsio {version}: Socket.IO at {path}, app {app}, {content}",
              version=__version__, path=io.path, app=app_name or "none", content=content)
     return service

@@ -342,11 +342,21 @@ class RedisConnection:
         self._gone: list[Deferred[None]] = []
         #: why the last attempt failed or the connection was lost
         self.last_error = ""
+        #: how many times the connection was made (the first time included)
+        self.connects = 0
+        #: how many times it was lost or an attempt failed
+        self.failures = 0
 
     @property
     def refused_commands(self) -> int:
         """How many commands failed at once because too much waited for Redis."""
         return self._backlog.refused
+
+    @property
+    def pending_commands(self) -> int:
+        """How many commands wait for their replies (or for the first attempt)."""
+        proto = self.protocol
+        return len(proto._pending) if proto is not None else len(self._queue)
 
     @property
     def ready(self) -> bool:
@@ -401,6 +411,7 @@ class RedisConnection:
             return
         proto.on_lost = self._lost
         self.protocol = proto
+        self.connects += 1
         self._attempt = 0
         self._ever_connected = True
         self.last_error = ""
@@ -429,6 +440,7 @@ class RedisConnection:
 
     def _down(self, why: str) -> None:
         self.last_error = why
+        self.failures += 1
         queue = self._take_queue()
         for _, _, d in queue:
             d.errback(self._unavailable())
