@@ -17,13 +17,15 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.internet.task import Clock, LoopingCall, deferLater
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 import txsio
+from txsio import tap
 from txsio.engineio import EngineServer, EngineSite
 
 from .support import LoopbackSite, _TrackingFactory, spawn
@@ -389,6 +391,46 @@ class CheckTests(_DeadlineCase):
         self.assertFalse(connection.closed)
         self.assertEqual(self.site.pending_connections, 0)
         self.assertEqual(self.checks(), [])
+
+
+class TwistdOptionsTests(SynchronousTestCase):
+    """``twistd sio``'s options for the deadlines reach its site."""
+
+    def service_site(self, *argv: str) -> EngineSite:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        service = tap.makeService(options, reactor=MemoryReactorClock())
+        return service.site
+
+    def test_defaults(self) -> None:
+        """Without options, the site has EngineSite's defaults."""
+        site = self.service_site()
+        default = EngineSite(Resource(), reactor=Clock())
+        for name in ("idle_timeout", "headers_timeout", "body_timeout",
+                     "max_pending_connections"):
+            self.assertEqual(getattr(site, name), getattr(default, name), name)
+        self.assertEqual((site.idle_timeout, site.headers_timeout, site.body_timeout),
+                         (5.0, 60.0, 60.0))
+
+    def test_given(self) -> None:
+        """Each option sets its bound of the site."""
+        site = self.service_site("--idle-timeout", "7.5", "--headers-timeout", "30",
+                                 "--body-timeout", "45", "--max-pending-connections", "500")
+        self.assertEqual((site.idle_timeout, site.headers_timeout, site.body_timeout,
+                          site.max_pending_connections), (7.5, 30.0, 45.0, 500))
+
+    def test_bad_values(self) -> None:
+        """A deadline that is not a positive number of seconds, or a cap that is not a
+        positive whole number, is a one-line usage error naming the option."""
+        for option, value in [("--idle-timeout", "0"), ("--headers-timeout", "-1"),
+                              ("--body-timeout", "soon"), ("--idle-timeout", "inf"),
+                              ("--max-pending-connections", "0"),
+                              ("--max-pending-connections", "1.5"),
+                              ("--max-pending-connections", "many")]:
+            with self.assertRaises(usage.UsageError) as caught:
+                tap.Options().parseOptions([option, value])
+            self.assertIn(option, str(caught.exception))
+            self.assertNotIn("\n", str(caught.exception))
 
 
 # -- real loopback sockets ----------------------------------------------------------------------
