@@ -336,6 +336,21 @@ class CheckTests(_DeadlineCase):
             connection.lost()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_check_goes_on_while_listening(self) -> None:
+        """While the site listens, the check goes on with no connection waiting (instead of
+        stopping and starting again with each request of a lone client); once it stops
+        listening, the check stops with the last waiting connection."""
+        self.site.doStart()
+        connection = self.connect()
+        connection.lost()
+        self.clock.advance(3 * CHECK)
+        self.assertEqual(len(self.checks()), 1)
+        connection = self.connect()
+        self.site.doStop()
+        self.assertEqual(len(self.checks()), 1)
+        connection.lost()
+        self.assertEqual(self.checks(), [])
+
     def test_abort_a_connection_that_does_not_go(self) -> None:
         """A connection closed for a deadline that is still open twisted.web's abortTimeout
         later is aborted."""

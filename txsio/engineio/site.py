@@ -47,8 +47,8 @@ that is shorter), as Node's ``connectionsCheckingInterval`` does, instead of a t
 connection: each state keeps its connections in the order they entered it, so the first ones
 are the first due and a check looks at those only; a state change costs two dictionary updates
 (about 0.3 µs and 50 bytes a connection, against 3.8 µs and 400 bytes for scheduling and
-cancelling a reactor timer).  The check runs only while some connection is in a state with a
-deadline.
+cancelling a reactor timer).  The check runs while the site listens (as twisted.web's clock for
+its log does), and after that while some connection is in a state with a deadline.
 
 Called by twisted.web: :meth:`EngineRequest.gotLength`,
 :meth:`EngineRequest.handleContentChunk`, :meth:`EngineRequest.connectionLost`,
@@ -210,6 +210,12 @@ class EngineSite(Site):
         """The protocol of a new connection (called by ``buildProtocol``)."""
         return _GenericHTTPChannelProtocol(_DeadlineChannel())
 
+    def stopFactory(self) -> None:
+        """No longer listening: the deadline check stops once no connection waits."""
+        super().stopFactory()
+        if not self._deadlines._tracked:
+            self._deadlines._idle()
+
     @property
     def pending_connections(self) -> int:
         """How many connections wait for a request now (``NEW``, ``HEADERS`` or ``BODY``)."""
@@ -244,9 +250,15 @@ class _Wait(Enum):
     #: closed for a deadline, waiting to go
     CLOSING = "closing"
 
+    # Members are singletons: hash them as objects (Enum's own hash is Python code, and runs
+    # several times a request).
+    __hash__ = object.__hash__
+
 
 #: the states counted against ``max_pending_connections``
 _PENDING = frozenset({_Wait.NEW, _Wait.HEADERS, _Wait.BODY})
+#: the states before a request: its first byte moves the connection on to ``HEADERS``
+_BEFORE_REQUEST = frozenset({_Wait.NEW, _Wait.IDLE})
 #: per state with a deadline: the cause counted in ``deadline_closes``, and what the peer is
 #: told (a request had begun: it gets an answer)
 _EXPIRY: dict[_Wait, tuple[str, bytes | None]] = {
@@ -276,7 +288,7 @@ class _DeadlineChannel(HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         # A first byte starts a request, whose headers then have their own deadline.
-        if self._waiting is _Wait.NEW or self._waiting is _Wait.IDLE:
+        if self._waiting in _BEFORE_REQUEST:
             self._keeper.wait(self, _Wait.HEADERS)  # type: ignore[union-attr]
         super().dataReceived(data)
 
@@ -313,6 +325,7 @@ class _Deadlines:
 
     def __init__(self, site: EngineSite) -> None:
         self.site = site
+        self._clock = site.reactor
         #: per state, its connections and when each entered it, in that order
         self.since: dict[_Wait, OrderedDict[_DeadlineChannel, float]] = {
             state: OrderedDict() for state in _Wait}
@@ -325,17 +338,24 @@ class _Deadlines:
 
     def wait(self, channel: _DeadlineChannel, state: _Wait) -> None:
         """``channel`` waits for ``state``'s event from now on."""
-        was_pending = channel._waiting in _PENDING
-        self.forget(channel)
+        # On every request's path (twice): no more than a few dictionary operations.
+        old = channel._waiting
+        was_pending = False
+        if old is None:
+            self._tracked += 1
+        else:
+            del self.since[old][channel]
+            was_pending = old in _PENDING
         if state in _PENDING:
             if not was_pending:
                 self._make_room()
-            self.pending += 1
+                self.pending += 1
+        elif was_pending:
+            self.pending -= 1
         channel._waiting = state
-        self.since[state][channel] = self.site.reactor.seconds()
-        self._tracked += 1
+        self.since[state][channel] = self._clock.seconds()
         if self._call is None:
-            self._call = self.site.reactor.callLater(self._interval(), self._check)
+            self._call = self._clock.callLater(self._interval(), self._check)
 
     def forget(self, channel: _DeadlineChannel) -> None:
         """``channel`` has no deadline any more (handling a request, or gone)."""
@@ -347,8 +367,16 @@ class _Deadlines:
         self._tracked -= 1
         if state in _PENDING:
             self.pending -= 1
-        if not self._tracked and self._call is not None:
-            # Nothing to watch: no timer left behind (a test's reactor stays clean).
+        if not self._tracked:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing waits: stop checking, unless the site is listening (then the check goes
+        on, once a second as twisted.web's own clock for its log, rather than stopping and
+        starting again with each request of a lone client)."""
+        if self._call is not None and not self.site.numPorts:
+            # No timer left behind once the site stopped listening (a test's reactor stays
+            # clean).
             self._call.cancel()
             self._call = None
 
@@ -368,7 +396,7 @@ class _Deadlines:
     def _check(self) -> None:
         """Close every connection past its deadline; abort those that did not go."""
         self._call = None
-        now = self.site.reactor.seconds()
+        now = self._clock.seconds()
         # CLOSING first, so that a connection closed by this check gets its full grace.
         for state in (_Wait.CLOSING, _Wait.NEW, _Wait.IDLE, _Wait.HEADERS, _Wait.BODY):
             due_before = now - self._timeout(state)
@@ -384,8 +412,8 @@ class _Deadlines:
                     cause, answer = _EXPIRY[state]
                     self._close(channel, answer, cause)
         self._report()
-        if self._tracked and self._call is None:
-            self._call = self.site.reactor.callLater(self._interval(), self._check)
+        if (self._tracked or self.site.numPorts) and self._call is None:
+            self._call = self._clock.callLater(self._interval(), self._check)
 
     def _make_room(self) -> None:
         """Close the connections that have waited longest until one more may wait."""
