@@ -378,6 +378,23 @@ class CheckTests(_DeadlineCase):
         self.assertEqual([(e["count"], e["causes"]) for e in lines], [(3, "1 body, 2 headers")])
         self.assertEqual(self.site.deadline_closes, {"idle": 1, "headers": 2, "body": 1})
 
+    def test_inactivity_timeout_first(self) -> None:
+        """twisted.web's inactivity timeout, when shorter than a deadline (or as long), closes
+        a connection as that deadline does: a 408 for a request begun, counted, logged with
+        the others rather than a line each."""
+        site = self.make_site(timeout=3)
+        silent, started = _Connection(site), _Connection(site)
+        started.send(b"GET / HTTP/1.1\r\n")
+        with capturedLogs() as events:
+            self.clock.advance(3)
+            self.assertTrue(silent.closed and started.closed)
+            self.assertEqual(events, [])
+            self.clock.advance(CHECK)
+        self.assertEqual((silent.answer(), started.answer()[:30]),
+                         (b"", b"HTTP/1.1 408 Request Timeout\r\n"))
+        self.assertEqual(site.deadline_closes, {"idle": 1, "headers": 1})
+        self.assertEqual([e.get("causes") for e in events], ["1 headers"])
+
     def test_no_deadline(self) -> None:
         """A deadline given as None does not apply."""
         # twisted.web's inactivity timeout off too: it would close both after a minute.

@@ -35,12 +35,13 @@ deadline, counted from when the connection entered it:
 - ``CLOSING``: closed for a deadline; aborted if still open after ``abortTimeout`` (15 s,
   twisted.web's own grace for a connection that does not go).
 
-A connection past its deadline is closed, with a ``408`` first when a request had begun.  At
-most ``max_pending_connections`` connections may wait in ``NEW``, ``HEADERS`` or ``BODY`` at
-once: one more, and the one that has waited longest is closed (with a ``503`` when a request
-had begun), so that a flood of connections that never finish a request cannot use up the
-process's descriptors, while a client that sends its request in the round trip after it
-connected is served.
+A connection past its deadline is closed, with a ``408`` first when a request had begun
+(twisted.web's inactivity timeout still runs beside the deadlines; when it fires first, it
+closes the connection the same way).  At most ``max_pending_connections`` connections may wait
+in ``NEW``, ``HEADERS`` or ``BODY`` at once: one more, and the one that has waited longest is
+closed (with a ``503`` when a request had begun), so that a flood of connections that never
+finish a request cannot use up the process's descriptors, while a client that sends its
+request in the round trip after it connected is served.
 
 One periodic check closes what is due (every second, or a quarter of the shortest deadline when
 that is shorter), as Node's ``connectionsCheckingInterval`` does, instead of a timer per
@@ -54,8 +55,8 @@ Called by twisted.web: :meth:`EngineRequest.gotLength`,
 :meth:`EngineRequest.handleContentChunk`, :meth:`EngineRequest.connectionLost`,
 :meth:`EngineRequest.finish`, and the ``_DeadlineChannel`` methods (``connectionMade``,
 ``dataReceived``, ``allHeadersReceived``, ``allContentReceived``, ``requestDone``,
-``connectionLost``).  Called by the polling transport: :func:`body_too_large`,
-:func:`posts_arriving`.
+``connectionLost``, ``timeoutConnection``).  Called by the polling transport:
+:func:`body_too_large`, :func:`posts_arriving`.
 """
 
 from __future__ import annotations
@@ -315,6 +316,15 @@ class _DeadlineChannel(HTTPChannel):
             self._keeper.forget(self)
         super().connectionLost(reason)
 
+    def timeoutConnection(self) -> None:
+        # twisted.web's inactivity timeout (the site's ``timeout``) fired before the deadline
+        # of the channel's state, or with it: close as that deadline does (counted and logged
+        # with the others, a 408 if a request had begun) rather than with a log line each.
+        if self._waiting is None:
+            super().timeoutConnection()
+        else:
+            self._keeper.expire(self)  # type: ignore[union-attr]
+
 
 class _Deadlines:
     """The deadlines of an :class:`EngineSite`'s connections (see the module docstring).
@@ -406,14 +416,19 @@ class _Deadlines:
                     break  # the others entered the state later: not due either
                 due.append(channel)
             for channel in due:
-                if state is _Wait.CLOSING:
-                    self._abort(channel)
-                else:
-                    cause, answer = _EXPIRY[state]
-                    self._close(channel, answer, cause)
+                self.expire(channel)
         self._report()
         if (self._tracked or self.site.numPorts) and self._call is None:
             self._call = self._clock.callLater(self._interval(), self._check)
+
+    def expire(self, channel: _DeadlineChannel) -> None:
+        """``channel`` is past the deadline of its state: close it (abort it if closing)."""
+        state = channel._waiting
+        if state is _Wait.CLOSING:
+            self._abort(channel)
+        elif state is not None:
+            cause, answer = _EXPIRY[state]
+            self._close(channel, answer, cause)
 
     def _make_room(self) -> None:
         """Close the connections that have waited longest until one more may wait."""
