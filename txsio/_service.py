@@ -523,17 +523,18 @@ class _TrackedRequest(EngineRequest):
 
 
 class _TapSite(EngineSite):
-    """The site of ``twistd sio``: bounded request bodies, an optional access log (the
-    combined log format, with what the peer sent cut: :func:`_access_line`)."""
+    """The site of ``twistd sio``: bounded request bodies, connection deadlines (``deadlines``:
+    the :class:`EngineSite` options), an optional access log (the combined log format, with
+    what the peer sent cut: :func:`_access_line`)."""
 
     #: the connection tracker the listeners use (set by it)
     tracker: _ConnectionTracker | None = None
 
     def __init__(self, resource: IResource, *, max_request_body: int,
-                 access_log: bool = False, reactor: Any = None) -> None:
+                 access_log: bool = False, reactor: Any = None, **deadlines: Any) -> None:
         super().__init__(resource, max_request_body=max_request_body,
                          requestFactory=_TrackedRequest, reactor=reactor,
-                         logFormatter=_access_line)
+                         logFormatter=_access_line, **deadlines)
         self.displayTracebacks = False
         self.noisy = False
         self._access_log = access_log

@@ -29,7 +29,9 @@ What the service serves
 One :class:`txsio.Server` mounted at ``--path`` (default ``/socket.io``), with ``--client-js``
 at ``<path>/socket.io.js``, and ``--static`` (or, without it, the demo page of
 ``txsio/demo/``) at ``/``, all in one :class:`~txsio.engineio.site.EngineSite` (request
-bodies bounded by ``--max-http-buffer-size``) listening on every ``--port``.  ``--app``
+bodies bounded by ``--max-http-buffer-size``; ``--idle-timeout``, ``--headers-timeout``,
+``--body-timeout`` and ``--max-pending-connections`` bound the time and the number of
+connections that have not sent a whole request) listening on every ``--port``.  ``--app``
 names a callable that receives the server and registers the handlers; without it the demo
 chat's handlers run.  One log line per client connection and one per disconnection (its
 reason, duration and transport), under its Engine.IO session id; under twistd the log has a
@@ -100,7 +102,9 @@ class Options(usage.Options):
     After :meth:`parseOptions`: ``self["port"]`` (endpoint strings), ``self["path"]``,
     ``self["static"]``, ``self["client-js"]`` (absolute paths or ``None``),
     ``self["cors-origin"]`` (a list), ``self["ping-interval"]``, ``self["ping-timeout"]``
-    (seconds), ``self["max-http-buffer-size"]`` (bytes), ``self["allow-eio3"]``,
+    (seconds), ``self["max-http-buffer-size"]`` (bytes), ``self["idle-timeout"]``,
+    ``self["headers-timeout"]``, ``self["body-timeout"]`` (seconds),
+    ``self["max-pending-connections"]`` (``None``: the site's default), ``self["allow-eio3"]``,
     ``self["access-log"]``, ``self["app"]`` (the ``module:callable`` text) and :attr:`app`
     (the callable it names, or ``None``).
     """
@@ -139,6 +143,10 @@ class Options(usage.Options):
         self["ping-interval"] = 25.0
         self["ping-timeout"] = 20.0
         self["max-http-buffer-size"] = 1_000_000
+        self["idle-timeout"] = 5.0
+        self["headers-timeout"] = 60.0
+        self["body-timeout"] = 60.0
+        self["max-pending-connections"] = None
         self["redis"] = None
         self["redis-key"] = "socket.io"
         self["health"] = None
@@ -269,6 +277,31 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--max-http-buffer-size {value!r}: expected a positive number of bytes")
         self["max-http-buffer-size"] = int(number)
+
+    def opt_idle_timeout(self, value: str) -> None:
+        """Seconds a connection may stay open with no request in progress: a new one, or one
+        kept alive after a response [5]."""
+        self["idle-timeout"] = _positive_seconds("idle-timeout", value)
+
+    def opt_headers_timeout(self, value: str) -> None:
+        """Seconds a client has to send a request's headers, from their first byte [60]."""
+        self["headers-timeout"] = _positive_seconds("headers-timeout", value)
+
+    def opt_body_timeout(self, value: str) -> None:
+        """Seconds a client has to send a request's body, once its headers are in [60]."""
+        self["body-timeout"] = _positive_seconds("body-timeout", value)
+
+    def opt_max_pending_connections(self, value: str) -> None:
+        """The most connections at once that have not sent a whole request; one more closes
+        the one that has waited longest [a quarter of the descriptor limit, 64 to 10000]."""
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise usage.UsageError(
+                f"--max-pending-connections {value!r}: expected a positive whole number")
+        self["max-pending-connections"] = number
 
     def opt_redis(self, value: str) -> None:
         """Join a cluster through Redis (redis://host:port[/db]), in the wire format of
@@ -536,7 +569,11 @@ def makeService(
     metrics, metrics_listener = serve_metrics(options, io, reactor)
     root = _Root(io.resource(), options["path"], site_root, client_js, health, metrics)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
-                    access_log=bool(options["access-log"]), reactor=reactor)
+                    access_log=bool(options["access-log"]), reactor=reactor,
+                    idle_timeout=options["idle-timeout"],
+                    headers_timeout=options["headers-timeout"],
+                    body_timeout=options["body-timeout"],
+                    max_pending_connections=options["max-pending-connections"])
 
     app = options.app
     app_name = options["app"]
