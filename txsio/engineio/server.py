@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
@@ -43,6 +44,7 @@ __all__ = [
     "CorsOrigins",
     "EngineRequestError",
     "EngineServer",
+    "EngineStats",
     "ErrorCode",
     "HandshakeRequest",
 ]
@@ -71,6 +73,17 @@ def _origin(value: object) -> str:
     return origin
 
 
+@dataclass
+class EngineStats:
+    """Counters of an :class:`EngineServer`'s life, for metrics (``server.stats``).
+
+    :ivar send_buffer_full: sessions closed with ``"send buffer full"``: more than
+        ``max_buffered_bytes`` waited for a client that did not read.
+    """
+
+    send_buffer_full: int = 0
+
+
 def generate_id() -> str:
     """A new session id: 15 random bytes, URL-safe base64 (20 characters), as Node's."""
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
@@ -88,6 +101,14 @@ class EngineServer(EventEmitter):
     :param transports: the transports allowed, from ``"polling"`` and ``"websocket"``.
     :param allow_upgrades: whether polling sessions may upgrade to WebSocket.
     :param upgrade_timeout: seconds a client has to complete an upgrade it started.
+    :param max_buffered_bytes: the most bytes waiting for one client (4 MiB): past it the
+        session closes with ``"send buffer full"`` (logged, counted in
+        :attr:`stats`).  What a client does not read as fast as the server sends waits in its
+        session's queue (a WebSocket's once Twisted's own 64 KiB buffer for it is full,
+        polling's until the next GET), and a client that stops reading would otherwise keep
+        all of it; Node has no such bound.  While more than half of it waits, the client's
+        next polling POST is held until a GET takes the queue, and a WebSocket is not read
+        while its TCP transport is paused: a client that does not read is not read either.
     :param allow_eio3: whether Engine.IO v3 clients (socket.io-client 2.x) are served; when
         off, they get the "unsupported protocol version" error.
     :param allow_jsonp: whether JSONP polling (a request with a ``j`` query parameter, which old
@@ -117,6 +138,7 @@ class EngineServer(EventEmitter):
         transports: Iterable[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
         allow_eio3: bool = False,
         allow_jsonp: bool = False,
         cors_allowed_origins: CorsOrigins = None,
@@ -137,7 +159,10 @@ class EngineServer(EventEmitter):
             upgrade_timeout=float(upgrade_timeout),
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
+            max_buffered_bytes=int(max_buffered_bytes),
         )
+        #: counters for metrics (see :class:`EngineStats`)
+        self.stats = EngineStats()
         self.allow_request = allow_request
         self.cookie = cookie_options(cookie)
         self._cors_any = False
@@ -313,6 +338,8 @@ class EngineServer(EventEmitter):
     def _session_closed(self, session: EngineSession, reason: str) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+        if reason == CloseReason.SEND_BUFFER_FULL:
+            self.stats.send_buffer_full += 1
         log.debug("session {sid} closed: {reason}", sid=session.id, reason=reason)
 
     def close(self, reason: str = CloseReason.SERVER_SHUTTING_DOWN) -> None:
