@@ -3,23 +3,39 @@
 A session's send queue is counted in bytes and bounded by ``max_buffered_bytes``: past it the
 session closes with ``"send buffer full"``.  A WebSocket is not writable while its TCP
 transport pauses it (Twisted's producer API), and stops reading from its peer meanwhile; a
-polling POST waits while the queue is congested.  The tests run on a Clock and in memory.
+polling POST waits while the queue is congested.  The tests run on a Clock and in memory,
+except the last ones, on real connections over loopback.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import socket
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.resource import Resource
+from zope.interface import implementer
 
 import txsio
 from txsio.engineio import CloseReason, EngineServer, EngineSession
 from txsio.engineio.packet import Packet, PacketType
 from txsio.engineio.session import EngineOptions
+from txsio.engineio.websocket import EngineWebSocketProtocol, _SendFlow
 from txsio.testing import MemoryTransport, TestClient
 
+from .support import serve
+from .test_resource import ResourceTestCase, WebSocketClient, _client_frame, _WSTransport
 from .test_session import SessionTestCase, msg
 
 FULL = CloseReason.SEND_BUFFER_FULL
@@ -202,3 +218,413 @@ class SocketIOTests(SynchronousTestCase):
         self.assertEqual(io.engine.stats.send_buffer_full, 1)
         self.assertEqual(io.engine.sessions, {})
         self.assertEqual(io.sockets.sockets, {})
+
+
+# -- WebSocket, in memory --------------------------------------------------------------------
+
+
+class _FlowTransport(_WSTransport):
+    """A StringTransport playing a TCP transport's flow control: its streaming producer is
+    paused once more than ``buffer_size`` bytes wait to be sent, and resumed by
+    :meth:`drain` (the kernel took everything), as Twisted's ``FileDescriptor`` does."""
+
+    buffer_size = 2000
+    waiting = 0
+    producer_paused = False
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.waiting += len(data)
+        if (self.waiting > self.buffer_size and self.producer is not None and self.streaming
+                and not self.producer_paused):
+            self.producer_paused = True
+            self.producer.pauseProducing()
+
+    def drain(self) -> None:
+        self.waiting = 0
+        if self.producer_paused and self.producer is not None:
+            self.producer_paused = False
+            self.producer.resumeProducing()
+
+
+class _FlowClient(WebSocketClient):
+    """A WebSocket client whose transport plays TCP flow control."""
+
+    transport_class = _FlowTransport
+    transport: _FlowTransport
+
+
+class WebSocketFlowTests(ResourceTestCase):
+    """The WebSocket transport on Twisted's producer API."""
+
+    def connect(self, **options: Any) -> tuple[_FlowClient, EngineSession]:
+        self.start(**options)
+        client = _FlowClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        client.frames()
+        client.transport.drain()
+        [session] = self.sessions
+        return client, session
+
+    def test_producer_registered(self) -> None:
+        """The connection is its TCP transport's streaming producer."""
+        client, _ = self.connect()
+        self.assertIsInstance(client.transport.producer, _SendFlow)
+        self.assertTrue(client.transport.streaming)
+
+    def test_paused_queues_and_stops_reading(self) -> None:
+        """Paused, the connection is not writable: messages wait in the session, and the peer
+        is not read; drained, the queue is written until the transport pauses again, and the
+        peer is read again once everything is written."""
+        client, session = self.connect()
+        protocol: EngineWebSocketProtocol = client.protocol
+        session.send("a" * 2500)  # past the transport's buffer: it pauses
+        self.assertTrue(protocol.paused)
+        self.assertFalse(protocol.writable)
+        self.assertEqual(client.transport.producerState, "paused")
+        for i in range(6):
+            session.send(f"{i}" * 999)
+        self.assertEqual(session.buffered_bytes, 6000)
+        self.assertEqual(client.texts(), ["4" + "a" * 2500])
+        # Each drain: two 1004-byte frames fill the 2000-byte buffer, the second pauses it.
+        for left in (4000, 2000, 0):
+            client.transport.drain()
+            self.assertEqual(len(client.texts()), 2)
+            self.assertEqual(session.buffered_bytes, left)
+            self.assertEqual(client.transport.producerState, "paused")
+        client.transport.drain()
+        self.assertEqual(client.texts(), [])
+        self.assertTrue(protocol.writable)
+        self.assertEqual(client.transport.producerState, "producing")
+
+    def test_past_the_mark_aborts(self) -> None:
+        """Past the bound the session closes with "send buffer full" and the TCP connection
+        is aborted, not closed behind what the peer does not read."""
+        client, session = self.connect(max_buffered_bytes=5000)
+        session.send("a" * 2500)
+        for _ in range(5):
+            session.send("b" * 999)
+        self.assertEqual(self.closed, {})
+        session.send("c")
+        self.assertEqual(self.closed, {session.id: FULL})
+        self.assertTrue(client.transport.disconnected)
+        self.assertEqual(self.server.stats.send_buffer_full, 1)
+
+    def test_graceful_close_reads_again(self) -> None:
+        """A close while paused sends the close frame and reads again, for the peer's answer."""
+        client, session = self.connect()
+        session.send("a" * 2500)
+        session.close()
+        self.assertEqual(client.transport.producerState, "producing")
+        self.assertEqual(self.closed, {session.id: CloseReason.FORCED_CLOSE})
+
+    def test_acks_of_a_flood(self) -> None:
+        """A client flooding events with acks it does not read: its acks wait in the session
+        once the transport pauses, and it is no longer read."""
+        io = txsio.Server(clock=Clock())
+        io.on("connection", lambda socket: socket.on("echo", lambda data: data))
+        client = _FlowClient(io.engine, "EIO=4&transport=websocket")
+        client.send_text("40")
+        client.frames()
+        client.transport.drain()
+        [session] = io.engine.sessions.values()
+        event = json.dumps("x" * 1000)
+        client.protocol.dataReceived(b"".join(
+            _client_frame(f'42{i}["echo",{event}]'.encode()) for i in range(10)))
+        self.assertEqual(client.transport.producerState, "paused")
+        self.assertEqual(len(client.texts()), 2)  # the second ack paused the transport
+        self.assertEqual(session.buffered_bytes, 8 * (len(event) + 5))  # 3<id>[...]
+        for _ in range(4):  # two acks a time, the second pausing the transport again
+            client.transport.drain()
+            self.assertEqual(client.transport.producerState, "paused")
+        self.assertEqual(session.buffered_bytes, 0)
+        client.transport.drain()
+        self.assertEqual(client.transport.producerState, "producing")
+        self.assertEqual(len(client.texts()), 8)
+
+
+# -- over loopback -----------------------------------------------------------------------------
+
+
+def _server_frames_from(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """The complete unmasked frames at the start of ``buffer``, removed from it."""
+    frames = []
+    pos = 0
+    while len(buffer) - pos >= 2:
+        length = buffer[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            head = 4
+            length = int.from_bytes(buffer[pos + 2:pos + 4], "big")
+        elif length == 127:
+            head = 10
+            length = int.from_bytes(buffer[pos + 2:pos + 10], "big")
+        if len(buffer) - pos < head + length:
+            break
+        frames.append((buffer[pos] & 0x0F, bytes(buffer[pos + head:pos + head + length])))
+        pos += head + length
+    del buffer[:pos]
+    return frames
+
+
+def _small_buffers(transport: Any) -> None:
+    """Shrink a TCP connection's kernel buffers, which are not the server's memory, so that
+    they fill after a few messages and what the test measures is the server's own buffering."""
+    handle = transport.getHandle()
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        handle.setsockopt(socket.SOL_SOCKET, option, 32768)
+
+
+def _twisted_buffered(protocol: Any) -> int:
+    """What the server's TCP transport holds for a connection, read from Twisted's private
+    buffer: the test's own check of what the producer signals let the server bound."""
+    tcp = protocol.transport
+    if isinstance(tcp, ProtocolWrapper):  # serve()'s tracking of connections
+        tcp = tcp.transport
+    return int(len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen)
+
+
+def _rss_mib() -> float:
+    """This process's resident memory, in MiB (Linux), for the figures the tests print."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return math.nan
+
+
+class _Peer(Protocol):
+    """A raw WebSocket client of a Socket.IO server on loopback: it connects to ``/``, then
+    reads frames as they come, or stops reading (:meth:`stop_reading`)."""
+
+    def __init__(self) -> None:
+        self.sid = ""
+        self.events = 0
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.lost: Deferred[None] = Deferred()
+        self._waiting: list[tuple[Callable[[], bool], Deferred[None]]] = []
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, _ = bytes(self.buffer).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            self.upgraded = True
+            del self.buffer[:len(head) + 4]
+        for opcode, payload in _server_frames_from(self.buffer):
+            if opcode != 1:
+                continue
+            if payload.startswith(b"0{"):
+                self.sid = json.loads(payload[1:])["sid"]
+                self.send(b"40")
+            elif payload.startswith(b"42"):
+                self.events += 1
+        for entry in list(self._waiting):
+            if entry[0]():
+                self._waiting.remove(entry)
+                entry[1].callback(None)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost.callback(None)
+
+    def send(self, text: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(_client_frame(text))
+
+    def wait_for(self, predicate: Callable[[], bool]) -> Deferred[None]:
+        """A Deferred firing once ``predicate()`` holds after something arrived."""
+        if predicate():
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append((predicate, d))
+        return d
+
+    def stop_reading(self) -> None:
+        """Play a client that stops reading."""
+        assert self.transport is not None
+        _small_buffers(self.transport)
+        IPushProducer(self.transport).pauseProducing()
+
+
+@implementer(IPushProducer)
+class _Flood:
+    """Writes events asking for acks to ``peer`` as fast as its transport takes them, up to
+    ``cap`` bytes; paused and resumed by the transport (the client's own flow control)."""
+
+    def __init__(self, peer: _Peer, cap: int) -> None:
+        self.peer = peer
+        self.cap = cap
+        self.sent = 0
+        self.paused = False
+        self._id = 0
+        self._argument = json.dumps("x" * 1000)
+
+    def start(self) -> None:
+        transport = self.peer.transport
+        assert transport is not None
+        IConsumer(transport).registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        transport = self.peer.transport
+        assert transport is not None
+        while not self.paused and self.sent < self.cap:
+            frames = []
+            for _ in range(32):
+                self._id += 1
+                frames.append(_client_frame(f'42{self._id}["echo",{self._argument}]'.encode()))
+            chunk = b"".join(frames)
+            self.sent += len(chunk)
+            transport.write(chunk)
+
+
+class LoopbackTests(TestCase):
+    """Real connections on loopback: slow consumers are disconnected past the bound while the
+    others keep receiving; a flood of events whose acks are not read stops being read."""
+
+    timeout = 60
+    MARK = 1024 * 1024
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor: Any = reactor
+        self.io = txsio.Server(clock=Clock(), max_buffered_bytes=self.MARK)
+        self.io.engine.resource()._ws_factory.setProtocolOptions(openHandshakeTimeout=0,
+                                                                 closeHandshakeTimeout=0)
+        root = Resource()
+        root.putChild(b"socket.io", self.io.resource())
+        self.site = serve(root)
+        self.addCleanup(self.site.stop)
+
+    async def connect(self, count: int) -> list[_Peer]:
+        """``count`` clients connected to ``/``, the server's side of each with small kernel
+        buffers."""
+        peers = []
+        for _ in range(count):
+            peer = _Peer()
+            await connectProtocol(TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.site.port),
+                                  peer)
+            self.addCleanup(self.abort, peer)
+            await peer.wait_for(lambda p=peer: p.sid in self.io.connections  # type: ignore
+                                and bool(self.io.connections[p.sid].sockets))
+            server_side: Any = self.session(peer).transport
+            _small_buffers(server_side.transport)
+            peers.append(peer)
+        return peers
+
+    def session(self, peer: _Peer) -> EngineSession:
+        return self.io.engine.sessions[peer.sid]
+
+    def abort(self, peer: _Peer) -> Deferred[None]:
+        if peer.transport is not None and not peer.lost.called:
+            ITCPTransport(peer.transport).abortConnection()
+        return peer.lost
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        """Check ``predicate`` every 50 ms until it holds, for at most 20 s."""
+        for _ in range(400):
+            if predicate():
+                return
+            await deferLater(self.reactor, 0.05)
+        self.fail(f"not within 20 s: {what}")
+
+    async def test_slow_consumers(self) -> None:
+        """Four clients that stop reading get 100 kB broadcasts until each is disconnected
+        with "send buffer full" (logged once, counted), the server holding at most the mark
+        plus one message for each; two clients that read get every broadcast."""
+        reasons: dict[str, str] = {}
+        self.io.on("connection", lambda s: s.on(
+            "disconnect", lambda reason: reasons.__setitem__(s.conn.id, reason)))
+        slow = await self.connect(4)
+        good = await self.connect(2)
+        for peer in slow:
+            peer.stop_reading()
+        payload = "b" * 100_000
+        most_queued = most_in_twisted = 0
+        before = _rss_mib()
+        with capturedLogs() as events:
+            for i in range(40):
+                self.io.emit("big", payload)
+                for peer in slow:
+                    session = self.io.engine.sessions.get(peer.sid)
+                    if session is not None:
+                        most_queued = max(most_queued, session.buffered_bytes)
+                        most_in_twisted = max(most_in_twisted,
+                                              _twisted_buffered(session.transport))
+                for peer in good:
+                    await peer.wait_for(lambda p=peer, n=i + 1: p.events >= n)  # type: ignore
+        print(f"\nslow consumers: RSS {before:.1f} -> {_rss_mib():.1f} MiB; most queued "
+              f"{most_queued} B, most in Twisted {most_in_twisted} B")
+        self.assertEqual(reasons, {peer.sid: "send buffer full" for peer in slow})
+        self.assertEqual(self.io.engine.stats.send_buffer_full, 4)
+        self.assertEqual([peer.events for peer in good], [40, 40])
+        self.assertEqual(sorted(self.io.engine.sessions), sorted(p.sid for p in good))
+        self.assertLessEqual(most_queued, self.MARK)
+        self.assertLessEqual(most_in_twisted, 64 * 1024 + 100_020)
+        warned = [e for e in events if e.get("log_level") is LogLevel.warn
+                  and "wait for a client" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 4)
+
+    async def test_ack_flood_rounds(self) -> None:
+        """Round after round, three clients flood events with acks (1 kB arguments) and never
+        read: each stops being read, what the server holds for each stays bounded, and each
+        round's sessions go when their clients do."""
+        handled: dict[str, int] = {}
+
+        def connected(socket: txsio.Socket) -> None:
+            def echo(data: str) -> str:
+                sid = socket.conn.id  # the Engine.IO session's
+                handled[sid] = handled.get(sid, 0) + 1
+                return data
+
+            socket.on("echo", echo)
+
+        self.io.on("connection", connected)
+        figures = [await self.flood_round(handled) for _ in range(3)]
+        print("\nack flood rounds (queued, in Twisted, events handled, bytes sent, RSS MiB):")
+        for row in figures:
+            print(f"  {row}")
+
+    async def flood_round(self, handled: dict[str, int]) -> tuple[Any, ...]:
+        """One round of the ack flood, checked; its figures."""
+        cap = 8 * 1024 * 1024
+        peers = await self.connect(3)
+        floods = []
+        for peer in peers:
+            peer.stop_reading()
+            flood = _Flood(peer, cap)
+            flood.start()
+            floods.append(flood)
+        protocols: list[Any] = [self.session(peer).transport for peer in peers]
+        await self.until(lambda: all(f.paused or f.sent >= cap for f in floods)
+                         and all(p.paused for p in protocols), "the floods stall")
+        queued = [self.session(peer).buffered_bytes for peer in peers]
+        in_twisted = [_twisted_buffered(p) for p in protocols]
+        for flood in floods:
+            self.assertLess(flood.sent, cap)  # not read past what the kernel holds
+        for count in queued:
+            self.assertLessEqual(count, self.MARK)
+        for count in in_twisted:
+            self.assertLessEqual(count, 64 * 1024 + 2048)
+        for peer in peers:
+            await self.abort(peer)
+        await self.until(lambda: not self.io.engine.sessions, "the sessions close")
+        return (queued, in_twisted, [handled[p.sid] for p in peers], [f.sent for f in floods],
+                round(_rss_mib(), 1))
