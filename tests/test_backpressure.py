@@ -24,6 +24,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
@@ -341,6 +342,86 @@ class WebSocketFlowTests(ResourceTestCase):
         client.transport.drain()
         self.assertEqual(client.transport.producerState, "producing")
         self.assertEqual(len(client.texts()), 8)
+
+
+# -- polling, over in-memory HTTP --------------------------------------------------------------
+
+
+class PollingBoundTests(ResourceTestCase):
+    """A polling session's queue and its POSTs."""
+
+    echo = False
+
+    def fill(self, session: EngineSession, size: int) -> None:
+        """Queue ``size`` bytes (one message) for the client."""
+        session.send("q" * (size - 1))
+
+    def held_post(self, body: bytes) -> tuple[str, EngineSession, Deferred[Any]]:
+        """A session bounded at 1000 bytes with 501 waiting, and a POST of ``body`` started."""
+        self.start(max_buffered_bytes=1000)
+        sid, _ = self.handshake()
+        [session] = self.sessions
+        self.fill(session, 501)
+        return sid, session, self.start_request("POST", self.url(sid), data=body)
+
+    def test_queue_bound(self) -> None:
+        """A client that stops polling is closed once its queue passes the bound; its next
+        GET is for an unknown session."""
+        self.start(max_buffered_bytes=1000)
+        sid, _ = self.handshake()
+        [session] = self.sessions
+        self.fill(session, 600)
+        self.fill(session, 400)
+        self.assertEqual(self.closed, {})
+        self.fill(session, 1)
+        self.assertEqual(self.closed, {sid: FULL})
+        self.assertError(self.get(sid), 1)
+
+    def test_post_held_while_congested(self) -> None:
+        """A POST arriving while more than half the bound waits is held, unread, until a GET
+        takes the queue; then it is read and answered."""
+        sid, session, pending = self.held_post(b"4hello")
+        received: list[str | bytes] = []
+        session.on("message", received.append)
+        self.assertNoResult(pending)
+        self.assertEqual(received, [])
+        response = self.get(sid)
+        self.assertEqual(response.text, "4" + "q" * 500)
+        self.assertEqual(received, ["hello"])
+        self.assertEqual(self.finish(pending).text, "ok")
+        self.assertEqual(self.post(sid, "4again").text, "ok")
+        self.assertEqual(received, ["hello", "again"])
+
+    def test_post_not_held_under_half(self) -> None:
+        """Half the bound waiting or less, a POST is read at once."""
+        self.start(max_buffered_bytes=1000)
+        sid, _ = self.handshake()
+        self.fill(self.sessions[0], 500)
+        self.assertEqual(self.post(sid, "4x").text, "ok")
+
+    def test_second_post_while_held(self) -> None:
+        """A POST while another is held overlaps it: refused, and the session closes."""
+        sid, _, pending = self.held_post(b"4one")
+        self.assertError(self.post(sid, "4two"), 3)
+        self.assertEqual(self.closed, {sid: CloseReason.TRANSPORT_ERROR})
+        self.assertEqual(self.finish(pending).json()["code"], 1)
+
+    def test_held_post_when_the_session_closes(self) -> None:
+        """A held POST whose session closes is answered as for an unknown session."""
+        sid, session, pending = self.held_post(b"4late")
+        self.fill(session, 600)
+        self.assertEqual(self.closed, {sid: FULL})
+        response = self.finish(pending)
+        self.assertEqual((response.code, response.json()["code"]), (400, 1))
+
+    def test_held_post_whose_client_goes(self) -> None:
+        """A held POST whose client goes away closes the session with "transport error", as
+        Node closes a session whose POST goes before it is answered."""
+        sid, _, pending = self.held_post(b"4gone")
+        pending.cancel()
+        self.stub.flush()
+        self.failureResultOf(pending, ResponseNeverReceived)
+        self.assertEqual(self.closed, {sid: CloseReason.TRANSPORT_ERROR})
 
 
 # -- over loopback -----------------------------------------------------------------------------
