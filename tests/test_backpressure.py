@@ -23,12 +23,14 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel, capturedLogs
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseNeverReceived
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
 import txsio
+from txsio import tap
 from txsio.engineio import CloseReason, EngineServer, EngineSession
 from txsio.engineio.packet import Packet, PacketType
 from txsio.engineio.session import EngineOptions
@@ -50,17 +52,29 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(EngineOptions().max_buffered_bytes, 4 * 1024 * 1024)
         self.assertEqual(txsio.Server(clock=Clock()).engine.options.max_buffered_bytes,
                          4 * 1024 * 1024)
+        options = tap.Options()
+        options.parseOptions([])
+        self.assertEqual(options["max-buffered-bytes"], 4 * 1024 * 1024)
 
     def test_passed_through(self) -> None:
         """txsio.Server and twistd sio hand the option to the Engine.IO server."""
         io = txsio.Server(clock=Clock(), max_buffered_bytes=5000)
         self.assertEqual(io.engine.options.max_buffered_bytes, 5000)
+        options = tap.Options()
+        options.parseOptions(["--max-buffered-bytes", "65536"])
+        self.assertEqual(options["max-buffered-bytes"], 65536)
+        service = tap.makeService(options, reactor=Clock())
+        self.assertEqual(service.io.engine.options.max_buffered_bytes, 65536)
 
     def test_refused(self) -> None:
         """Zero, negative or non-integral bounds are refused."""
         for bad in (0, -1):
             self.assertRaises(ValueError, EngineOptions, max_buffered_bytes=bad)
             self.assertRaises(ValueError, EngineServer, clock=Clock(), max_buffered_bytes=bad)
+        for text in ("0", "-5", "1.5", "x", "4MiB"):
+            options = tap.Options()
+            self.assertRaises(usage.UsageError, options.parseOptions,
+                              ["--max-buffered-bytes", text])
 
 
 class SessionBoundTests(SessionTestCase):

@@ -125,6 +125,7 @@ class Options(usage.Options):
         self["ping-interval"] = 25.0
         self["ping-timeout"] = 20.0
         self["max-http-buffer-size"] = 1_000_000
+        self["max-buffered-bytes"] = 4 * 1024 * 1024
         self["redis"] = None
         self["redis-key"] = "socket.io"
         self["health"] = None
@@ -232,6 +233,18 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--max-http-buffer-size {value!r}: expected a positive number of bytes")
         self["max-http-buffer-size"] = int(number)
+
+    def opt_max_buffered_bytes(self, value: str) -> None:
+        """The most bytes waiting for one client that does not read what it is sent; past it
+        the client is disconnected ("send buffer full") [4194304]."""
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise usage.UsageError(
+                f"--max-buffered-bytes {value!r}: expected a positive whole number of bytes")
+        self["max-buffered-bytes"] = number
 
     def opt_redis(self, value: str) -> None:
         """Join a cluster through Redis (redis://host:port[/db]), in the wire format of
@@ -468,6 +481,7 @@ def makeService(
         ping_interval=options["ping-interval"],
         ping_timeout=options["ping-timeout"],
         max_http_buffer_size=options["max-http-buffer-size"],
+        max_buffered_bytes=options["max-buffered-bytes"],
         cors_allowed_origins="*" if "*" in cors else (cors or None),
         allow_eio3=bool(options["allow-eio3"]),
         allow_jsonp=bool(options["allow-jsonp"]),
