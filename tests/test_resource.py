@@ -27,6 +27,7 @@ from twisted.web.server import Site
 import txsio
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
+from txsio.engineio.websocket import _SendFlow
 from txsio.testing import MemoryTransport
 
 from .typed import appended, delayed_calls, recorded
@@ -877,6 +878,9 @@ def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
 class WebSocketClient:
     """One in-memory WebSocket connection to an EngineServer, through its resource in a Site."""
 
+    #: the transport the connection runs on
+    transport_class: type[_WSTransport] = _WSTransport
+
     def __init__(self, server: EngineServer, query: str,
                  headers: dict[str, str] | None = None) -> None:
         resource = server.resource()
@@ -885,7 +889,8 @@ class WebSocketClient:
         root = Resource()
         root.putChild(b"engine.io", resource)
         site = Site(root, reactor=Clock())
-        self.transport = _WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = self.transport_class(
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.transport.protocol = channel  # as a TCP transport has; Autobahn replaces it
         channel.makeConnection(self.transport)
@@ -1139,7 +1144,9 @@ class WebSocketTakeoverTests(SynchronousTestCase):
             b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "))
-        self.assertIsNone(transport.producer)
+        # The connection's own flow control took the channel's place (see test_backpressure).
+        self.assertIsNot(transport.producer, channel)
+        self.assertIsInstance(transport.producer, _SendFlow)
         self.assertEqual(len(server.sessions), 1)
         timer = delayed_calls(clock)[0].func  # the ping timer
         assert isinstance(timer, MethodType) and isinstance(timer.__self__, EngineSession)

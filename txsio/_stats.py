@@ -47,7 +47,7 @@ __all__ = [
 CLOSE_REASONS = frozenset({
     "transport close", "transport error", "ping timeout", "parse error", "forced close",
     "server shutting down", "forced server close", "server namespace disconnect",
-    "client namespace disconnect",
+    "client namespace disconnect", "send buffer full",
 })
 
 #: The label of what a bound puts together: reasons outside :data:`CLOSE_REASONS`,
@@ -190,7 +190,7 @@ def namespace_label(matcher: re.Pattern[str] | Callable[..., Any]) -> str:
 
 
 class TransportStats:
-    """What one Engine.IO transport carried (a hook: see :class:`EngineStats`).
+    """What one Engine.IO transport carried (not counted yet: see :class:`EngineStats`).
 
     :ivar packets_in: Engine.IO packets received.
     :ivar packets_out: Engine.IO packets sent.
@@ -208,31 +208,30 @@ class TransportStats:
 
 
 class EngineStats:
-    """What only the Engine.IO layer can count: a hook, not incremented by txsio yet.
+    """Counters of an :class:`~txsio.engineio.EngineServer`'s life (``engine.stats``), which
+    :mod:`txsio.metrics` exports (``txsio_engineio_…``).
 
-    Meant as a field of the server's :class:`~txsio.engineio.session.EngineOptions`
-    (``stats: EngineStats = field(default_factory=EngineStats, compare=False)``), which every
-    session (``self.options.stats``) and, through its session, every transport reaches.  When
-    ``io.engine.options.stats`` is an ``EngineStats``, :mod:`txsio.metrics` exports it
-    (``txsio_engineio_…``); until the Engine.IO layer has one and increments it, those
-    families are not exported at all (a family that is always 0 would say something false).
+    The per-transport packet and byte counts (:attr:`polling`, :attr:`websocket`) and
+    :attr:`upgrade_failures` are not counted by the transports yet, and are not exported
+    until they are (a family that is always 0 would say something false).
 
     :ivar polling: the :class:`TransportStats` of long-polling.
     :ivar websocket: the :class:`TransportStats` of WebSocket.
     :ivar upgrades: sessions that completed an upgrade to WebSocket.
     :ivar upgrade_failures: upgrades abandoned (the probe closed, timed out, or sent something
         else).
-    :ivar send_buffer_drops: packets dropped because a client's send buffer was full.
+    :ivar send_buffer_full: sessions closed with ``"send buffer full"``: more than
+        ``max_buffered_bytes`` waited for a client that did not read.
     """
 
-    __slots__ = ("polling", "send_buffer_drops", "upgrade_failures", "upgrades", "websocket")
+    __slots__ = ("polling", "send_buffer_full", "upgrade_failures", "upgrades", "websocket")
 
     def __init__(self) -> None:
         self.polling = TransportStats()
         self.websocket = TransportStats()
         self.upgrades = 0
         self.upgrade_failures = 0
-        self.send_buffer_drops = 0
+        self.send_buffer_full = 0
 
     def transport(self, name: str) -> TransportStats:
         """The :class:`TransportStats` of the transport ``name``."""

@@ -90,10 +90,7 @@ class ServerCollector:
         yield from _namespaces(io, io.stats, transports)
         yield from _cluster(io)
         yield from _redis(io)
-        # Exported once the Engine.IO layer keeps these counters (see EngineStats).
-        engine = getattr(io.engine.options, "stats", None)
-        if isinstance(engine, EngineStats):
-            yield from _engine(engine)
+        yield from _engine(io.engine.stats)
 
 
 def _counter(name: str, documentation: str, labels: list[str],
@@ -243,21 +240,13 @@ def _redis(io: Server) -> Iterator[Metric]:
 
 
 def _engine(stats: EngineStats) -> Iterator[Metric]:
-    transports = [("polling", stats.polling), ("websocket", stats.websocket)]
-    yield _counter("txsio_engineio_packets_received", "Engine.IO packets received, by "
-                   "transport.", ["transport"], [([n], t.packets_in) for n, t in transports])
-    yield _counter("txsio_engineio_packets_sent", "Engine.IO packets sent, by transport.",
-                   ["transport"], [([n], t.packets_out) for n, t in transports])
-    yield _counter("txsio_engineio_received_bytes", "Bytes received, by transport.",
-                   ["transport"], [([n], t.bytes_in) for n, t in transports])
-    yield _counter("txsio_engineio_sent_bytes", "Bytes sent, by transport.",
-                   ["transport"], [([n], t.bytes_out) for n, t in transports])
+    # What the Engine.IO server counts (the transports' packet and byte counts are not kept
+    # yet: see EngineStats).
     yield _counter("txsio_engineio_upgrades", "Upgrades to WebSocket completed.", [],
                    [([], stats.upgrades)])
-    yield _counter("txsio_engineio_upgrade_failures", "Upgrades to WebSocket abandoned.", [],
-                   [([], stats.upgrade_failures)])
-    yield _counter("txsio_engineio_send_buffer_drops", "Packets dropped because a client's "
-                   "send buffer was full.", [], [([], stats.send_buffer_drops)])
+    yield _counter("txsio_engineio_send_buffer_full", "Sessions closed because more than "
+                   "max_buffered_bytes waited for a client that did not read.", [],
+                   [([], stats.send_buffer_full)])
 
 
 class MetricsResource(Resource):

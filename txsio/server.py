@@ -88,6 +88,9 @@ class Server(Broadcasting):
     :param ping_interval: seconds between heartbeats (Node: 25).
     :param ping_timeout: seconds a client has to answer one (Node: 20).
     :param max_http_buffer_size: the largest message in bytes (Node: 1e6).
+    :param max_buffered_bytes: the most bytes waiting for one client that does not read as
+        fast as the server sends (4 MiB); past it the client is disconnected with the reason
+        ``"send buffer full"`` (see :class:`~txsio.engineio.EngineServer`).
     :param cors_allowed_origins: ``None`` (no CORS; foreign browser origins refused),
         ``"*"``, a list of origins, or a callable ``f(origin) -> bool``.
     :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
@@ -125,6 +128,7 @@ class Server(Broadcasting):
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
         max_http_buffer_size: int = 1_000_000,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
         cors_allowed_origins: CorsOrigins = None,
         allow_request: Callable[[Any], Any] | None = None,
         transports: Iterable[str] = ("polling", "websocket"),
@@ -152,6 +156,7 @@ class Server(Broadcasting):
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_http_buffer_size=max_http_buffer_size,
+            max_buffered_bytes=max_buffered_bytes,
             transports=transports,
             allow_upgrades=allow_upgrades,
             upgrade_timeout=upgrade_timeout,

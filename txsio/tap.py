@@ -147,6 +147,7 @@ class Options(usage.Options):
         self["headers-timeout"] = 60.0
         self["body-timeout"] = 60.0
         self["max-pending-connections"] = None
+        self["max-buffered-bytes"] = 4 * 1024 * 1024
         self["redis"] = None
         self["redis-key"] = "socket.io"
         self["health"] = None
@@ -278,6 +279,11 @@ class Options(usage.Options):
                 f"--max-http-buffer-size {value!r}: expected a positive number of bytes")
         self["max-http-buffer-size"] = int(number)
 
+    def opt_max_buffered_bytes(self, value: str) -> None:
+        """The most bytes waiting for one client that does not read what it is sent; past it
+        the client is disconnected ("send buffer full") [4194304]."""
+        self["max-buffered-bytes"] = _positive_whole("max-buffered-bytes", value, "bytes")
+
     def opt_idle_timeout(self, value: str) -> None:
         """Seconds a connection may stay open with no request in progress: a new one, or one
         kept alive after a response [5]."""
@@ -294,14 +300,7 @@ class Options(usage.Options):
     def opt_max_pending_connections(self, value: str) -> None:
         """The most connections at once that have not sent a whole request; one more closes
         the one that has waited longest [a quarter of the descriptor limit, 64 to 10000]."""
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if number < 1:
-            raise usage.UsageError(
-                f"--max-pending-connections {value!r}: expected a positive whole number")
-        self["max-pending-connections"] = number
+        self["max-pending-connections"] = _positive_whole("max-pending-connections", value)
 
     def opt_redis(self, value: str) -> None:
         """Join a cluster through Redis (redis://host:port[/db]), in the wire format of
@@ -488,6 +487,18 @@ def _names(error: ModuleNotFoundError, module_name: str) -> bool:
         module_name == error.name or module_name.startswith(error.name + "."))
 
 
+def _positive_whole(option: str, value: str, unit: str = "") -> int:
+    """``value`` as a positive whole number, or a usage error naming ``--option``."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        what = f"a positive whole number of {unit}" if unit else "a positive whole number"
+        raise usage.UsageError(f"--{option} {value!r}: expected {what}")
+    return number
+
+
 def _positive_seconds(option: str, value: str) -> float:
     try:
         seconds = float(value)
@@ -543,6 +554,7 @@ def makeService(
         ping_interval=options["ping-interval"],
         ping_timeout=options["ping-timeout"],
         max_http_buffer_size=options["max-http-buffer-size"],
+        max_buffered_bytes=options["max-buffered-bytes"],
         cors_allowed_origins="*" if "*" in cors else (cors or None),
         allow_eio3=bool(options["allow-eio3"]),
         allow_jsonp=bool(options["allow-jsonp"]),

@@ -81,8 +81,9 @@ class MemoryTransport:
     :param on_packet: called with each packet the session writes, in order.
     :param on_close: called with ``graceful`` each time the session closes the transport.
 
-    :ivar writable: whether the session may write now; set it to ``False`` to play a client
-        that is not ready to receive (the session queues, and drops volatile packets).
+    :ivar writable: whether the session may write now; set it to ``False`` (or call
+        :meth:`pause`) to play a client that is not ready to receive (the session queues, up
+        to ``max_buffered_bytes``, and volatile packets are dropped).
     :ivar batches: every batch of packets written, in order.
     :ivar closes: the ``graceful`` flag of each close, in order.
     """
@@ -134,6 +135,16 @@ class MemoryTransport:
         """A polling GET arrives: the transport is writable, and tells ``session`` so."""
         self.writable = True
         session.transport_ready(self)
+
+    def pause(self) -> None:
+        """Play a peer that stopped reading (a WebSocket whose TCP transport paused): not
+        writable until :meth:`resume`."""
+        self.writable = False
+
+    def resume(self, session: EngineSession) -> None:
+        """The peer reads again: the transport is writable, and tells ``session`` so (which
+        writes its queue)."""
+        self.get(session)
 
 
 class TestSocket:

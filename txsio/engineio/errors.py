@@ -95,6 +95,9 @@ class CloseReason(str, enum.Enum):
     PARSE_ERROR = "parse error"
     #: the server is stopping
     SERVER_SHUTTING_DOWN = "server shutting down"
+    #: more than ``max_buffered_bytes`` waited for a client that does not read (txsio's own:
+    #: Node buffers without bound)
+    SEND_BUFFER_FULL = "send buffer full"
 
     # enum.StrEnum's behaviour (Python 3.11+), spelled out for 3.10: the text, not the name.
     def __str__(self) -> str:

@@ -17,6 +17,14 @@ so is a POST while another POST of the session is still arriving, which only an
 whose client goes away closes the session as well, as Node does; nothing is written to a
 request after it finished.  The session's :class:`~txsio.engineio.wire.WireFormat` reads and
 writes the bodies.
+
+Backpressure on the receiving side: while the session's send queue is congested (more than
+half of ``max_buffered_bytes`` waits for a GET), a POST is held, unread, until a GET takes the
+queue; then its packets are handed to the session and it is answered.  A client that sends
+without reading what the server answers is thus not read either (its next POST would overlap
+the held one).  A held POST whose session closes is answered as a POST for an unknown session
+would be (400, code 1); one whose client goes away closes the session, as Node closes a
+session whose POST goes before it is answered.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from .errors import EngineRequestError, ErrorCode
 from .packet import EngineIOParseError, Packet, PacketType
+from .session import SessionState
 from .site import body_too_large, posts_arriving
 
 if TYPE_CHECKING:
@@ -65,6 +74,8 @@ class PollingTransport:
         self._get: Request | None = None
         self._get_query: Mapping[str, str] = {}
         self._close_pending = False
+        #: a POST waiting for the send queue to drain, with its query and binary flag
+        self._held: tuple[Request, Mapping[str, str], bool] | None = None
 
     # -- called by the session -------------------------------------------------------------
 
@@ -90,8 +101,12 @@ class PollingTransport:
             self._close_pending = False
             data = [*data, _CLOSE]
         self._write(request, data)
-        if closing and self.session is not None:
-            self.session.close_delivered(self)
+        if closing:
+            self._refuse_held()
+            if self.session is not None:
+                self.session.close_delivered(self)
+        elif self._held is not None:
+            self._release()
         return True
 
     def close(self, *, graceful: bool) -> bool:
@@ -105,6 +120,7 @@ class PollingTransport:
             return True
         if not graceful:
             self._close_pending = False
+            self._refuse_held()
             return True
         return False
 
@@ -130,8 +146,9 @@ class PollingTransport:
             self.send([])
         return NOT_DONE_YET
 
-    def handle_post(self, request: Request, query: Mapping[str, str]) -> bytes:
-        """Serve a POST: decode its packets and hand them to the session.
+    def handle_post(self, request: Request, query: Mapping[str, str]) -> int | bytes:
+        """Serve a POST: decode its packets and hand them to the session (held while the send
+        queue is congested).
 
         :param request: the POST.
         :param query: its query parameters (a JSONP POST carries ``j``).
@@ -143,9 +160,19 @@ class PollingTransport:
         if binary and not self.wire.binary_polling:
             session.transport_error(self, "binary POST body from an EIO4 client")
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
-        if posts_arriving(request, session.id) > 1:
+        if self._held is not None or posts_arriving(request, session.id) > 1:
             session.transport_error(self, "overlapping POST requests")
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+        if session.congested:
+            # The client does not take what the server answers: wait for a GET to take it.
+            self._held = (request, query, binary)
+            request.notifyFinish().addErrback(self._held_gone, request)
+            return NOT_DONE_YET
+        return self._read_post(request, query, binary)
+
+    def _read_post(self, request: Request, query: Mapping[str, str], binary: bool) -> bytes:
+        session = self.session
+        assert session is not None
         body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
             session.transport_error(self, "POST body larger than max_http_buffer_size")
@@ -164,6 +191,32 @@ class PollingTransport:
             session.receive(packet, self)
         request.setHeader(b"content-type", b"text/html")
         return b"ok"
+
+    def _release(self) -> None:
+        # A GET took the queue: the held POST is read now, unless the queue is congested
+        # still (its client's next GET releases it).
+        session = self.session
+        held = self._held
+        if held is None or session is None or session.congested \
+                or session.state is not SessionState.OPEN:
+            return
+        self._held = None
+        request, query, binary = held
+        _answer(request, self._read_post(request, query, binary))
+
+    def _refuse_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            request = held[0]
+            _answer(request, EngineRequestError(ErrorCode.UNKNOWN_SID).render(request))
+
+    def _held_gone(self, failure: Failure, request: Request) -> None:
+        if self._held is not None and self._held[0] is request:
+            self._held = None
+            if self.session is not None:
+                # As Node closes a session whose POST went before it was answered.
+                self.session.transport_error(self, "data request connection closed "
+                                                   "prematurely")
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -187,6 +240,14 @@ class PollingTransport:
             # The client went away while its poll was pending (Node: "poll connection closed
             # prematurely").
             self.session.transport_error(self, "poll connection closed prematurely")
+
+
+def _answer(request: Request, body: bytes) -> None:
+    # Finish a request answered after render returned NOT_DONE_YET (a held POST: one whose
+    # client went away was forgotten when it went, see _held_gone).
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
 
 
 def _read_body(request: Request, limit: int) -> bytes | None:

@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from .._events import EventEmitter
+from .._stats import EngineStats
 from .._twisted import default_reactor
 from .errors import CloseReason, EngineRequestError, ErrorCode
 from .handshake import CookieOptions, HandshakeRequest, TrustedProxies, cookie_options
@@ -47,6 +48,7 @@ __all__ = [
     "CorsOrigins",
     "EngineRequestError",
     "EngineServer",
+    "EngineStats",
     "ErrorCode",
     "HandshakeRequest",
 ]
@@ -92,6 +94,14 @@ class EngineServer(EventEmitter):
     :param transports: the transports allowed, from ``"polling"`` and ``"websocket"``.
     :param allow_upgrades: whether polling sessions may upgrade to WebSocket.
     :param upgrade_timeout: seconds a client has to complete an upgrade it started.
+    :param max_buffered_bytes: the most bytes waiting for one client (4 MiB): past it the
+        session closes with ``"send buffer full"`` (logged, counted in
+        :attr:`stats`).  What a client does not read as fast as the server sends waits in its
+        session's queue (a WebSocket's once Twisted's own 64 KiB buffer for it is full,
+        polling's until the next GET), and a client that stops reading would otherwise keep
+        all of it; Node has no such bound.  While more than half of it waits, the client's
+        next polling POST is held until a GET takes the queue, and a WebSocket is not read
+        while its TCP transport is paused: a client that does not read is not read either.
     :param allow_eio3: whether Engine.IO v3 clients (socket.io-client 2.x) are served; when
         off, they get the "unsupported protocol version" error.
     :param allow_jsonp: whether JSONP polling (a request with a ``j`` query parameter, which old
@@ -126,6 +136,7 @@ class EngineServer(EventEmitter):
         transports: Iterable[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
         upgrade_timeout: float = 10.0,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
         allow_eio3: bool = False,
         allow_jsonp: bool = False,
         cors_allowed_origins: CorsOrigins = None,
@@ -147,7 +158,10 @@ class EngineServer(EventEmitter):
             upgrade_timeout=float(upgrade_timeout),
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
+            max_buffered_bytes=int(max_buffered_bytes),
         )
+        #: counters for metrics (see :class:`EngineStats`)
+        self.stats = EngineStats()
         self.allow_request = allow_request
         proxies = TrustedProxies(trusted_proxies)
         #: the proxies believed about the client's address (``None``: none)
@@ -318,14 +332,20 @@ class EngineServer(EventEmitter):
         session.add_close_callback(self._session_closed)
         session.open(self.upgrades_for(transport.name))
         log.debug("session {sid} opened over {transport}", sid=sid, transport=transport.name)
+        session.on("upgrade", self._session_upgraded)
         if self._on_session is not None:
             self._on_session(session)
         self.emit("connection", session)
         return session
 
+    def _session_upgraded(self, transport: str) -> None:
+        self.stats.upgrades += 1
+
     def _session_closed(self, session: EngineSession, reason: str) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+        if reason == CloseReason.SEND_BUFFER_FULL:
+            self.stats.send_buffer_full += 1
         log.debug("session {sid} closed: {reason}", sid=session.id, reason=reason)
 
     def close(self, reason: str = CloseReason.SERVER_SHUTTING_DOWN) -> None:

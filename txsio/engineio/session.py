@@ -18,8 +18,8 @@ States (:class:`SessionState`)::
       └── ping timeout / transport closed / transport error / parse error ────┘
 
 - ``OPEN``: packets flow both ways.  Outgoing packets go into the send queue, which is written
-  to the transport whenever the transport is *writable* (a WebSocket always is; polling is while
-  a GET is pending).
+  to the transport whenever the transport is *writable* (a WebSocket while its peer reads;
+  polling while a GET is pending).
 - ``CLOSING``: :meth:`EngineSession.close` was called.  The queue is flushed, then the transport
   is asked to close gracefully: a WebSocket closes at once; polling answers the pending GET (or
   the next one) with a close packet and reports :meth:`EngineSession.close_delivered`.
@@ -31,6 +31,19 @@ answer ``pong`` within ``ping_timeout`` of a ping is closed with ``"ping timeout
 silent client goes at ``ping_interval + ping_timeout``, by a timer, with no extra grace.
 (EIO v3: the client pings; the server answers ``pong`` and closes a client silent for
 ``ping_interval + ping_timeout``.)
+
+Send buffer bound: what waits in the send queue is counted in bytes
+(:attr:`~EngineSession.buffered_bytes`: text in characters, a byte for each packet's type).  A
+WebSocket stops being writable when its TCP transport pauses it (Twisted's own buffer is full:
+the peer does not read as fast as the server writes), so the queue holds what the peer has not
+taken, and a flush writes only what the transport takes before it pauses again (it reports the
+rest, which stays queued).  A queue past ``max_buffered_bytes`` closes the session with ``"send
+buffer full"`` (:attr:`CloseReason.SEND_BUFFER_FULL`), logged once: one client that stops
+reading never holds more than the bound of the server's memory.  The Socket.IO layer drops
+volatile packets while the transport is not writable, so they never fill the queue.  While the
+queue holds more than half the bound (:attr:`EngineSession.congested`), a polling transport
+keeps the client's next POST waiting until a GET takes the queue; a WebSocket stops reading
+whenever it is paused: a client that does not read what the server sends is not read either.
 
 Upgrade (polling → WebSocket): a WebSocket that arrives with the session's sid becomes the
 *probe* transport.  The client sends ``ping probe``; the session answers ``pong probe`` on the
@@ -96,12 +109,15 @@ class EngineOptions:
     allow_eio3: bool = False
     max_payload_packets: int = 10_000
     allow_jsonp: bool = False
+    max_buffered_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be positive")
         if self.max_http_buffer_size <= 0:
             raise ValueError("max_http_buffer_size must be positive")
+        if self.max_buffered_bytes <= 0:
+            raise ValueError("max_buffered_bytes must be positive")
         unknown = set(self.transports) - {"polling", "websocket"}
         if unknown or not self.transports:
             raise ValueError(f"transports must be a non-empty subset of polling, websocket: "
@@ -143,20 +159,24 @@ class SessionTransport(Protocol):
 
     @property
     def writable(self) -> bool:
-        """Whether :meth:`send` may be given packets now."""
+        """Whether :meth:`send` may be given packets now (not while the peer is not reading:
+        the transport calls :meth:`~EngineSession.transport_ready` when it is again)."""
 
     def send(self, data: Outgoing) -> bool:
         """Write ``data`` to the peer, if the transport can now: the one way out.
 
         - packets (a list): written in order; the session only sends them while
-          :attr:`writable`.
+          :attr:`writable`.  A transport that can take only the first ones now (a WebSocket
+          whose TCP transport paused it midway) removes those it wrote from the list and
+          returns ``False``: the rest stays queued until :meth:`~EngineSession.transport_ready`.
         - a message's payload (``str`` or ``bytes``): written at once as one message packet if
           the transport can (an open WebSocket);
         - a :class:`SharedMessage`: its frame prepared once for every recipient, if the
           transport can.
 
-        :returns: whether it was written; ``False`` makes the session queue the message (or
-            the shared message's packets) until the transport is writable.
+        :returns: whether it was written (all of it); ``False`` makes the session queue the
+            message (or the shared message's packets, or the packets left in the list) until
+            the transport is writable.
         """
 
     def close(self, *, graceful: bool) -> bool:
@@ -238,6 +258,7 @@ class EngineSession(EventEmitter):
         self.close_reason: str | None = None
         self._clock = clock
         self._queue: list[Packet] = []
+        self._queued_bytes = 0
         self._probe: SessionTransport | None = None
         self._probed = False
         self._upgrade_timer: IDelayedCall | None = None
@@ -254,13 +275,12 @@ class EngineSession(EventEmitter):
         :param upgrades: the transports this session may upgrade to (sent to the client).
         """
         opts = self.options
-        self._queue.append(Packet(PacketType.OPEN, open_payload(
-            self.id, upgrades, opts.ping_interval, opts.ping_timeout, opts.max_http_buffer_size)))
         if self.wire.server_pings:
             self._schedule_ping()
         else:
             self._reset_v3_timeout()
-        self.flush()
+        self._enqueue([Packet(PacketType.OPEN, open_payload(
+            self.id, upgrades, opts.ping_interval, opts.ping_timeout, opts.max_http_buffer_size))])
 
     def add_close_callback(self, callback: Callable[[EngineSession, str], None]) -> None:
         """Have ``callback(session, reason)`` run when the session closes, before ``close``.
@@ -274,6 +294,23 @@ class EngineSession(EventEmitter):
         """Whether a WebSocket probe is in progress."""
         return self._probe is not None
 
+    @property
+    def buffered_bytes(self) -> int:
+        """The bytes waiting in the send queue for the client (text counted in characters, a
+        byte for each packet's type): what the transport could not take yet.  Past
+        ``max_buffered_bytes`` the session closes with ``"send buffer full"``.
+
+        A WebSocket's TCP transport holds at most about 64 KiB more (Twisted's own buffer)
+        plus the one message whose write filled it.
+        """
+        return self._queued_bytes
+
+    @property
+    def congested(self) -> bool:
+        """Whether more than half of ``max_buffered_bytes`` waits in the send queue: a
+        polling transport then keeps the client's POST waiting until a GET takes the queue."""
+        return self._queued_bytes * 2 > self.options.max_buffered_bytes
+
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
@@ -285,11 +322,10 @@ class EngineSession(EventEmitter):
             return
         if not self._queue:
             # The hot path: a transport that can write one message now does so, with no packet
-            # object and no queue (a WebSocket; polling always queues).
+            # object and no queue (a WebSocket whose peer reads; polling always queues).
             if self.transport.send(data):
                 return
-        self._queue.append(Packet(PacketType.MESSAGE, data))
-        self.flush()
+        self._enqueue([Packet(PacketType.MESSAGE, data)], len(data) + 1)
 
     def send_packets(self, packets: list[Packet]) -> None:
         """Queue several packets at once and flush; ignored once closing.
@@ -298,8 +334,7 @@ class EngineSession(EventEmitter):
         """
         if self.state is not SessionState.OPEN:
             return
-        self._queue.extend(packets)
-        self.flush()
+        self._enqueue(packets)
 
     def send_encoded(self, packets: list[Packet], frame: SharedMessage) -> None:
         """Send message packets encoded once for many sessions (a broadcast).
@@ -315,17 +350,41 @@ class EngineSession(EventEmitter):
             return
         if not self._queue and self.transport.send(frame):
             return
+        self._enqueue(packets)
+
+    def _enqueue(self, packets: list[Packet], size: int = -1) -> None:
+        # Every packet goes through here, counted, then the queue is flushed; what the
+        # transport cannot take stays, and past the bound the session closes.
         self._queue.extend(packets)
+        self._queued_bytes += _size(packets) if size < 0 else size
         self.flush()
+        if self._queued_bytes > self.options.max_buffered_bytes:
+            self._overflow()
 
     def flush(self) -> None:
-        """Write the queue to the transport if it is writable."""
+        """Write the queue to the transport if it is writable (as much as it takes)."""
         if self._queue and self.state is not SessionState.CLOSED and self.transport.writable:
             queue, self._queue = self._queue, []
-            self.transport.send(queue)
+            queued, self._queued_bytes = self._queued_bytes, 0
+            handed = queue.copy() if len(queue) > 1 else queue
+            if self.transport.send(queue) or not queue or self._dropped():
+                return
+            # The transport wrote the first packets only (its peer stopped reading) and removed
+            # them from the list: the rest waits, before anything queued meanwhile.  Counting
+            # what was written, not what is left, keeps draining a long queue piece by piece
+            # linear.
+            written = _size(handed[:len(handed) - len(queue)])
+            queue.extend(self._queue)
+            self._queue = queue
+            self._queued_bytes += queued - written
+
+    def _dropped(self) -> bool:
+        # Whether the session closed (and dropped its queue) while the transport wrote.
+        return self.state is SessionState.CLOSED
 
     def transport_ready(self, transport: SessionTransport) -> None:
-        """Called by a transport that became writable (a polling GET arrived)."""
+        """Called by a transport that became writable (a polling GET arrived, a paused
+        WebSocket drained)."""
         if transport is not self.transport:
             return
         if self._probed and self._probe is not None:
@@ -333,6 +392,12 @@ class EngineSession(EventEmitter):
             transport.send([_NOOP])
             return
         self.flush()
+
+    def _overflow(self) -> None:
+        log.warn("session {sid}: closing, {queued} bytes wait for a client that does not read "
+                 "them (max_buffered_bytes is {limit})", sid=self.id,
+                 queued=self._queued_bytes, limit=self.options.max_buffered_bytes)
+        self._closed(CloseReason.SEND_BUFFER_FULL, graceful=False)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -386,9 +451,9 @@ class EngineSession(EventEmitter):
                 self._fail(CloseReason.TRANSPORT_ERROR, "ping from an EIO4 client")
                 return
             self._reset_v3_timeout()
-            self._queue.append(Packet(PacketType.PONG, packet.data))
-            self.flush()
-            self.emit("heartbeat")
+            self._enqueue([Packet(PacketType.PONG, packet.data)])
+            if self.state is SessionState.OPEN:
+                self.emit("heartbeat")
         elif ptype is PacketType.CLOSE:
             self._closed(CloseReason.TRANSPORT_CLOSE, graceful=False)
         elif ptype is PacketType.NOOP:
@@ -500,8 +565,7 @@ class EngineSession(EventEmitter):
         if self.state is not SessionState.OPEN:
             return
         self._timeout_timer = self._clock.callLater(self.options.ping_timeout, self._timed_out)
-        self._queue.append(Packet(PacketType.PING))
-        self.flush()
+        self._enqueue([Packet(PacketType.PING)])
 
     def _reset_v3_timeout(self) -> None:
         cancel_call(self._timeout_timer)
@@ -578,6 +642,7 @@ class EngineSession(EventEmitter):
             cancel_call(timer)
         self._ping_timer = self._timeout_timer = self._upgrade_timer = self._close_timer = None
         self._queue = []
+        self._queued_bytes = 0
         probe, self._probe = self._probe, None
         if probe is not None:
             probe.close(graceful=False)
@@ -590,6 +655,17 @@ class EngineSession(EventEmitter):
         self.emit("close", reason)
 
     _graceful_reason: str = CloseReason.FORCED_CLOSE
+
+
+def _size(packets: list[Packet]) -> int:
+    """What ``packets`` count for against ``max_buffered_bytes``: each payload's length (text
+    in characters: exact for ASCII, which JSON mostly is) and a byte for each type."""
+    total = len(packets)
+    for packet in packets:
+        data = packet.data
+        if data is not None:
+            total += len(data)
+    return total
 
 
 def _call_logged(callback: Callable[[str], None], arg: str, sid: str) -> None:

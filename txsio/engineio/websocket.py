@@ -12,6 +12,18 @@ writes the frames) the hooks ``text_received``, ``binary_received`` and ``closed
 Called by the session: :attr:`~EngineWebSocketProtocol.writable`,
 :meth:`~EngineWebSocketProtocol.send`, :meth:`~EngineWebSocketProtocol.close`.
 
+Called by the TCP transport (Twisted's producer/consumer API): the connection registers a
+streaming producer (:class:`_SendFlow`) with its transport when it is made, in place of
+twisted.web's channel, whose request the connection was.  The transport pauses it when its
+write buffer passes its ``bufferSize`` (64 KiB: the kernel's buffer is full, the peer is not
+reading as fast as the server writes) and resumes it when the buffer is empty.  While paused
+the connection is not :attr:`~EngineWebSocketProtocol.writable`: the session queues what it
+sends (within ``max_buffered_bytes``) and volatile packets are dropped; and the connection
+stops reading from the peer (backpressure on the receiving side: a client flooding events
+whose acks it does not read is not read either).  When the transport resumes, the session
+writes its queue until the transport pauses again, then reading resumes.  These are Twisted's
+public signals only: nothing reads the transport's private buffer.
+
 Each Engine.IO packet travels in its own frame: text packets as text frames, binary messages
 as binary frames (EIO v4: the raw bytes; v3: a ``0x04`` type byte first).  Autobahn's own
 auto-ping is off (the Engine.IO heartbeat is ours), and Autobahn refuses frames and messages
@@ -26,6 +38,8 @@ from typing import TYPE_CHECKING, Any, cast
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from zope.interface import implementer
 
 from ._wsfast import FastServerProtocol
 from .errors import ErrorCode
@@ -56,6 +70,26 @@ class Admission:
     session: EngineSession | None = None
 
 
+@implementer(IPushProducer)
+class _SendFlow:
+    """The connection's producer, registered with its TCP transport: the transport pauses it
+    when its write buffer is full and resumes it once the buffer is empty."""
+
+    def __init__(self, protocol: EngineWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        """The peer does not read as fast as the server writes."""
+        self._protocol.send_paused()
+
+    def resumeProducing(self) -> None:
+        """Everything written so far is in the kernel's hands."""
+        self._protocol.send_resumed()
+
+    def stopProducing(self) -> None:
+        """The connection is gone; :meth:`EngineWebSocketProtocol.closed` tells the session."""
+
+
 class EngineWebSocketProtocol(FastServerProtocol):
     """One WebSocket connection: a new session, or an upgrade probe for a polling one."""
 
@@ -68,8 +102,46 @@ class EngineWebSocketProtocol(FastServerProtocol):
     admission: Admission | None = None
     _wire: WireFormat
     _closing = False
+    #: whether the TCP transport paused the connection (its write buffer is full)
+    paused = False
 
-    # -- called by Autobahn ----------------------------------------------------------------
+    # -- called by Twisted and Autobahn ----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Register as the transport's producer, in place of twisted.web's channel."""
+        super().connectionMade()
+        consumer = IConsumer(self.transport)
+        try:
+            consumer.unregisterProducer()
+        except RuntimeError:
+            pass  # none was registered (a test's transport says so; Twisted's does not)
+        consumer.registerProducer(_SendFlow(self), True)
+
+    def send_paused(self) -> None:
+        """The TCP transport's write buffer is full: queue in the session, stop reading."""
+        self.paused = True
+        self._reading(False)
+
+    def send_resumed(self) -> None:
+        """The TCP transport's write buffer is empty: write the session's queue (until it
+        fills again), then read again if it did not."""
+        self.paused = False
+        session = self.session
+        if session is not None:
+            session.transport_ready(self)
+        if not self.paused:
+            self._reading(True)
+
+    def _reading(self, on: bool) -> None:
+        # The TCP transport is the push producer of what the peer sends.
+        if self._closing and not on:
+            return  # closing: the peer's close frame must still be read
+        producer = IPushProducer(self.transport, None)
+        if producer is not None:
+            if on:
+                producer.resumeProducing()
+            else:
+                producer.pauseProducing()
 
     def onConnect(self, request: Any) -> Any:
         """Accept a connection the resource admitted (it checked the request already)."""
@@ -141,24 +213,34 @@ class EngineWebSocketProtocol(FastServerProtocol):
 
     @property
     def writable(self) -> bool:
-        """A WebSocket takes packets whenever it is open."""
-        return not self._closing and self.state == self.STATE_OPEN
+        """A WebSocket takes packets while it is open and its TCP transport is not paused."""
+        return not self._closing and not self.paused and self.state == self.STATE_OPEN
 
     def send(self, data: Outgoing) -> bool:
         """Write ``data`` now: a message in one frame, each packet in its own frame, or a
         broadcast's frame prepared once (by ``data.prepared_frame``) for every recipient.
 
-        :returns: whether it was written (not when closing, nor a broadcast with no frame).
+        Packets (a list) are written until the TCP transport pauses, the first one always
+        (the session only hands them over while :attr:`writable`); those written are removed
+        from the list, and the rest are left to the session.
+
+        :returns: whether it was all written (not when closing or paused, nor a broadcast
+            with no frame).
         """
         if self._closing or self.state != self.STATE_OPEN:
             return False  # Autobahn is closing: its sendMessage would raise Disconnected
+        if self.paused and not isinstance(data, list):
+            return False  # the session queues it (and the Socket.IO layer drops volatile ones)
         if isinstance(data, str):
             self.write_frame(("4" + data).encode("utf-8"), False)
         elif isinstance(data, bytes):
             self.write_frame(self._wire.binary_prefix + data, True)
         elif isinstance(data, list):
             encode = self._wire.encode_frame
-            for packet in data:
+            for index, packet in enumerate(data):
+                if index and self.paused:
+                    del data[:index]
+                    return False
                 frame = encode(packet)
                 if isinstance(frame, str):
                     self.write_frame(frame.encode("utf-8"), False)
@@ -172,12 +254,33 @@ class EngineWebSocketProtocol(FastServerProtocol):
         return True
 
     def close(self, *, graceful: bool) -> bool:
-        """Close the connection with a normal closing handshake (at once, either way)."""
+        """Close the connection with a normal closing handshake (at once, either way).
+
+        Not graceful while the TCP transport is paused (a ping timeout, a send buffer past
+        its bound): the close frame would wait behind what the peer does not read, so the
+        TCP connection is aborted, and what Twisted buffered for it freed, at once.
+        """
         if not self._closing:
             self._closing = True
             self.session = None
+            if self.paused and not graceful and self.transport is not None:
+                _abort(self.transport)
+                return True
+            # The peer's answer to the close frame must be read, even from a paused peer
+            # (Autobahn's close handshake timeout bounds the wait).
+            self._reading(True)
             self.sendClose(1000)
         return True
+
+
+def _abort(transport: ITransport) -> None:
+    # A TCP transport (TLS included) drops its buffer and closes now (abortConnection is
+    # ITCPTransport's; looked up as Autobahn does, so that a test's transport may have it).
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()
+    else:
+        transport.loseConnection()
 
 
 class EngineWebSocketFactory(WebSocketServerFactory):
