@@ -260,13 +260,7 @@ class Server(Broadcasting):
         parent.children.discard(nsp)
         if self._nsps.get(nsp.name) is nsp:
             del self._nsps[nsp.name]
-        try:
-            closing = nsp.adapter.close()
-        except Exception:
-            log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
-            return
-        if isinstance(closing, Deferred):
-            closing.addErrback(_log_close_failure, nsp.name)
+        _close_adapter(nsp)
 
     @overload
     def on(self, event: str) -> Callable[[_F], _F]: ...
@@ -328,16 +322,21 @@ class Server(Broadcasting):
         for conn in list(self.connections.values()):
             conn.close(CloseReason.SERVER_SHUTTING_DOWN)
         self.engine.close()
-        closing: list[Deferred[object]] = []
-        for nsp in list(self._nsps.values()):
-            try:
-                result = nsp.adapter.close()
-            except Exception:
-                log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
-                continue
-            if isinstance(result, Deferred):
-                closing.append(result.addErrback(_log_close_failure, nsp.name))
+        closing = [d for d in map(_close_adapter, list(self._nsps.values())) if d is not None]
         return gatherResults(closing).addCallback(lambda _: None)
+
+
+def _close_adapter(nsp: Namespace) -> Deferred[object] | None:
+    """Close ``nsp``'s adapter; a Deferred when it closes later (its failure logged, never
+    raised)."""
+    try:
+        result = nsp.adapter.close()
+    except Exception:
+        log.failure("closing the adapter of namespace {nsp} failed", nsp=nsp.name)
+        return None
+    if isinstance(result, Deferred):
+        return result.addErrback(_log_close_failure, nsp.name)
+    return None
 
 
 def _log_close_failure(failure: Failure, nsp: str) -> None:
