@@ -912,6 +912,19 @@ class V4DecoderTests(SynchronousTestCase):
 # ---- properties ---------------------------------------------------------------------------
 
 
+class NotJSONTests(SynchronousTestCase):
+    """A value JSON cannot carry is refused with a message that says what and why."""
+
+    def test_message(self) -> None:
+        """The message names the value and its type and lists what can be sent (not "a
+        object cannot be sent as JSON")."""
+        for value, name in ((object(), "'object'"), ({1, 2}, "'set'")):
+            error = self.assertRaises(TypeError, encode,
+                                      Packet(PacketType.EVENT, "/", ["e", value]))
+            self.assertIn(f"a {name} is none of dict, list", str(error))
+            self.assertTrue(str(error).startswith(repr(value)[:20]), str(error))
+
+
 class PropertyTests(SynchronousTestCase):
     """Round trips and fuzzing."""
 

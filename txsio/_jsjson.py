@@ -68,7 +68,8 @@ class BinaryFound(TypeError):
 
 def not_json(value: object) -> TypeError:
     """The error for a value JSON cannot carry."""
-    return TypeError(f"a {type(value).__name__} cannot be sent as JSON")
+    return TypeError(f"{value!r:.60} cannot be sent as JSON: a {type(value).__name__!r} "
+                     "is none of dict, list, tuple, str, int, float, bool, None or bytes")
 
 
 def _refuse(value: object) -> object:
