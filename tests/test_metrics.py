@@ -36,6 +36,7 @@ from txsio.testing import MemoryTransport, TestClient, TestSocket
 
 from .sio_memory import MemoryClient
 from .test_redis_unit import _Node
+from .test_resource import WebSocketClient
 from .test_tap import make, parse
 
 
@@ -330,21 +331,38 @@ class ExpositionTests(MetricsTestCase):
 
 
 class EngineTests(MetricsTestCase):
-    """What the Engine.IO server counts: upgrades and sessions closed for a full send
-    buffer; the transports' packet and byte counts are not exported (not counted yet)."""
+    """What the Engine.IO server counts: packets and bytes per transport, upgrades, abandoned
+    upgrades and sessions closed for a full send buffer."""
 
     def test_engine_families(self) -> None:
-        """Each counter of ``io.engine.stats`` is served; the uncounted families are not."""
+        """Each counter of ``io.engine.stats`` is served, the transports' after real traffic
+        over polling and WebSocket."""
         stats = self.io.engine.stats
         self.assertIsInstance(stats, EngineStats)
         stats.upgrades += 3
         stats.send_buffer_full += 2
+        stats.upgrade_failures += 4
+        # Any: StubTreq sets its treq functions as attributes at run time.
+        stub: Any = StubTreq(self.io.engine.resource())
+        d = stub.get("http://node/?EIO=4&transport=polling")
+        stub.flush()
+        opened = self.successResultOf(stub.content(self.successResultOf(d)))
+        client = WebSocketClient(self.io.engine, "EIO=4&transport=websocket")
+        client.send_text("40")
+        self.assertEqual(len(client.frames()), 2)
         metrics = self.scrape()
         self.assertEqual(metrics.value("txsio_engineio_upgrades_total"), 3)
         self.assertEqual(metrics.value("txsio_engineio_send_buffer_full_total"), 2)
-        self.assertFalse([n for n in metrics.families
-                          if n.startswith(("txsio_engineio_packets", "txsio_engineio_sent",
-                                           "txsio_engineio_received"))])
+        self.assertEqual(metrics.value("txsio_engineio_upgrade_failures_total"), 4)
+        for name, transport, value in [
+                ("packets_received", "polling", 0), ("packets_sent", "polling", 1),
+                ("received_bytes", "polling", 0), ("sent_bytes", "polling", len(opened)),
+                ("packets_received", "websocket", 1), ("packets_sent", "websocket", 2),
+                ("received_bytes", "websocket", 2),
+                ("sent_bytes", "websocket", stats.websocket.bytes_out)]:
+            self.assertEqual(metrics.value(f"txsio_engineio_{name}_total",
+                                           transport=transport), value, (name, transport))
+        self.assertGreater(stats.websocket.bytes_out, 2)
 
     def test_upgrade_counted(self) -> None:
         """A session that completes an upgrade is counted by its engine."""

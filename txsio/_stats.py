@@ -14,9 +14,9 @@ when Prometheus scrapes.  Stdlib only, so that every layer may import it without
   names are chosen by clients: one label for them all keeps the metrics bounded);
 - :class:`Histogram`: bucket counts, for the fan-out and the cluster's request round trips;
 - :class:`EngineStats`: what only the Engine.IO layer can count (packets and bytes per
-  transport, upgrades, send-buffer drops).  Nothing in the Engine.IO layer increments it yet:
-  the metrics export its families once ``io.engine.options.stats`` is one (see its
-  docstring).
+  transport, upgrades and abandoned ones, send-buffer drops): the engine, its sessions and
+  its transports increment it, each transport in the :class:`TransportStats` it was given
+  when it was made.
 """
 
 from __future__ import annotations
@@ -190,12 +190,20 @@ def namespace_label(matcher: re.Pattern[str] | Callable[..., Any]) -> str:
 
 
 class TransportStats:
-    """What one Engine.IO transport carried (not counted yet: see :class:`EngineStats`).
+    """What one kind of Engine.IO transport carried, every session's together.
 
-    :ivar packets_in: Engine.IO packets received.
-    :ivar packets_out: Engine.IO packets sent.
-    :ivar bytes_in: bytes received (WebSocket message payloads, polling request bodies).
-    :ivar bytes_out: bytes sent (the same, outgoing).
+    Incremented by the transports: WebSocket connections (:mod:`txsio.engineio._wsfast`, and
+    the broadcast path of :mod:`txsio.engineio.websocket`) and polling transports
+    (:mod:`txsio.engineio.polling`), each holding the reference once.
+
+    :ivar packets_in: Engine.IO packets received (each WebSocket message; each packet of a
+        POST body).
+    :ivar packets_out: Engine.IO packets sent (each WebSocket message; each packet of a GET's
+        answer).
+    :ivar bytes_in: bytes received: WebSocket message payloads (a text's UTF-8 bytes as they
+        arrived, frame headers not included), polling POST bodies.
+    :ivar bytes_out: bytes sent: WebSocket message payloads, the bodies of polling GETs'
+        answers.
     """
 
     __slots__ = ("bytes_in", "bytes_out", "packets_in", "packets_out")
@@ -211,9 +219,9 @@ class EngineStats:
     """Counters of an :class:`~txsio.engineio.EngineServer`'s life (``engine.stats``), which
     :mod:`txsio.metrics` exports (``txsio_engineio_…``).
 
-    The per-transport packet and byte counts (:attr:`polling`, :attr:`websocket`) and
-    :attr:`upgrade_failures` are not counted by the transports yet, and are not exported
-    until they are (a family that is always 0 would say something false).
+    The engine counts :attr:`upgrades` and :attr:`send_buffer_full`, its sessions
+    :attr:`upgrade_failures`, and its transports their own :attr:`polling` or
+    :attr:`websocket` counts.
 
     :ivar polling: the :class:`TransportStats` of long-polling.
     :ivar websocket: the :class:`TransportStats` of WebSocket.

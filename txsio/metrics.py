@@ -239,9 +239,25 @@ def _redis(io: Server) -> Iterator[Metric]:
                    "attempts that failed.", ["connection"], [([n], c.failures) for n, c in found])
 
 
+#: The families of each transport's TransportStats: name, documentation, attribute.
+_TRANSPORT_FAMILIES = (
+    ("packets_received", "Engine.IO packets received, by transport.", "packets_in"),
+    ("packets_sent", "Engine.IO packets sent, by transport.", "packets_out"),
+    ("received_bytes", "Bytes received (WebSocket message payloads, polling request "
+     "bodies), by transport.", "bytes_in"),
+    ("sent_bytes", "Bytes sent (WebSocket message payloads, polling response bodies), by "
+     "transport.", "bytes_out"),
+)
+
+
 def _engine(stats: EngineStats) -> Iterator[Metric]:
-    # What the Engine.IO server counts (the transports' packet and byte counts are not kept
-    # yet: see EngineStats).
+    # What the Engine.IO server and its transports count.
+    transports = [("polling", stats.polling), ("websocket", stats.websocket)]
+    for family, documentation, attribute in _TRANSPORT_FAMILIES:
+        yield _counter(f"txsio_engineio_{family}", documentation, ["transport"],
+                       [([name], getattr(t, attribute)) for name, t in transports])
+    yield _counter("txsio_engineio_upgrade_failures", "Upgrades to WebSocket abandoned.", [],
+                   [([], stats.upgrade_failures)])
     yield _counter("txsio_engineio_upgrades", "Upgrades to WebSocket completed.", [],
                    [([], stats.upgrades)])
     yield _counter("txsio_engineio_send_buffer_full", "Sessions closed because more than "

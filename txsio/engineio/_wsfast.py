@@ -35,6 +35,11 @@ Writing: with no compression, nothing queued, no frame logging and no auto-fragm
 message is written as one unmasked frame straight to the transport; otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
 logging on the same common case.
+
+Counting: every data message read (either path) and written by :meth:`write_frame` adds one
+packet and its payload's length in bytes (a text's UTF-8 bytes as they came on the wire,
+frame headers not included) to :attr:`FastServerProtocol.traffic`, whose reference the
+subclass sets once per connection.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from contextlib import suppress
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from twisted.logger import Logger
+
+from .._stats import TransportStats
 
 __all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
 
@@ -99,6 +106,9 @@ class FastServerProtocol(WebSocketServerProtocol):
 
     #: the largest payload the fast path reads (set when the connection is made)
     _fast_limit = 0
+    #: where the messages read and written are counted: the subclass sets its engine's
+    #: counters when the connection is made; this class-wide sink counts the others'.
+    traffic: TransportStats = TransportStats()
 
     # Autobahn's options, copied from the factory onto each connection when it is made
     # (declared for mypy only: a class attribute would stop Autobahn from copying them).
@@ -147,6 +157,7 @@ class FastServerProtocol(WebSocketServerProtocol):
         pos = 0
         end_of_data = len(data)
         limit = self._fast_limit
+        traffic = self.traffic
         while pos + 6 <= end_of_data:
             first = data[pos]
             second = data[pos + 1]
@@ -167,6 +178,8 @@ class FastServerProtocol(WebSocketServerProtocol):
             if end > end_of_data:
                 break
             payload = _unmask(data[start + 4:end], data[start:start + 4])
+            traffic.packets_in += 1
+            traffic.bytes_in += length
             if first == 0x81:
                 try:
                     text = payload.decode("utf-8")
@@ -184,6 +197,9 @@ class FastServerProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """A message Autobahn assembled (the path for what the fast path leaves to it)."""
+        traffic = self.traffic
+        traffic.packets_in += 1
+        traffic.bytes_in += len(payload)
         if isBinary:
             self.binary_received(payload)
         else:
@@ -232,14 +248,18 @@ class FastServerProtocol(WebSocketServerProtocol):
     # -- called by the subclass --------------------------------------------------------------
 
     def write_frame(self, payload: bytes, binary: bool) -> None:
-        """Write one message: a text (UTF-8) or binary ``payload``, in one frame if it can."""
+        """Write one message: a text (UTF-8) or binary ``payload``, in one frame if it can
+        (counted in :attr:`traffic`: one packet, the payload's bytes)."""
         transport = self.transport
+        traffic = self.traffic
+        length = len(payload)
+        traffic.packets_out += 1
+        traffic.bytes_out += length
         if (self._perMessageCompress is None and not self.send_queue
                 and transport is not None and not self.logFrames
                 and not self.autoFragmentSize):
             # One unmasked, unfragmented frame (RFC 6455 section 5.2), written directly:
             # what Autobahn's sendMessage would write, without its per-frame machinery.
-            length = len(payload)
             opcode = 0x82 if binary else 0x81
             if length < 126:
                 header = bytes((opcode, length))
@@ -250,7 +270,7 @@ class FastServerProtocol(WebSocketServerProtocol):
             transport.write(header + payload)
             return
         limit = self.maxMessagePayloadSize
-        if limit and len(payload) > limit:
+        if limit and length > limit:
             # The size limit bounds what the peer sends, but Autobahn's sendMessage applies it
             # to outgoing messages too and raises: send a larger message as one frame.
             self.sendFrame(opcode=2 if binary else 1, payload=payload)

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
+from .._stats import TransportStats
 from .errors import EngineRequestError, ErrorCode
 from .packet import EngineIOParseError, Packet, PacketType
 from .session import SessionState
@@ -61,13 +62,18 @@ class PollingTransport:
     :param wire: the session's wire format.
     :param max_body: the largest POST body accepted, in bytes.
     :param max_packets: the most packets accepted in one POST body.
+    :param stats: where its traffic is counted (its engine's ``stats.polling``): the packets
+        of each POST body decoded and the body's bytes, the packets of each GET answered and
+        the answer's body bytes (a POST's ``ok`` is not counted).
     """
 
     name = "polling"
     upgrades_to: tuple[str, ...] = ("websocket",)
 
-    def __init__(self, wire: WireFormat, *, max_body: int, max_packets: int) -> None:
+    def __init__(self, wire: WireFormat, *, max_body: int, max_packets: int,
+                 stats: TransportStats | None = None) -> None:
         self.wire = wire
+        self._stats = TransportStats() if stats is None else stats
         self.session: EngineSession | None = None
         self._max_body = max_body
         self._max_packets = max_packets
@@ -184,6 +190,9 @@ class PollingTransport:
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+        stats = self._stats
+        stats.packets_in += len(packets)
+        stats.bytes_in += len(body)
         for packet in packets:
             if packet.type is PacketType.CLOSE and self._get is not None:
                 # The client closes: release its pending poll, as Node does.
@@ -227,6 +236,9 @@ class PollingTransport:
         if dropped:
             log.warn("dropped {count} message(s) containing U+001E, which polling cannot carry",
                      count=dropped)
+        stats = self._stats
+        stats.packets_out += len(packets) - dropped
+        stats.bytes_out += len(body)
         request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", b"%d" % len(body))
         request.write(body)

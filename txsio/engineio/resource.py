@@ -154,6 +154,7 @@ class EngineIOResource(Resource):
             wire,
             max_body=server.options.max_http_buffer_size,
             max_packets=server.options.max_payload_packets,
+            stats=server.stats.polling,
         )
         session = server.create_session(wire.revision, polling, handshake)
         polling.session = session

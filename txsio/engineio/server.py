@@ -327,7 +327,7 @@ class EngineServer(EventEmitter):
         while sid in self.sessions:  # pragma: no cover - 120 random bits
             sid = generate_id()
         session = EngineSession(sid, self.options, protocol, transport, clock=self.clock,
-                                request=request)
+                                request=request, stats=self.stats)
         self.sessions[sid] = session
         session.add_close_callback(self._session_closed)
         session.open(self.upgrades_for(transport.name))

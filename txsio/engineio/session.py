@@ -72,6 +72,8 @@ from .wire import open_payload, wire_format
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+    from .._stats import EngineStats
+
 __all__ = [
     "CloseReason",
     "EngineOptions",
@@ -229,6 +231,8 @@ class EngineSession(EventEmitter):
     :param clock: the clock for every timer.
     :param request: what the handshake request carried (headers, query, address...), for the
         layers above; opaque to the session.
+    :param stats: its engine's counters, where an abandoned upgrade is counted
+        (``upgrade_failures``), or ``None``.
 
     :ivar listener: the :class:`SessionListener` the session calls for each message and when
         it closes (Socket.IO's connection sets itself here), or ``None``.
@@ -244,6 +248,7 @@ class EngineSession(EventEmitter):
         *,
         clock: IReactorTime,
         request: Any = None,
+        stats: EngineStats | None = None,
     ) -> None:
         super().__init__()
         self.id = sid
@@ -252,6 +257,7 @@ class EngineSession(EventEmitter):
         self.wire = wire_format(protocol)
         self.transport = transport
         self.request = request
+        self._stats = stats
         self.listener: SessionListener | None = None
         self.state = SessionState.OPEN
         self.upgraded = False
@@ -547,6 +553,8 @@ class EngineSession(EventEmitter):
         probed, self._probed = self._probed, False
         cancel_call(self._upgrade_timer)
         self._upgrade_timer = None
+        if probe is not None and self._stats is not None:
+            self._stats.upgrade_failures += 1
         if probe is not None and close_probe:
             probe.close(graceful=False)
         if probed and self.state is SessionState.CLOSING:

@@ -24,6 +24,10 @@ whose acks it does not read is not read either).  When the transport resumes, th
 writes its queue until the transport pauses again, then reading resumes.  These are Twisted's
 public signals only: nothing reads the transport's private buffer.
 
+Counted in the engine's ``stats.websocket`` (:class:`~txsio._stats.TransportStats`): each
+message read or written, and its payload's bytes (see :mod:`txsio.engineio._wsfast`), a
+broadcast's prepared frame included.
+
 Each Engine.IO packet travels in its own frame: text packets as text frames, binary messages
 as binary frames (EIO v4: the raw bytes; v3: a ``0x04`` type byte first).  Autobahn's own
 auto-ping is off (the Engine.IO heartbeat is ours), and Autobahn refuses frames and messages
@@ -108,7 +112,10 @@ class EngineWebSocketProtocol(FastServerProtocol):
     # -- called by Twisted and Autobahn ----------------------------------------------------
 
     def connectionMade(self) -> None:
-        """Register as the transport's producer, in place of twisted.web's channel."""
+        """Count in the engine's WebSocket counters; register as the transport's producer,
+        in place of twisted.web's channel."""
+        # Looked up once: the fast path adds to it for every message.
+        self.traffic = self.factory.engine.stats.websocket
         super().connectionMade()
         consumer = IConsumer(self.transport)
         try:
@@ -251,6 +258,10 @@ class EngineWebSocketProtocol(FastServerProtocol):
             if prepared is None:
                 return False
             self.sendPreparedMessage(prepared)
+            traffic = self.traffic
+            traffic.packets_out += 1
+            # Autobahn keeps the payload it prepared (a frame prepared for compression too).
+            traffic.bytes_out += len(prepared.payload)
         return True
 
     def close(self, *, graceful: bool) -> bool:
