@@ -131,7 +131,7 @@ class Soak:
         a = self.args
         options = {"ping_interval": a.ping_interval, "ping_timeout": a.ping_timeout,
                    "rooms": a.rooms, "bulk_bytes": a.bulk_bytes}
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(a.txsio)}
         self.server = subprocess.Popen(
             [*pinned(0), sys.executable, str(HERE / "soak_server.py"), json.dumps(options)],
             env=env, text=True, stdout=subprocess.PIPE,
@@ -238,7 +238,7 @@ class Soak:
         ready = self.command(lines, "go", "ready", max(60, a.connections / 20))
         print(f"{'':16}{a.connections} connections open in {ready['rampSeconds']:.1f} s",
               flush=True)
-        start = self.sample("start", ready)
+        start = self.sample("start", ready, objects=1)
         started = time.monotonic()
         duration = a.seconds if a.seconds is not None else a.minutes * 60
         n = 0
@@ -301,6 +301,7 @@ class Soak:
             "connect_errors": load["connectErrors"],
             "heartbeats_missed": load["heartbeatMissed"], "pings": load["pings"],
             "disconnect_reasons": gone["reasons"],
+            "server_log": gone["log"],
             "closed": closed,
             "rss_mib": {k: round(s["rss_mib"], 1) for k, s in
                         (("baseline", baseline), ("start", start), ("end", end),
@@ -312,6 +313,7 @@ class Soak:
             "allocated_blocks": {"baseline": baseline["server"]["allocated_blocks"],
                                  "after": gone["allocated_blocks"]},
             "gc_objects": {"baseline": baseline["server"]["gc_objects"],
+                           "start": start["server"]["gc_objects"],
                            "after": gone["gc_objects"]},
             "malloc_in_use_mib": {
                 "baseline": round(baseline["server"]["malloc_in_use"] / 2**20, 1),
@@ -322,11 +324,13 @@ class Soak:
               f"peak {summary['rss_mib']['peak']} MiB, after {summary['rss_mib']['after']} MiB;"
               f" allocated blocks {summary['allocated_blocks']['baseline']} -> "
               f"{summary['allocated_blocks']['after']}, objects "
-              f"{summary['gc_objects']['baseline']} -> {summary['gc_objects']['after']}, "
+              f"{summary['gc_objects']['baseline']} -> {summary['gc_objects']['start']} (start) "
+              f"-> {summary['gc_objects']['after']}, "
               f"malloc in use {summary['malloc_in_use_mib']['baseline']} -> "
               f"{summary['malloc_in_use_mib']['after']} MiB")
         print(f"event-loop lag over the run: max {summary['lag_ms']['max']} ms, "
-              f"avg {summary['lag_ms']['avg']} ms; disconnect reasons {gone['reasons']}")
+              f"avg {summary['lag_ms']['avg']} ms; disconnect reasons {gone['reasons']}; "
+              f"server log events {gone['log']}")
         print("verdict: " + ("nothing lost, nothing leaked" if summary["ok"] else "FAILED"),
               flush=True)
         return summary
@@ -356,6 +360,8 @@ def main() -> None:
     parser.add_argument("--ramp-concurrency", type=int, default=100)
     parser.add_argument("--grace", type=float, default=40.0,
                         help="seconds the end waits for the last acks")
+    parser.add_argument("--txsio", type=Path, default=ROOT,
+                        help="the checkout whose txsio the server runs (default: this one)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary line")
     args = parser.parse_args()
     if not (NODE_MODULES / "ws").is_dir():

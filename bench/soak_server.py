@@ -17,9 +17,10 @@ A timer firing every 50 ms measures the event loop's lag (how late it fires), an
 ``gc.callbacks`` the longest pause of the garbage collector (a likely cause of lag).
 ``GET /status`` answers JSON: the lag and the longest GC pause since the previous read, the lag
 overall, sessions and sockets, rooms left in the adapter, the disconnect reasons, the probe and
-poll counts, and the allocation counters.  ``?gc=1`` collects garbage (and returns freed heap
-to the system) for the leak check; ``?restart=1`` starts the overall lag figures anew;
-``?peek=1`` leaves the lag figures out (their window goes on); ``?quiesce=1`` stops starting
+poll counts, log events by level, and the allocation counters.  ``?gc=1`` collects garbage
+(and returns freed heap to the system) for the leak check; ``?restart=1`` starts the overall
+lag figures anew; ``?peek=1`` leaves the lag figures out (their window goes on);
+``?objects=1`` counts the objects the garbage collector tracks; ``?quiesce=1`` stops starting
 probes and polls.  The process prints ``ready`` once listening.
 """
 
@@ -38,6 +39,7 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel, globalLogBeginner, textFileLogObserver
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -184,6 +186,7 @@ class SoakApp:
         self._news_room = 0
         self._poll_room = 0
         self.gc_pauses = GCPauses()
+        self.log = LogCounter()
         self.bulk = {"pad": "x" * int(options["bulk_bytes"])}
         io.on("connection", self.connected)
         self.loops = [
@@ -284,8 +287,8 @@ class SoakApp:
 
     # -- status ------------------------------------------------------------------------------
 
-    def status(self, lag: LagMeter, collect: bool, restart: bool,
-               peek: bool) -> dict[str, Any]:
+    def status(self, lag: LagMeter, collect: bool, restart: bool, peek: bool,
+               objects: bool) -> dict[str, Any]:
         figures = {} if peek else {**lag.read(restart), **self.gc_pauses.read()}
         if collect:
             # The measurement's own pause is not the server's lag.
@@ -305,10 +308,12 @@ class SoakApp:
             "pending": self.pending,
             "ticks": self.tick_seq,
             "reasons": dict(self.reasons),
+            "log": dict(self.log.counts),
             **self.counts,
             "allocated_blocks": sys.getallocatedblocks(),
             "malloc_in_use": _malloc_in_use(),
-            "gc_objects": len(gc.get_objects()),
+            # Listing every object takes a while with many connections: only when asked.
+            "gc_objects": len(gc.get_objects()) if collect or objects else -1,
         }
 
 
@@ -328,9 +333,25 @@ class StatusResource(Resource):
             self.app.quiescent = True
         body = self.app.status(self.lag, collect=bool(args.get(b"gc")),
                                restart=bool(args.get(b"restart")),
-                               peek=bool(args.get(b"peek")))
+                               peek=bool(args.get(b"peek")),
+                               objects=bool(args.get(b"objects")))
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(body).encode()
+
+
+class LogCounter:
+    """Counts the server's log events by level and writes warnings and worse to stderr (which
+    the soak shows at its end); the rest are dropped, as a production server at level warn."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._text = textFileLogObserver(sys.stderr)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        level = event.get("log_level", LogLevel.info)
+        self.counts[level.name] += 1
+        if level >= LogLevel.warn:
+            self._text(event)
 
 
 def main() -> None:
@@ -340,6 +361,7 @@ def main() -> None:
     io = txsio.Server(ping_interval=float(options["ping_interval"]),
                       ping_timeout=float(options["ping_timeout"]))
     app = SoakApp(io, options)
+    globalLogBeginner.beginLoggingTo([app.log], redirectStandardIO=False)
     lag = LagMeter(reactor)
     root = Resource()
     root.putChild(b"socket.io", io.resource())
