@@ -17,10 +17,12 @@ every ``--report-every`` seconds, at the end (load stopped, every ack settled) a
 client left: the server's resident memory and open descriptors (from /proc), its event-loop
 lag (max and average since the previous line), sessions, acks sent / answered / lost, and the
 disconnect reasons.  The verdict: nothing lost (every ack answered, no gap in the tick
-sequence) and nothing leaked (sessions, sockets and rooms back to 0, descriptors back to the
-baseline).  Memory is reported, not judged, as resident memory (freed memory need not go back
-to the system: Python keeps partly used arenas) and as what is still allocated after a garbage
-collection, Python's small blocks and malloc's bytes: a leak grows those with the connections.
+sequence), no client dropped (a slow consumer disconnected past the send buffer's bound is
+reported, with its pending acks, and does not fail the run) and nothing leaked (sessions,
+sockets and rooms back to 0, descriptors back to the baseline).  Memory is reported, not
+judged, as resident memory (freed memory need not go back to the system: Python keeps partly
+used arenas) and as what is still allocated after a garbage collection, Python's small blocks
+and malloc's bytes: a leak grows those with the connections.
 
 ``--json`` adds one JSON line at the end (``{"event": "summary", ...}``) for
 tests/test_soak_smoke.py, which runs this script small.  Exit status 1 when the verdict fails.
@@ -48,6 +50,10 @@ ROOT = HERE.parent
 NODE_MODULES = ROOT / "tests" / "node" / "node_modules"
 #: descriptors a process keeps beside its connections (listener, epoll, pipes, logs)
 FD_MARGIN = 200
+#: why the server saw clients go when they left on purpose (churn, the end of the run)
+LEAVING = {"transport close", "client namespace disconnect"}
+#: why it may drop a client by design: a slow consumer past the send buffer's bound
+BY_DESIGN = {"send buffer full"}
 #: seconds the server has to close everything once every client left
 SETTLE = 30.0
 
@@ -214,6 +220,7 @@ class Soak:
             line += (f"  open {load['open']:6d} paused {load['paused']:4d}"
                      f"  acks {load['acksSent']}/{load['acksAnswered']}"
                      f" pending {load['acksPending']} lost {load['lost']}"
+                     f" (+{load['lostOnDropped']} on dropped connections)"
                      f"  rtt max {load['rttMaxMs']:.0f} ms"
                      f"  probes {srv.get('probes_answered', 0)}/{srv.get('probes_sent', 0)}"
                      f" polls {srv.get('poll_answers', 0)}/{srv.get('poll_answers_expected', 0)}"
@@ -280,6 +287,18 @@ class Soak:
             "poll_answers": srv.get("poll_answers_expected", 0) - srv.get("poll_answers", 0),
             "tick_gaps": load["tickGaps"],
         }
+        reasons = gone["reasons"]
+        dropped = {
+            # Any other reason: the server dropped a client it should have kept.
+            "by_server": {r: n for r, n in reasons.items() if r not in LEAVING | BY_DESIGN},
+            "by_design": {r: n for r, n in reasons.items() if r in BY_DESIGN},
+            "seen_by_clients": load["unexpectedCloses"],
+            "heartbeats_missed": load["heartbeatMissed"],
+            "acks_on_dropped": load["lostOnDropped"],
+        }
+        by_design = sum(dropped["by_design"].values())
+        unexplained = (bool(dropped["by_server"]) or bool(dropped["heartbeats_missed"])
+                       or sum(load["unexpectedCloses"].values()) > by_design)
         leaked = {
             "sessions": gone["sessions"], "sockets": gone["sockets"], "rooms": gone["rooms"],
             "adapter_sids": gone["adapter_sids"], "pending": gone["pending"],
@@ -288,8 +307,8 @@ class Soak:
         summary = {
             "event": "summary",
             "connections": self.args.connections,
-            "ok": not any(lost.values()) and not any(leaked.values()),
-            "lost": lost, "leaked": leaked,
+            "ok": not any(lost.values()) and not any(leaked.values()) and not unexplained,
+            "lost": lost, "leaked": leaked, "dropped": dropped,
             "acks": {"client_sent": load["acksSent"], "client_answered": load["acksAnswered"],
                      "probes_sent": srv.get("probes_sent", 0),
                      "probes_answered": srv.get("probes_answered", 0),
@@ -297,9 +316,8 @@ class Soak:
                      "polls_sent": srv.get("polls_sent", 0),
                      "poll_answers": srv.get("poll_answers", 0)},
             "churn_closes": load["churnCloses"], "pauses": load["pauses"],
-            "unexpected_closes": load["unexpectedCloses"],
             "connect_errors": load["connectErrors"],
-            "heartbeats_missed": load["heartbeatMissed"], "pings": load["pings"],
+            "pings": load["pings"],
             "disconnect_reasons": gone["reasons"],
             "server_log": gone["log"],
             "closed": closed,
@@ -319,7 +337,11 @@ class Soak:
                 "baseline": round(baseline["server"]["malloc_in_use"] / 2**20, 1),
                 "after": round(gone["malloc_in_use"] / 2**20, 1)},
         }
-        print(f"lost: {lost}\nleaked: {leaked}")
+        print(f"lost: {lost}\nleaked: {leaked}\ndropped: {dropped}")
+        if by_design:
+            print(f"{by_design} slow consumers were disconnected past the send buffer's bound "
+                  f"(reason {sorted(BY_DESIGN)}), with {load['lostOnDropped']} acks pending: "
+                  "pause them more briefly (--slow-pause) or send less (--bulk-bytes)")
         print(f"memory: baseline {summary['rss_mib']['baseline']} MiB, "
               f"peak {summary['rss_mib']['peak']} MiB, after {summary['rss_mib']['after']} MiB;"
               f" allocated blocks {summary['allocated_blocks']['baseline']} -> "
@@ -331,7 +353,8 @@ class Soak:
         print(f"event-loop lag over the run: max {summary['lag_ms']['max']} ms, "
               f"avg {summary['lag_ms']['avg']} ms; disconnect reasons {gone['reasons']}; "
               f"server log events {gone['log']}")
-        print("verdict: " + ("nothing lost, nothing leaked" if summary["ok"] else "FAILED"),
+        print("verdict: " + ("nothing lost, nothing leaked, no client dropped"
+                             if summary["ok"] else "FAILED"),
               flush=True)
         return summary
 

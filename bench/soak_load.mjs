@@ -42,6 +42,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const stats = {
   connects: 0, connectErrors: {}, churnCloses: 0, unexpectedCloses: {}, heartbeatMissed: 0,
   pings: 0, acksSent: 0, acksAnswered: 0, acksWrong: 0, acksUnknown: 0, lost: 0,
+  lostOnDropped: 0,
   ticks: 0, tickGaps: 0, tickRepeats: 0, news: 0, bulkBytes: 0, probes: 0, polls: 0,
   pauses: 0, connectErrorsTotal: 0,
 };
@@ -192,7 +193,10 @@ class Conn {
     } else if (this.opened) {
       stats.unexpectedCloses[code] = (stats.unexpectedCloses[code] || 0) + 1;
     }
-    stats.lost += this.pending.size; // empty unless the connection went unexpectedly
+    // Pending acks die with a connection the server (or the watchdog) dropped; one closed on
+    // purpose has none (it leaves when quiet).
+    if (this.leaving || closing) stats.lost += this.pending.size;
+    else stats.lostOnDropped += this.pending.size;
     this.pending.clear();
     if (this.onClosed) { const f = this.onClosed; this.onClosed = null; f(); }
     if (closing) return;
