@@ -167,11 +167,9 @@ class EngineIOResource(Resource):
         transport = channel.transport
         result = self._ws_factory.take_over(request, admission)
         if transport is not None and channel.transport is None:
-            # Autobahn took the connection over.  The HTTP channel registered itself as the
-            # transport's producer and may hold a timeout: detach it, or the channel and its
-            # request stay alive (and in the flow control) for the WebSocket's whole life.
-            if getattr(transport, "producer", None) is channel:
-                transport.unregisterProducer()  # type: ignore[attr-defined]
+            # Autobahn took the connection over (and the WebSocket protocol replaced the HTTP
+            # channel as the transport's producer).  The channel may still hold a timeout:
+            # cancel it, or the channel and its request stay alive for the WebSocket's life.
             channel.setTimeout(None)
         return result
 
