@@ -26,7 +26,8 @@ from ._stats import NamespaceStats
 from ._twisted import cancel_call
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
-from .protocol import Packet, PacketType, encode
+from .parser import DEFAULT_PARSER, Parser
+from .protocol import Packet, PacketType
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -97,16 +98,20 @@ class EncodedPacket:
         self._prepared: Any = None
 
     @classmethod
-    def of(cls, packet: Packet, protocol: int = 5) -> EncodedPacket:
+    def of(cls, packet: Packet, protocol: int = 5,
+           parser: Parser = DEFAULT_PARSER) -> EncodedPacket:
         """Encode ``packet``.
 
         :param packet: the Socket.IO packet.
         :param protocol: the Socket.IO protocol revision (5, or 4 for EIO3 clients).
+        :param parser: the server's parser (:mod:`txsio.parser`).
         """
-        return cls(encode(packet, protocol=protocol))
+        return cls(parser.encode(packet, protocol=protocol))
 
     def prepared_frame(self, factory: Any) -> Any:
-        """The WebSocket frame of a text-only packet, prepared once (``None`` with attachments).
+        """The WebSocket frame of a packet that is one text message, prepared once (``None``
+        for one with attachments, or a binary message: its frame's prefix depends on the
+        Engine.IO revision of each recipient, so each transport frames it).
 
         :param factory: the Autobahn factory that prepares it (``prepareMessage``).
         """
@@ -114,7 +119,8 @@ class EncodedPacket:
             return None
         if self._prepared is None:
             text = self.parts[0]
-            assert isinstance(text, str)
+            if not isinstance(text, str):
+                return None
             self._prepared = factory.prepareMessage(("4" + text).encode("utf-8"), False)
         return self._prepared
 
@@ -201,6 +207,10 @@ class AdapterHost(Protocol):
     @property
     def clock(self) -> IReactorTime:
         """The server's clock."""
+
+    @property
+    def parser(self) -> Parser:
+        """The server's parser: how a broadcast's packet is encoded for the clients."""
 
     def next_ack_id(self) -> int:
         """A new acknowledgement id, unique in the namespace."""
@@ -340,7 +350,7 @@ class Adapter(EventMethods):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
-        encoded = EncodedPacket.of(packet)
+        encoded = EncodedPacket.of(packet, parser=self.nsp.parser)
         volatile = opts.flags.volatile
         data = packet.data
 
@@ -365,7 +375,7 @@ class Adapter(EventMethods):
         :param client_count_callback: called once with the number of recipients.
         :param ack: called with each recipient's acknowledgement arguments.
         """
-        encoded = EncodedPacket.of(packet)
+        encoded = EncodedPacket.of(packet, parser=self.nsp.parser)
         volatile = opts.flags.volatile
         ack_id = packet.id
         assert ack_id is not None

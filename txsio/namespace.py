@@ -27,6 +27,7 @@ from .socket import Socket
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from .parser import Parser
     from .protocol import Packet
     from .server import Connection, Server
 
@@ -101,6 +102,11 @@ class Namespace(Broadcasting, EventMethods):
     def clock(self) -> IReactorTime:
         """The server's clock (for adapters)."""
         return self.server.clock
+
+    @property
+    def parser(self) -> Parser:
+        """The server's parser, which encodes the packets of broadcasts (for adapters)."""
+        return self.server.parser
 
     def next_ack_id(self) -> int:
         """A new acknowledgement id, unique in this namespace (for adapters)."""

@@ -87,6 +87,7 @@ __all__ = [
     "SocketIOParseError",
     "encode",
     "has_binary",
+    "payload_for",
 ]
 
 
@@ -290,23 +291,7 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     :raises TypeError: if the data holds a value JSON cannot carry.
     """
     ptype = packet.type
-    data = packet.data
-    if protocol != 5:
-        if protocol != 4:
-            raise ValueError(f"unsupported Socket.IO protocol {protocol!r}")
-        if ptype is CONNECT:
-            # SIO v4: the server accepts a join with a bare CONNECT.  A "?" would start the
-            # query that a v4 CONNECT carries in its namespace: no such name can be sent.
-            if "?" in packet.nsp:
-                raise ValueError(f"a v4 CONNECT cannot name the namespace {packet.nsp!r:.40}:"
-                                 " '?' starts its query")
-            data = None
-        elif ptype is CONNECT_ERROR and isinstance(data, dict):
-            # SIO v4: CONNECT_ERROR (then ERROR) carries a string.
-            message = data.get("message")
-            if not isinstance(message, str):
-                raise ValueError("a v4 CONNECT_ERROR needs a string message")
-            data = message
+    data = packet.data if protocol == 5 else payload_for(packet, protocol)
     attachments: list[bytes] | None = None
     if data is None:
         body = ""
@@ -324,6 +309,37 @@ def encode(packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
     if attachments:
         return [head + body, *attachments]
     return [head + body]
+
+
+def payload_for(packet: Packet, protocol: int) -> Any:
+    """The payload ``packet`` carries to a peer of Socket.IO ``protocol`` (for every parser).
+
+    Protocol 5 sends the data as it is.  Protocol 4 (socket.io-client 2.x) differs in two
+    packets: the server accepts a join with a bare CONNECT (no data), and a CONNECT_ERROR
+    (then ``ERROR``) carries a string, the data's ``"message"``.
+
+    :raises ValueError: if ``protocol`` is not 4 or 5; if a v4 CONNECT_ERROR dict has no
+        string ``"message"``; or if a v4 CONNECT's namespace holds a ``?``.
+    """
+    ptype = packet.type
+    data = packet.data
+    if protocol != 5:
+        if protocol != 4:
+            raise ValueError(f"unsupported Socket.IO protocol {protocol!r}")
+        if ptype is CONNECT:
+            # SIO v4: the server accepts a join with a bare CONNECT.  A "?" would start the
+            # query that a v4 CONNECT carries in its namespace: no such name can be sent.
+            if "?" in packet.nsp:
+                raise ValueError(f"a v4 CONNECT cannot name the namespace {packet.nsp!r:.40}:"
+                                 " '?' starts its query")
+            data = None
+        elif ptype is CONNECT_ERROR and isinstance(data, dict):
+            # SIO v4: CONNECT_ERROR (then ERROR) carries a string.
+            message = data.get("message")
+            if not isinstance(message, str):
+                raise ValueError("a v4 CONNECT_ERROR needs a string message")
+            data = message
+    return data
 
 
 # ---- decoding -----------------------------------------------------------------------------

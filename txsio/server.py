@@ -43,7 +43,8 @@ from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import CorsOrigins, EngineServer
 from .engineio.session import CloseReason
 from .namespace import Namespace, NamespaceMatcher, ParentNamespace
-from .protocol import Decoder, Packet, PacketType, SocketIOParseError, encode
+from .parser import Parser, resolve_parser
+from .protocol import Packet, PacketType, SocketIOParseError
 from .socket import Handshake, Socket
 
 if TYPE_CHECKING:
@@ -108,6 +109,10 @@ class Server(Broadcasting):
         or ``None`` (off, the default).
     :param adapter: a factory ``f(namespace) -> Adapter`` (default: in memory).
     :param max_attachments: the most binary attachments one packet may announce.
+    :param parser: how packets are written on the wire, for every client (Node's
+        ``parser``): ``"default"``, ``"msgpack"`` (npm ``socket.io-msgpack-parser``, which
+        the clients must use too) or an object with the :class:`~txsio.parser.Parser`
+        interface (see :doc:`/parsers`).
     :param cleanup_empty_child_namespaces: remove a child of a dynamic namespace (and close
         its adapter) when its last socket leaves (Node's ``cleanupEmptyChildNamespaces``;
         default off: children stay).
@@ -141,6 +146,7 @@ class Server(Broadcasting):
         connection_state_recovery: bool | Mapping[str, Any] | RecoveryOptions | None = None,
         adapter: Callable[[Namespace], Adapter] | None = None,
         max_attachments: int = 10,
+        parser: str | Parser = "default",
         cleanup_empty_child_namespaces: bool = False,
         trusted_proxies: Iterable[str] = (),
         clock: IReactorTime | None = None,
@@ -149,6 +155,8 @@ class Server(Broadcasting):
         self.path = "/" + path.strip("/")
         self.connect_timeout = float(connect_timeout)
         self.max_attachments = max_attachments
+        #: the parser of every connection and broadcast (:mod:`txsio.parser`)
+        self.parser: Parser = resolve_parser(parser)
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.connection_state_recovery = _recovery(connection_state_recovery)
         self._adapter_factory = adapter
@@ -371,7 +379,9 @@ class Connection:
         self.id = session.id
         # EIO3 clients (socket.io-client 2.x) speak Socket.IO v4.
         self.protocol = 4 if session.protocol == 3 else 5
-        self.decoder = Decoder(protocol=self.protocol, max_attachments=server.max_attachments)
+        self.decoder = server.parser.decoder(protocol=self.protocol,
+                                             max_attachments=server.max_attachments)
+        self._encode = server.parser.encode
         self.sockets: dict[str, Socket] = {}  # by namespace name
         self._connecting: set[str] = set()
         self._closed = False
@@ -428,7 +438,7 @@ class Connection:
         """Encode and send one packet to this client."""
         if self._closed:
             return
-        parts = encode(packet, protocol=self.protocol)
+        parts = self._encode(packet, protocol=self.protocol)
         session = self.session
         if volatile and not session.transport.writable:
             self._stats.volatile_dropped += 1

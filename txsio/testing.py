@@ -49,7 +49,7 @@ from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import HandshakeRequest
 from .engineio.session import SessionState
 from .exceptions import ConnectionRefusedError, DisconnectedError
-from .protocol import Decoder, Packet, PacketType, encode
+from .protocol import Packet, PacketType
 
 if TYPE_CHECKING:
 
@@ -269,7 +269,7 @@ class TestClient:
         self.io = io
         self.auto_pong = True
         self.sockets: dict[str, TestSocket] = {}
-        self._decoder = Decoder()
+        self._decoder = io.parser.decoder()
         self._ids = 0
         self._transport = MemoryTransport(on_packet=self._from_server,
                                           on_close=lambda graceful: self._engine_closed())
@@ -321,7 +321,7 @@ class TestClient:
     def _send(self, packet: Packet) -> None:
         if self.closed:
             return
-        for part in encode(packet):
+        for part in self.io.parser.encode(packet):
             self.session.receive(part, self._transport)
 
     def _from_server(self, packet: EnginePacket) -> None:

@@ -78,6 +78,7 @@ from twisted.python.failure import Failure
 from .._handlers import FlaggedEmitter, HandlerMethods, Listeners
 from .._twisted import default_reactor
 from ..engineio.client.transport import DEFAULT_MAX_PAYLOAD
+from ..parser import Parser, resolve_parser
 from .backoff import Backoff
 from .manager import Manager, ManagerState
 from .socket import Auth, ClientSocket
@@ -126,6 +127,9 @@ class Client(HandlerMethods):
     :param random: a function giving floats in ``[0, 1)``, for the jitter.
     :param max_payload: the largest message accepted from the server, in bytes.
     :param close_timeout: seconds a close may take before it is forced.
+    :param parser: how packets are written on the wire (socket.io-client's ``parser``):
+        ``"default"``, ``"msgpack"`` (npm ``socket.io-msgpack-parser``, which the server must
+        use too) or an object with the :class:`~txsio.parser.Parser` interface.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class Client(HandlerMethods):
         random: Callable[[], float] | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         close_timeout: float = 2.0,
+        parser: str | Parser = "default",
     ) -> None:
         if clock is None:
             clock = cast("IReactorTime", default_reactor(reactor))
@@ -159,7 +164,7 @@ class Client(HandlerMethods):
             ack_timeout=ack_timeout, retries=retries, extra_headers=extra_headers, clock=clock,
             reactor=reactor, http=http, tls=tls, transport_factory=transport_factory,
             random=random if random is not None else _random.random, max_payload=max_payload,
-            close_timeout=close_timeout,
+            close_timeout=close_timeout, parser=resolve_parser(parser),
         )
         self._main = self.io.socket("/")
         #: the ``"/"`` socket's handlers: ``on_any``, ``on_any_outgoing`` and the rest of the

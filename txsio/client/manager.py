@@ -26,7 +26,8 @@ from ..engineio.client.engine import EngineClient, TransportFactory
 from ..engineio.client.transport import TransportError
 from ..engineio.client.url import EngineURL
 from ..exceptions import ConnectError
-from ..protocol import Decoder, SocketIOParseError
+from ..parser import Parser
+from ..protocol import SocketIOParseError
 from .backoff import Backoff
 from .socket import Auth, ClientSocket
 
@@ -88,6 +89,7 @@ class Manager(EventEmitter):
         random: Callable[[], float],
         max_payload: int,
         close_timeout: float,
+        parser: Parser,
     ) -> None:
         super().__init__()
         self.reconnection = reconnection
@@ -107,7 +109,9 @@ class Manager(EventEmitter):
         self._backoff = Backoff(reconnection_delay, reconnection_delay_max,
                                 randomization_factor, random=random)
         self._nsps: dict[str, ClientSocket] = {}
-        self._decoder = Decoder()
+        #: the parser of every packet, read and written (:mod:`txsio.parser`)
+        self.parser = parser
+        self._decoder = parser.decoder()
         self.state = ManagerState.CLOSED
         #: the current Engine.IO connection (``None`` before the first)
         self.engine: EngineClient | None = None

@@ -31,7 +31,7 @@ from .._handlers import (
     event_name,
 )
 from ..exceptions import ConnectError, DisconnectedError
-from ..protocol import RESERVED_EVENTS, Packet, PacketType, encode
+from ..protocol import RESERVED_EVENTS, Packet, PacketType
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -252,7 +252,8 @@ class ClientSocket(HandlerMethods):
         ack_id = None
         if ack is not None:
             ack_id = self._ids
-        encoded = encode(Packet(PacketType.EVENT, self.nsp, [event, *args], ack_id))
+        encoded = self.io.parser.encode(Packet(PacketType.EVENT, self.nsp, [event, *args],
+                                               ack_id))
         if ack is not None:
             self._ids += 1
             assert ack_id is not None
@@ -287,7 +288,7 @@ class ClientSocket(HandlerMethods):
     def _add_to_queue(self, event: str, args: tuple[Any, ...], flags: EmitFlags,
                       ack: _AckCallback | None) -> Callable[[], None]:
         # Fail now on data that cannot be sent, not when the queue gets to it.
-        encode(Packet(PacketType.EVENT, self.nsp, [event, *args], 0))
+        self.io.parser.encode(Packet(PacketType.EVENT, self.nsp, [event, *args], 0))
         queued = _Queued(event, args, flags, ack)
         self._queue.append(queued)
         self._drain_queue()
@@ -333,7 +334,7 @@ class ClientSocket(HandlerMethods):
         self.io._write(encoded)
 
     def _packet(self, packet: Packet) -> None:
-        self.io._write(encode(packet))
+        self.io._write(self.io.parser.encode(packet))
 
     # -- called by the manager -------------------------------------------------------------
 
