@@ -787,6 +787,9 @@ class NodeSocketIOServer(SocketIOServer):
             "connectTimeout": round(options.pop("connect_timeout", 45.0) * 1000),
             "allowEIO3": options.pop("allow_eio3", False),
         }
+        parser = options.pop("parser", "default")
+        if parser != "default":
+            node_options["parser"] = parser
         recovery = options.pop("connection_state_recovery", None)
         if recovery:
             recovery = {} if recovery is True else dict(recovery)

@@ -198,6 +198,8 @@ class TxsioAppServer(AppServer):
     kind = "txsio"
     io: txsio.Server | None = None
     tls: Any = None
+    #: more options of the server (a subclass's)
+    server_options: dict[str, Any] = {}
     _listening: Any = None
     _factory: _TrackingFactory | None = None
 
@@ -208,7 +210,8 @@ class TxsioAppServer(AppServer):
     async def start(self) -> AppServer:
         io = self.io = txsio.Server(clock=self.reactor, ping_interval=PING_INTERVAL,
                                     ping_timeout=PING_TIMEOUT,
-                                    connection_state_recovery=self.recovery or None)
+                                    connection_state_recovery=self.recovery or None,
+                                    **self.server_options)
         install_app(io, self.log, self.reactor)
         root = Resource()
         root.putChild(b"socket.io", io.resource())

@@ -23,7 +23,8 @@
 // Options shared by the scenarios: options.client "v4" (default, socket.io-client 4.8) or
 // "v2" (socket.io-client 2.x, which needs a server with allowEIO3); options.transports
 // (default ["polling", "websocket"], i.e. polling then upgrade); options.tag (a query
-// parameter the server's whoami reports back).
+// parameter the server's whoami reports back); options.parser "msgpack" (npm
+// socket.io-msgpack-parser, for a server using it too).
 //
 // Scenarios:
 //   basic        connect to "/" with options.auth, wait for the upgrade when both
@@ -109,6 +110,7 @@ function newManager(extra = {}) {
     reconnection: false,
     forceNew: true,
     query: options.tag === undefined ? {} : { tag: options.tag },
+    ...(options.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
     ...extra,
   };
   const manager = v2 ? new ioV2.Manager(baseUrl, opts) : new ManagerV4(baseUrl, opts);

@@ -39,9 +39,11 @@
 //   kick-room(room)                       nsp.in(room).disconnectSockets(); ack(true)
 //   await-gone(id)                        ack(true) once socket id of this namespace disconnected
 import http from "node:http";
+import { createRequire } from "node:module";
 import { Server } from "socket.io";
 import { fromJson, toJson } from "./sio_json.mjs";
 
+const require = createRequire(import.meta.url);
 const options = JSON.parse(process.argv[2] || "{}");
 
 function emit(obj) {
@@ -55,6 +57,8 @@ const io = new Server(httpServer, {
   connectTimeout: options.connectTimeout ?? 45000,
   allowEIO3: options.allowEIO3 ?? false,
   ...(options.connectionStateRecovery ? { connectionStateRecovery: options.connectionStateRecovery } : {}),
+  // options.parser "msgpack": npm socket.io-msgpack-parser (the clients must use it too)
+  ...(options.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
 });
 
 const gone = new Map(); // nsp name -> Set of ids

@@ -25,9 +25,11 @@
 //   drop()                         close the underlying connection, then 20 ms later
 //                                  io.emit("missed", "while-away") (connection state recovery)
 import http from "node:http";
+import { createRequire } from "node:module";
 import { Server } from "socket.io";
 import { fromJson, toJson } from "./sio_json.mjs";
 
+const require = createRequire(import.meta.url);
 const options = JSON.parse(process.argv[2] || "{}");
 
 function emit(obj) {
@@ -39,6 +41,8 @@ const io = new Server(httpServer, {
   pingInterval: options.pingInterval ?? 500,
   pingTimeout: options.pingTimeout ?? 500,
   transports: options.transports ?? ["polling", "websocket"],
+  // "parser":"msgpack": npm socket.io-msgpack-parser (the client must use it too)
+  ...(options.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
   ...(options.recovery
     ? { connectionStateRecovery: { maxDisconnectionDuration: 60000, skipMiddlewares: true } }
     : {}),
