@@ -9,23 +9,30 @@ The Socket.IO interop scenarios run again with both ends on the msgpack parser:
 - ``txsio.Client(parser="msgpack")`` against Node's ``socket.io`` 4.8 with the npm parser,
   and against ``txsio.Server(parser="msgpack")``: every scenario of
   :mod:`tests.test_client_interop`;
+- a Redis cluster whose nodes use different parsers: a node sends packets, not their encoding,
+  so each node encodes another's broadcast with its own parser (as Node's redis adapter);
 - the codec itself, packet by packet: what the npm parser encodes, txsio decodes to the same
   packet, and what txsio encodes, the npm parser decodes and accepts (``tests/node/
   msgpack_codec.mjs``).
 
-Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a skip).
+Needs ``npm ci`` in ``tests/node`` and ``redis-server`` (a missing peer is an error, not a
+skip).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial.unittest import TestCase
 
 import txsio
 from txsio.parser import MsgpackParser
 from txsio.protocol import Packet, PacketType
+from txsio.testing import TestClient
 
 from . import test_client_interop as client_interop
 from . import test_interop_socketio as server_interop
@@ -38,6 +45,7 @@ from .support import (
     require_node,
     run_node,
 )
+from .test_redis_cluster import FAST, RedisServer, TxsioNode, until
 
 
 def _with_msgpack(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -169,3 +177,54 @@ class MsgpackCodecInteropTests(TestCase):
             decoder.feed(extras),
             Packet(PacketType.EVENT, "/", ["extras", "2024-01-31T12:00:00.005Z", b"\x01\x02\x03",
                                            None, {"u": None, "n": None}]))
+
+
+def _stopper(node: TxsioNode) -> Callable[[], defer.Deferred[None]]:
+    return lambda: defer.Deferred.fromCoroutine(node.stop())
+
+
+def _answer_later(clock: IReactorTime, n: int, question: Any) -> defer.Deferred[list[Any]]:
+    # Answered on a later turn, as a client over the network would: an in-memory client's
+    # answer during the fan-out would reach the requesting node before the client count.
+    return task.deferLater(clock, 0.01, lambda: [question, n])
+
+
+class ParsersAcrossTheClusterTests(TestCase):
+    """Two txsio nodes on one Redis, one on the default parser, one on msgpack."""
+
+    timeout = 30
+
+    async def test_broadcasts_and_acks(self) -> None:
+        """A broadcast with binary reaches the clients of both nodes, each in its node's format;
+        a broadcast with acks collects the answers of both."""
+        from twisted.internet import reactor
+
+        clock: IReactorTime = reactor
+        redis = RedisServer(reactor)
+        await redis.start()
+        self.addCleanup(lambda: defer.Deferred.fromCoroutine(redis.stop()))
+        nodes = [TxsioNode("text", redis.url, reactor, **FAST),
+                 TxsioNode("msgpack", redis.url, reactor, parser="msgpack", **FAST)]
+        for node in nodes:
+            self.addCleanup(_stopper(node))
+        await defer.gatherResults([node.factory.ready() for node in nodes])
+        clients = [TestClient(node.io) for node in nodes]
+        sockets = [await c.connect(auth={"name": n.name, "rooms": ["r"]})
+                   for c, n in zip(clients, nodes, strict=True)]
+        nodes[0].io.to("r").emit("news", b"\x00\xff", {"k": [b"\x01"]})
+        nodes[1].io.to("r").emit("more", b"\x02")
+        for sock in sockets:
+            for name, args in (("news", (b"\x00\xff", {"k": [b"\x01"]})), ("more", (b"\x02",))):
+                got = await until(clock, partial(sock.events, name), f"{name} on {sock}")
+                self.assertEqual(got, [args])
+        # On the wire: the default format's text and attachments, msgpack's one binary message.
+        wires = [[p.data for p in c._transport.sent if p.data is not None] for c in clients]
+        self.assertIn(b"\x00\xff", [m for m in wires[0] if isinstance(m, bytes)])
+        self.assertTrue(any(isinstance(m, str) and '"news"' in m for m in wires[0]))
+        news = [m for m in wires[1] if isinstance(m, bytes) and b"news" in m]
+        self.assertEqual(len(news), 1, wires[1])
+        self.assertFalse([m for m in wires[1][1:] if isinstance(m, str)], wires[1])
+        for n, sock in enumerate(sockets):
+            sock.on("question", partial(_answer_later, clock, n))
+        answers = await nodes[1].io.to("r").timeout(5).emit_with_ack("question", b"?")
+        self.assertEqual(sorted(answers), [[b"?", 0], [b"?", 1]])

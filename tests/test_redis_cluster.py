@@ -45,7 +45,7 @@ from .support import NODE_DIR, EventLog, LoopbackSite, PeerSetupError, require_n
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 #: Reconnect fast: the tests restart Redis.
-FAST = {"min_reconnect_delay": 0.05, "max_reconnect_delay": 0.5}
+FAST: dict[str, Any] = {"min_reconnect_delay": 0.05, "max_reconnect_delay": 0.5}
 
 
 def free_port() -> int:
@@ -234,10 +234,11 @@ class TxsioNode:
     ``{"node", "echo"}``, ``io.on("notify")`` records its arguments in :attr:`notified`.
     """
 
-    def __init__(self, name: str, redis_url: str, reactor: Any, **options: Any) -> None:
+    def __init__(self, name: str, redis_url: str, reactor: Any, *, parser: str = "default",
+                 **options: Any) -> None:
         self.name = name
         self.factory = RedisAdapterFactory(redis_url, reactor=reactor, **options)
-        self.io = txsio.Server(adapter=self.factory, clock=reactor)
+        self.io = txsio.Server(adapter=self.factory, clock=reactor, parser=parser)
         self.notified: list[list[Any]] = []
         self.log = EventLog(reactor)
 
