@@ -11,26 +11,7 @@ of a connection must use the same parser, as with Node's ``parser`` option.
 - ``"msgpack"`` (:class:`MsgpackParser`): the format of npm ``socket.io-msgpack-parser`` 3.x,
   each packet one binary message.
 - any object with the :class:`Parser` interface: an ``encode`` method and a ``decoder``
-  factory whose decoders have ``feed`` and ``reset``::
-
-    import txsio
-    from txsio.parser import DefaultParser, PacketDecoder
-    from txsio.protocol import Packet
-
-    class CountingParser:
-        # The default format, counting the packets sent.
-        def __init__(self) -> None:
-            self.sent = 0
-            self._default = DefaultParser()
-
-        def encode(self, packet: Packet, *, protocol: int = 5) -> list[str | bytes]:
-            self.sent += 1
-            return self._default.encode(packet, protocol=protocol)
-
-        def decoder(self, *, protocol: int = 5, max_attachments: int = 10) -> PacketDecoder:
-            return self._default.decoder(protocol=protocol, max_attachments=max_attachments)
-
-    io = txsio.Server(parser=CountingParser())
+  factory whose decoders have ``feed`` and ``reset`` (:doc:`/parsers` has an example).
 
 Who calls what: the server's :class:`~txsio.server.Connection` makes one decoder per client
 (:meth:`Parser.decoder`) and encodes what it writes with :meth:`Parser.encode`; the adapter
