@@ -26,6 +26,8 @@ from txsio.parser import (
 from txsio.protocol import DEFAULT_MAX_DEPTH, Decoder, Packet, PacketType, SocketIOParseError
 from txsio.testing import TestClient
 
+from .test_layout import impure, modules_loaded_by
+
 
 def pack(obj: Any) -> bytes:
     """``obj`` as msgpack, written by the msgpack package itself."""
@@ -52,6 +54,17 @@ class CountingParser:
     def decoder(self, *, protocol: int = 5, max_attachments: int = 10) -> PacketDecoder:
         self.decoders += 1
         return DEFAULT_PARSER.decoder(protocol=protocol, max_attachments=max_attachments)
+
+
+class ParserPurityTests(SynchronousTestCase):
+    """The parsers are codecs too: sans-I/O."""
+
+    def test_pure(self) -> None:
+        """``import txsio.parser`` (the msgpack parser with it) loads no twisted, autobahn,
+        treq or zope module."""
+        loaded = modules_loaded_by("import txsio.parser")
+        self.assertIn("txsio._msgpack_parser", loaded)
+        self.assertEqual(impure(loaded), [])
 
 
 class ResolveParserTests(SynchronousTestCase):

@@ -107,7 +107,7 @@ class MsgpackParser:
         a BINARY_EVENT or BINARY_ACK is sent as EVENT or ACK.
 
         :raises TypeError: for a value msgpack cannot carry (a ``set``, a ``datetime``...).
-        :raises ValueError: for a reference cycle or nesting past msgpack's limit (512);
+        :raises ValueError: for a reference cycle or nesting past msgpack's own limit;
             for ``protocol`` as :func:`txsio.protocol.payload_for`.
         """
         ptype = packet.type
