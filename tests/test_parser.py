@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
+from txsio import _msgpack_parser
 from txsio.adapter import EncodedPacket
 from txsio.engineio.packet import PacketType as EnginePacketType
 from txsio.parser import (
@@ -210,6 +211,18 @@ class MsgpackDecodeTests(SynchronousTestCase):
         self.assertEqual(self.decoder.feed(b"\x83\xa4type\x00\xa4data\xd4\x00\x00\xa3nsp\xa1/"),
                          Packet(PacketType.CONNECT, "/"))
 
+    def test_timestamps_in_any_extension_form(self) -> None:
+        """A msgpack timestamp is read as a date in each of its forms (fixext 4 and 8, ext 8,
+        16 and 32), however short the message."""
+        head = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa1t"
+        one_second = [b"\xd6\xff\x00\x00\x00\x01", b"\xd7\xff" + bytes(7) + b"\x01",
+                      b"\xc7\x0c\xff" + bytes(11) + b"\x01",
+                      b"\xc8\x00\x0c\xff" + bytes(11) + b"\x01",
+                      b"\xc9\x00\x00\x00\x08\xff" + bytes(7) + b"\x01"]
+        for ext in one_second:
+            self.assertEqual(self.decoder.feed(head + ext),
+                             event("t", "1970-01-01T00:00:01.000Z"), ext)
+
     def test_keys(self) -> None:
         """A key that is a number, a boolean or nil is named as JavaScript names it."""
         packet = self.feed({"type": 2, "nsp": "/",
@@ -297,6 +310,13 @@ class MsgpackPropertyTests(SynchronousTestCase):
                   else Packet(PacketType.EVENT, nsp, [name, *args], ack_id))
         [message] = parser.encode(packet)
         self.assertEqual(parser.decoder().feed(message), packet)
+        # The walk the decoder skips when the bytes tell it cannot matter changes nothing.
+        skipping = _msgpack_parser._needs_walk
+        _msgpack_parser._needs_walk = lambda data, max_depth: True
+        try:
+            self.assertEqual(parser.decoder().feed(message), packet)
+        finally:
+            _msgpack_parser._needs_walk = skipping
 
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=200))

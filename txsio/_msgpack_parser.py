@@ -200,6 +200,36 @@ def _check(data: list[Any] | dict[Any, Any], max_depth: int) -> None:
                 node[key] = _date_json(value.seconds * 1000 + value.nanoseconds // 1_000_000)
 
 
+# The walk is skipped for a message that cannot need it, told at C speed from its bytes: the
+# data nests at most as deep as the message has bytes that may open a container (fixmap,
+# fixarray, array 16/32, map 16/32: also found inside strings, numbers and binary, so it is an
+# upper bound), and only a ``bin`` (a map key it may be) or a timestamp's extension header
+# (fixext 4 and 8, ext 8, 16 and 32) may give the walk something to refuse or convert besides
+# keys that are not strings, which the fast unpacking refuses (then the message is read again).
+_OPENERS = frozenset(range(0x80, 0xA0)) | {0xDC, 0xDD, 0xDE, 0xDF}
+_FLAGGED = frozenset({0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xD6, 0xD7})
+_DROP_OTHERS = bytes(sorted(set(range(256)) - _OPENERS - _FLAGGED))
+_DROP_OPENERS = bytes(sorted(_OPENERS))
+
+
+def _needs_walk(data: bytes, max_depth: int) -> bool:
+    kept = data.translate(None, _DROP_OTHERS)
+    return len(kept) >= max_depth or bool(kept.translate(None, _DROP_OPENERS))
+
+
+def _unpack(data: bytes, strict_map_key: bool) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=strict_map_key, ext_hook=_ext,
+                               unicode_errors="surrogatepass")
+    except SocketIOParseError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
+        # ExtraData, FormatError, StackError, bad UTF-8, a key strict_map_key refuses are
+        # ValueErrors; an array as a map key is a TypeError.  The message names the fault,
+        # never the data.
+        raise SocketIOParseError(f"invalid msgpack ({type(e).__name__})") from None
+
+
 class MsgpackDecoder:
     """Decodes the msgpack packets of one connection, each from one binary message (no state
     between messages).
@@ -227,15 +257,16 @@ class MsgpackDecoder:
             if isinstance(data, str):
                 raise SocketIOParseError("a text message is no msgpack packet")
             raise TypeError(f"a message is str or bytes, not {type(data).__name__}")
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        walk = _needs_walk(data, self._max_depth)
         try:
-            obj = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext,
-                                  unicode_errors="surrogatepass")
+            # Map keys are strings (or bin, which the walk refuses) ...
+            obj = _unpack(data, True)
         except SocketIOParseError:
-            raise
-        except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:
-            # ExtraData, FormatError, StackError, bad UTF-8 are ValueErrors; an array as a
-            # map key is a TypeError.  The message names the fault, never the data.
-            raise SocketIOParseError(f"invalid msgpack ({type(e).__name__})") from None
+            # ... or, rarely, numbers to name as JavaScript does: read again, then walk.
+            obj = _unpack(data, False)
+            walk = True
         if obj.__class__ is not dict:
             raise SocketIOParseError("a msgpack packet is a map")
         code = obj.get("type")
@@ -248,7 +279,7 @@ class MsgpackDecoder:
         if len(nsp) > self._max_nsp_length:
             raise SocketIOParseError("namespace too long")
         payload = obj.get("data")
-        if payload.__class__ is list or payload.__class__ is dict:
+        if walk and (payload.__class__ is list or payload.__class__ is dict):
             _check(payload, self._max_depth)
         ack_id = obj.get("id")
         if ack_id is not None and ack_id.__class__ is not int:
