@@ -34,6 +34,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._settings import feature_settings
 from ._stats import ServerStats, count, reason_label
 from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
@@ -71,13 +72,7 @@ class RecoveryOptions:
 
 
 def _recovery(value: bool | Mapping[str, Any] | RecoveryOptions | None) -> RecoveryOptions | None:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return RecoveryOptions()
-    if isinstance(value, RecoveryOptions):
-        return value
-    return RecoveryOptions(**dict(value))
+    return feature_settings(RecoveryOptions, value)
 
 
 class Server(Broadcasting):
@@ -114,6 +109,12 @@ class Server(Broadcasting):
     :param trusted_proxies: the proxies (networks, e.g. ``["10.0.0.0/8"]``) whose
         ``Forwarded`` / ``X-Forwarded-For`` headers name the client in ``handshake.address``
         (none by default: the peer's address, whatever the headers say).
+    :param http_compression: gzip / deflate for polling responses of 1024 bytes and more
+        (default on, as Node; ``False``, or a mapping with ``threshold`` and ``level``; see
+        :class:`~txsio.engineio.EngineServer`).
+    :param per_message_deflate: permessage-deflate for WebSocket messages of 1024 bytes and
+        more (default off, as Node; ``True``, or a mapping with ``threshold``; see
+        :class:`~txsio.engineio.EngineServer`).
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
@@ -143,6 +144,8 @@ class Server(Broadcasting):
         max_attachments: int = 10,
         cleanup_empty_child_namespaces: bool = False,
         trusted_proxies: Iterable[str] = (),
+        http_compression: bool | Mapping[str, Any] | None = True,
+        per_message_deflate: bool | Mapping[str, Any] | None = False,
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
@@ -166,6 +169,8 @@ class Server(Broadcasting):
             allow_request=allow_request,
             cookie=cookie,
             trusted_proxies=trusted_proxies,
+            http_compression=http_compression,
+            per_message_deflate=per_message_deflate,
             clock=clock,
             on_session=self._on_engine_connection,
         )

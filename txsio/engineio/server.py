@@ -32,6 +32,12 @@ from twisted.logger import Logger
 from .._events import EventEmitter
 from .._stats import EngineStats
 from .._twisted import default_reactor
+from ._compression import (
+    DeflateOptions,
+    HttpCompression,
+    deflate_options,
+    http_compression_options,
+)
 from .errors import CloseReason, EngineRequestError, ErrorCode
 from .handshake import CookieOptions, HandshakeRequest, TrustedProxies, cookie_options
 from .session import EngineOptions, EngineSession, SessionTransport
@@ -122,6 +128,18 @@ class EngineServer(EventEmitter):
         ``handshake.address`` and the logs (see
         :class:`~txsio.engineio.handshake.TrustedProxies`); by default none: the address is
         the peer's, whatever the headers say.
+    :param http_compression: compress polling responses (Node's ``httpCompression``): ``True``
+        (the default, as Node: gzip or deflate as the client's ``Accept-Encoding`` asks, for
+        bodies of 1024 bytes and more), ``False``, or a mapping of
+        :class:`~txsio.engineio._compression.HttpCompression` fields (``threshold``,
+        ``level``).
+    :param per_message_deflate: compress WebSocket messages with the permessage-deflate
+        extension, when the client offers it (Node's ``perMessageDeflate``): ``False`` (the
+        default, as Node), ``True``, or a mapping of
+        :class:`~txsio.engineio._compression.DeflateOptions` fields (``threshold``, 1024 by
+        default: smaller messages are sent as they are).  A compressed message the client
+        sends may inflate to ``max_http_buffer_size`` bytes at most: past it the connection
+        is closed with 1009, as an uncompressed message that large is.
     :param clock: the clock for every timer (default: the global reactor).
     :param on_session: called with each new session before the ``"connection"`` handlers
         (the Socket.IO server's way in: a direct call, not an event).
@@ -143,6 +161,8 @@ class EngineServer(EventEmitter):
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
         trusted_proxies: Iterable[str] = (),
+        http_compression: bool | Mapping[str, Any] | HttpCompression | None = True,
+        per_message_deflate: bool | Mapping[str, Any] | DeflateOptions | None = False,
         clock: IReactorTime | None = None,
         on_session: Callable[[EngineSession], None] | None = None,
     ) -> None:
@@ -159,6 +179,8 @@ class EngineServer(EventEmitter):
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
             max_buffered_bytes=int(max_buffered_bytes),
+            http_compression=http_compression_options(http_compression),
+            per_message_deflate=deflate_options(per_message_deflate),
         )
         #: counters for metrics (see :class:`EngineStats`)
         self.stats = EngineStats()

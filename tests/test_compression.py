@@ -1,0 +1,231 @@
+"""Compression: gzip / deflate polling responses (``http_compression``), permessage-deflate
+WebSocket messages (``per_message_deflate``) and the per-emit ``compress(False)`` flag.
+
+The wire is checked with real peers: the ``ws`` package (its frames read from the TCP stream
+by ``tests/node/compression_client.mjs``) and socket.io-client 4.8 on fetch() polling; the
+polling responses' encodings also in memory, through StubTreq.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from treq.testing import RequestTraversalAgent
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import readBody
+from twisted.web.http_headers import Headers
+
+import txsio
+from txsio.engineio._compression import (
+    DeflateOptions,
+    HttpCompression,
+    deflate_options,
+    http_compression_options,
+    negotiate_encoding,
+)
+
+from .support import ProcessResult, TxsioSocketIOServer, run_node
+from .test_resource import ResourceTestCase, Response
+
+CLIENT = "compression_client.mjs"
+
+
+class OptionTests(SynchronousTestCase):
+    """The options as the servers read them."""
+
+    def test_http_compression_values(self) -> None:
+        """True is Node's defaults, False / None off, a mapping sets the fields."""
+        self.assertEqual(http_compression_options(True), HttpCompression(threshold=1024))
+        self.assertIsNone(http_compression_options(False))
+        self.assertIsNone(http_compression_options(None))
+        self.assertEqual(http_compression_options({"threshold": 10}),
+                         HttpCompression(threshold=10))
+        self.assertRaises(ValueError, http_compression_options, {"threshold": -1})
+        self.assertRaises(TypeError, http_compression_options, {"thresold": 1})
+
+    def test_deflate_values(self) -> None:
+        """False (Node's default) is off, True is a 1024-byte threshold."""
+        self.assertIsNone(deflate_options(False))
+        self.assertEqual(deflate_options(True), DeflateOptions(threshold=1024))
+        self.assertEqual(deflate_options({"threshold": 0}), DeflateOptions(threshold=0))
+        self.assertRaises(ValueError, deflate_options, {"mem_level": 0})
+
+    def test_server_defaults(self) -> None:
+        """txsio.Server compresses polling by default and WebSocket only when asked, as Node."""
+        io = txsio.Server()
+        self.assertEqual(io.engine.options.http_compression, HttpCompression())
+        self.assertIsNone(io.engine.options.per_message_deflate)
+        io = txsio.Server(http_compression=False, per_message_deflate={"threshold": 10})
+        self.assertIsNone(io.engine.options.http_compression)
+        self.assertEqual(io.engine.options.per_message_deflate, DeflateOptions(threshold=10))
+
+    def test_negotiation(self) -> None:
+        """Accept-Encoding picks gzip or deflate as Node's ``accepts`` does."""
+        cases = {
+            None: None,
+            "": None,
+            "identity": None,
+            "br": None,
+            "gzip": "gzip",
+            "deflate": "deflate",
+            "gzip, deflate, br": "gzip",
+            "deflate, gzip": "deflate",
+            "gzip;q=0.5, deflate": "deflate",
+            "gzip;q=0, *": "deflate",
+            "*": "gzip",
+            "*;q=0": None,
+            "GZIP": "gzip",
+            "deflate;q=0.8, gzip;q=0.8": "deflate",
+        }
+        for header, expected in cases.items():
+            self.assertEqual(negotiate_encoding(header), expected, header)
+
+
+class PollingCompressionTests(ResourceTestCase):
+    """Polling responses, in memory: encoding, threshold, Accept-Encoding, the flag."""
+
+    def poll_after(self, sid: str, message: str, headers: Any = None) -> Response:
+        """Queue ``message`` for the session, then poll with ``headers`` (names as given:
+        this agent, unlike treq's, neither adds Accept-Encoding nor decodes)."""
+        self.sessions[-1].send(message)
+        raw = Headers({name.encode("ascii"): [v.encode("latin-1") for v in values]
+                       for name, values in (headers or {}).items()})
+        agent: RequestTraversalAgent = self.stub._agent
+        d = agent.request(b"GET", self.url(sid).encode("ascii"), raw)
+        agent.flush()
+        response = self.successResultOf(d)
+        body = readBody(response)
+        agent.flush()
+        return Response(response.code, response.headers, self.successResultOf(body))
+
+    def test_gzip_above_threshold(self) -> None:
+        """A GET asking for gzip gets a gzipped body once it reaches 1024 bytes."""
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "x" * 2000, {"accept-encoding": ["gzip, deflate"]})
+        self.assertEqual(response.header("content-encoding"), "gzip")
+        self.assertEqual(zlib.decompress(response.body, 31), b"4" + b"x" * 2000)
+
+    def test_deflate(self) -> None:
+        """A GET asking for deflate only gets zlib-wrapped deflate (Node's createDeflate)."""
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "y" * 3000, {"accept-encoding": ["deflate"]})
+        self.assertEqual(response.header("content-encoding"), "deflate")
+        self.assertEqual(zlib.decompress(response.body), b"4" + b"y" * 3000)
+
+    def test_not_below_threshold(self) -> None:
+        """1023 bytes go as they are; 1024 are compressed (Node: length < threshold)."""
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "z" * 1021, {"accept-encoding": ["gzip"]})
+        self.assertIsNone(response.header("content-encoding"))
+        self.assertEqual(len(response.body), 1022)
+        response = self.poll_after(sid, "z" * 1023, {"accept-encoding": ["gzip"]})
+        self.assertEqual(response.header("content-encoding"), "gzip")
+
+    def test_not_without_accept_encoding(self) -> None:
+        """No Accept-Encoding (or one naming neither coding), no compression."""
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "x" * 5000)
+        self.assertIsNone(response.header("content-encoding"))
+        self.assertEqual(response.body, b"4" + b"x" * 5000)
+        response = self.poll_after(sid, "x" * 5000, {"accept-encoding": ["br"]})
+        self.assertIsNone(response.header("content-encoding"))
+
+    def test_off(self) -> None:
+        """http_compression=False: never compressed."""
+        self.start(http_compression=False)
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "x" * 5000, {"accept-encoding": ["gzip"]})
+        self.assertIsNone(response.header("content-encoding"))
+
+    def test_custom_threshold(self) -> None:
+        """A mapping sets the threshold."""
+        self.start(http_compression={"threshold": 10})
+        sid, _ = self.handshake()
+        response = self.poll_after(sid, "x" * 20, {"accept-encoding": ["gzip"]})
+        self.assertEqual(response.header("content-encoding"), "gzip")
+
+
+def install_big(io: txsio.Server, log: object) -> None:
+    """The app of the wire tests: ``big(n)`` emits ``n`` characters back as ``big``."""
+
+    def connected(socket: txsio.Socket) -> None:
+        socket.on("big", lambda n: socket.emit("big", "a" * n))
+
+    io.on("connection", connected)
+
+
+async def run_client(scenario: str, options: dict[str, Any],
+                     **server_options: Any) -> ProcessResult:
+    """Run a scenario of the probe against the big app on a txsio server."""
+    server = TxsioSocketIOServer(install_big, **server_options)
+    try:
+        return await run_node(CLIENT, scenario, server.url, options)
+    finally:
+        await server.stop()
+
+
+class WebSocketDeflateTests(TestCase):
+    """permessage-deflate against the ``ws`` package, frames read on the wire."""
+
+    def frames(self, result: ProcessResult) -> list[tuple[int, bool]]:
+        """The (length, compressed) of each EVENT frame the server wrote: the last data
+        frames, one per event received (the open packet and the CONNECT answer came first)."""
+        events = len(result.named("received"))
+        return [(f["length"], f["rsv1"]) for f in result.named("frame")][-events:]
+
+    async def test_compressed_above_threshold(self) -> None:
+        """Negotiated when on: messages of 1024 bytes and more are deflated, smaller ones are
+        not, and the client reads both."""
+        result = await run_client("ws", {"emits": [["big", 5000], ["big", 100]], "expect": 2},
+                                   per_message_deflate=True)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertIn("permessage-deflate", result.first("extensions")["value"])
+        self.assertEqual([e["size"] for e in result.named("received")], [5000, 100])
+        frames = self.frames(result)
+        self.assertEqual(len(frames), 2, result.describe())
+        self.assertTrue(frames[0][1], result.describe())
+        self.assertLess(frames[0][0], 200)
+        self.assertEqual(frames[1], (len('42["big",""]') + 100, False))
+
+    async def test_threshold_option(self) -> None:
+        """A threshold of 50 compresses a 100-character event."""
+        result = await run_client("ws", {"emits": [["big", 100]], "expect": 1},
+                                   per_message_deflate={"threshold": 50})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(self.frames(result)[0][1], result.describe())
+
+    async def test_off_by_default(self) -> None:
+        """Without the option the offer is declined: no extension, plain frames."""
+        result = await run_client("ws", {"emits": [["big", 5000]], "expect": 1})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual(result.first("extensions")["value"], "")
+        self.assertEqual(self.frames(result), [(len('42["big",""]') + 5000, False)])
+
+    async def test_inflation_bound(self) -> None:
+        """A frame of a few hundred bytes that inflates past max_http_buffer_size closes the
+        connection with 1009, as an uncompressed message that large does."""
+        result = await run_client("ws", {"flood": 200_000}, per_message_deflate=True,
+                                   max_http_buffer_size=100_000)
+        self.assertEqual(result.first("close")["code"], 1009, result.describe())
+
+
+class PollingClientTests(TestCase):
+    """socket.io-client 4.8 on fetch() polling, which asks for gzip and decodes it."""
+
+    async def test_gzip_for_large_polls(self) -> None:
+        """The poll carrying a 5000-character event comes gzipped and is read; small polls
+        (the handshake, the CONNECT answer) come as they are."""
+        result = await run_client("polling", {"emits": [["big", 5000]], "expect": 1})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual([e["size"] for e in result.named("received")], [5000])
+        encodings = [p["encoding"] for p in result.named("poll") if p["method"] == "GET"]
+        self.assertEqual(encodings[0], None, result.describe())
+        self.assertIn("gzip", encodings, result.describe())
+
+    async def test_off(self) -> None:
+        """http_compression=False: every poll comes as it is."""
+        result = await run_client("polling", {"emits": [["big", 5000]], "expect": 1},
+                                        http_compression=False)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual({p["encoding"] for p in result.named("poll")}, {None})
