@@ -17,6 +17,8 @@ from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
 import txsio
+from txsio.adapter import BroadcastFlags, BroadcastOptions
+from txsio.cluster import decode_options, encode_options
 from txsio.engineio._compression import (
     DeflateOptions,
     HttpCompression,
@@ -147,10 +149,15 @@ class PollingCompressionTests(ResourceTestCase):
 
 
 def install_big(io: txsio.Server, log: object) -> None:
-    """The app of the wire tests: ``big(n)`` emits ``n`` characters back as ``big``."""
+    """The app of the wire tests: ``big(n, compress)`` emits ``n`` characters back as
+    ``big`` (``compress`` false: with ``socket.compress(False)``); ``all(n, compress)`` does
+    the same as a broadcast, ``io.compress(...)``."""
 
     def connected(socket: txsio.Socket) -> None:
-        socket.on("big", lambda n: socket.emit("big", "a" * n))
+        socket.on("big", lambda n, compress=True:
+                  socket.compress(compress is not False).emit("big", "a" * n))
+        socket.on("all", lambda n, compress=True:
+                  io.compress(compress is not False).emit("big", "a" * n))
 
     io.on("connection", connected)
 
@@ -187,6 +194,19 @@ class WebSocketDeflateTests(TestCase):
         self.assertTrue(frames[0][1], result.describe())
         self.assertLess(frames[0][0], 200)
         self.assertEqual(frames[1], (len('42["big",""]') + 100, False))
+
+    async def test_compress_false(self) -> None:
+        """socket.compress(False) and io.compress(False) send a large event uncompressed; the
+        same events without the flag are compressed."""
+        size = len('42["big",""]') + 5000
+        result = await run_client("ws", {"emits": [["big", 5000, False], ["big", 5000, True],
+                                                   ["all", 5000, False], ["all", 5000]],
+                                         "expect": 4}, per_message_deflate=True)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        frames = self.frames(result)
+        self.assertEqual([compressed for _, compressed in frames], [False, True, False, True],
+                         result.describe())
+        self.assertEqual((frames[0][0], frames[2][0]), (size, size))
 
     async def test_threshold_option(self) -> None:
         """A threshold of 50 compresses a 100-character event."""
@@ -229,3 +249,24 @@ class PollingClientTests(TestCase):
                                         http_compression=False)
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertEqual({p["encoding"] for p in result.named("poll")}, {None})
+
+    async def test_compress_false(self) -> None:
+        """A poll holding only an event sent with compress(False) comes as it is (Node: a
+        response is compressed when any packet in it may be)."""
+        result = await run_client("polling", {"emits": [["big", 5000, False]], "expect": 1})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual({p["encoding"] for p in result.named("poll")}, {None},
+                         result.describe())
+
+
+class ClusterFlagTests(SynchronousTestCase):
+    """The flag across a cluster, spelled as Node's adapters send it."""
+
+    def test_wire(self) -> None:
+        """compress(False) travels as ``"compress": false``; absent, it is true."""
+        flags = BroadcastFlags(compress=False)
+        wire = encode_options(BroadcastOptions(frozenset(["r"]), flags=flags))
+        self.assertEqual(wire["flags"], {"compress": False})
+        self.assertFalse(decode_options(wire).flags.compress)
+        self.assertTrue(decode_options({"rooms": [], "except": [], "flags": {}}).flags.compress)
+        self.assertEqual(encode_options(BroadcastOptions())["flags"], {})

@@ -39,6 +39,7 @@ from ._stats import ServerStats, count, reason_label
 from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
+from .engineio._compression import uncompressed
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import CorsOrigins, EngineServer
@@ -429,11 +430,14 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write_packet(self, packet: Packet, volatile: bool = False) -> None:
-        """Encode and send one packet to this client."""
+    def write_packet(self, packet: Packet, volatile: bool = False, compress: bool = True) -> None:
+        """Encode and send one packet to this client (``compress=False``: marked to go
+        uncompressed)."""
         if self._closed:
             return
         parts = encode(packet, protocol=self.protocol)
+        if not compress:
+            parts = [uncompressed(part) for part in parts]
         session = self.session
         if volatile and not session.transport.writable:
             self._stats.volatile_dropped += 1
