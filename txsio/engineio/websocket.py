@@ -36,6 +36,7 @@ larger than ``max_http_buffer_size`` before buffering them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -70,11 +71,14 @@ class Admission:
     :ivar wire: the wire format of the request's ``EIO``.
     :ivar handshake: for a new session, the record of its request.
     :ivar session: for an upgrade, the session to probe.
+    :ivar headers: the headers the ``initial_headers`` / ``headers`` handlers added, for
+        the response that accepts the WebSocket.
     """
 
     wire: WireFormat
     handshake: HandshakeRequest | None = None
     session: EngineSession | None = None
+    headers: Mapping[str, str | list[str]] | None = None
 
 
 @implementer(IPushProducer)
@@ -162,6 +166,8 @@ class EngineWebSocketProtocol(FastServerProtocol):
             # Not through EngineIOResource, which checks every request before Autobahn sees it.
             raise ConnectionDeny(400, ErrorCode.BAD_REQUEST.message)
         self._wire = admission.wire
+        if admission.headers:
+            return None, dict(admission.headers)  # no subprotocol, and these headers
         return None
 
     def onOpen(self) -> None:
