@@ -8,10 +8,12 @@ polling responses' encodings also in memory, through StubTreq.
 
 from __future__ import annotations
 
+import json
 import zlib
 from typing import Any
 
 from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
@@ -27,7 +29,7 @@ from txsio.engineio._compression import (
     negotiate_encoding,
 )
 
-from .support import ProcessResult, TxsioSocketIOServer, run_node
+from .support import NODE_DIR, ProcessResult, TxsioSocketIOServer, require_node, run_node, spawn
 from .test_resource import ResourceTestCase, Response
 
 CLIENT = "compression_client.mjs"
@@ -172,28 +174,68 @@ async def run_client(scenario: str, options: dict[str, Any],
         await server.stop()
 
 
+async def run_against_node(runs: list[tuple[str, dict[str, Any]]],
+                           node_options: dict[str, Any]) -> list[ProcessResult]:
+    """Run scenarios of the probe, one after the other, against the same app on one Node
+    socket.io 4.8 server, whose options are ``node_options`` (Node's spelling)."""
+    from twisted.internet import reactor
+
+    listening: Deferred[int] = Deferred()
+    server = spawn([require_node(), str(NODE_DIR / CLIENT), "server", "-",
+                    json.dumps({"server": node_options})],
+                   on_event=lambda e: listening.callback(e["port"])
+                   if e.get("event") == "listening" else None, cwd=NODE_DIR)
+    try:
+        port = await listening.addTimeout(10, reactor)
+        return [await run_node(CLIENT, scenario, f"http://127.0.0.1:{port}", options)
+                for scenario, options in runs]
+    finally:
+        await server.stop()
+
+
+def frames(result: ProcessResult) -> list[tuple[int, bool]]:
+    """The (length, compressed) of each EVENT frame the server wrote: the last data frames,
+    one per event received (the open packet and the CONNECT answer came first)."""
+    events = len(result.named("received"))
+    return [(f["length"], f["rsv1"]) for f in result.named("frame")][-events:]
+
+
+#: The options that make the threshold apply (as in ws, only without context takeover).
+NO_TAKEOVER = {"server_no_context_takeover": True}
+
+
 class WebSocketDeflateTests(TestCase):
     """permessage-deflate against the ``ws`` package, frames read on the wire."""
 
-    def frames(self, result: ProcessResult) -> list[tuple[int, bool]]:
-        """The (length, compressed) of each EVENT frame the server wrote: the last data
-        frames, one per event received (the open packet and the CONNECT answer came first)."""
-        events = len(result.named("received"))
-        return [(f["length"], f["rsv1"]) for f in result.named("frame")][-events:]
-
-    async def test_compressed_above_threshold(self) -> None:
-        """Negotiated when on: messages of 1024 bytes and more are deflated, smaller ones are
-        not, and the client reads both."""
+    async def test_every_message_with_context_takeover(self) -> None:
+        """Negotiated when on; with the compressor's context kept (the default), every
+        message is deflated, a small one too, as ws does; the client reads them."""
         result = await run_client("ws", {"emits": [["big", 5000], ["big", 100]], "expect": 2},
-                                   per_message_deflate=True)
+                                  per_message_deflate=True)
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertIn("permessage-deflate", result.first("extensions")["value"])
         self.assertEqual([e["size"] for e in result.named("received")], [5000, 100])
-        frames = self.frames(result)
-        self.assertEqual(len(frames), 2, result.describe())
-        self.assertTrue(frames[0][1], result.describe())
-        self.assertLess(frames[0][0], 200)
-        self.assertEqual(frames[1], (len('42["big",""]') + 100, False))
+        written = frames(result)
+        self.assertEqual([compressed for _, compressed in written], [True, True],
+                         result.describe())
+        self.assertLess(written[0][0], 200)
+
+    async def test_threshold(self) -> None:
+        """Without context takeover, messages under the threshold (1024 bytes) go as they
+        are."""
+        result = await run_client("ws", {"emits": [["big", 5000], ["big", 100]], "expect": 2},
+                                  per_message_deflate=NO_TAKEOVER)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        written = frames(result)
+        self.assertTrue(written[0][1], result.describe())
+        self.assertEqual(written[1], (len('42["big",""]') + 100, False))
+
+    async def test_threshold_option(self) -> None:
+        """A threshold of 50 compresses a 100-character event."""
+        result = await run_client("ws", {"emits": [["big", 100]], "expect": 1},
+                                  per_message_deflate={"threshold": 50, **NO_TAKEOVER})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertTrue(frames(result)[0][1], result.describe())
 
     async def test_compress_false(self) -> None:
         """socket.compress(False) and io.compress(False) send a large event uncompressed; the
@@ -203,30 +245,23 @@ class WebSocketDeflateTests(TestCase):
                                                    ["all", 5000, False], ["all", 5000]],
                                          "expect": 4}, per_message_deflate=True)
         self.assertEqual(result.exit_code, 0, result.describe())
-        frames = self.frames(result)
-        self.assertEqual([compressed for _, compressed in frames], [False, True, False, True],
+        written = frames(result)
+        self.assertEqual([compressed for _, compressed in written], [False, True, False, True],
                          result.describe())
-        self.assertEqual((frames[0][0], frames[2][0]), (size, size))
-
-    async def test_threshold_option(self) -> None:
-        """A threshold of 50 compresses a 100-character event."""
-        result = await run_client("ws", {"emits": [["big", 100]], "expect": 1},
-                                   per_message_deflate={"threshold": 50})
-        self.assertEqual(result.exit_code, 0, result.describe())
-        self.assertTrue(self.frames(result)[0][1], result.describe())
+        self.assertEqual((written[0][0], written[2][0]), (size, size))
 
     async def test_off_by_default(self) -> None:
         """Without the option the offer is declined: no extension, plain frames."""
         result = await run_client("ws", {"emits": [["big", 5000]], "expect": 1})
         self.assertEqual(result.exit_code, 0, result.describe())
         self.assertEqual(result.first("extensions")["value"], "")
-        self.assertEqual(self.frames(result), [(len('42["big",""]') + 5000, False)])
+        self.assertEqual(frames(result), [(len('42["big",""]') + 5000, False)])
 
     async def test_inflation_bound(self) -> None:
         """A frame of a few hundred bytes that inflates past max_http_buffer_size closes the
         connection with 1009, as an uncompressed message that large does."""
         result = await run_client("ws", {"flood": 200_000}, per_message_deflate=True,
-                                   max_http_buffer_size=100_000)
+                                  max_http_buffer_size=100_000)
         self.assertEqual(result.first("close")["code"], 1009, result.describe())
 
 
@@ -270,3 +305,44 @@ class ClusterFlagTests(SynchronousTestCase):
         self.assertFalse(decode_options(wire).flags.compress)
         self.assertTrue(decode_options({"rooms": [], "except": [], "flags": {}}).flags.compress)
         self.assertEqual(encode_options(BroadcastOptions())["flags"], {})
+
+
+class NodeReferenceTests(TestCase):
+    """The same probes against Node's socket.io 4.8: the expectations above are Node's."""
+
+    async def test_defaults(self) -> None:
+        """By default Node declines permessage-deflate, gzips the large poll, and not a poll
+        holding only a compress(false) event."""
+        ws, polled, uncompressed = await run_against_node([
+            ("ws", {"emits": [["big", 5000]], "expect": 1}),
+            ("polling", {"emits": [["big", 5000]], "expect": 1}),
+            ("polling", {"emits": [["big", 5000, False]], "expect": 1}),
+        ], {})
+        self.assertEqual(ws.first("extensions")["value"], "", ws.describe())
+        self.assertEqual(polled.exit_code, 0, polled.describe())
+        self.assertIn("gzip", [p["encoding"] for p in polled.named("poll")], polled.describe())
+        self.assertEqual(uncompressed.exit_code, 0, uncompressed.describe())
+        self.assertEqual({p["encoding"] for p in uncompressed.named("poll")}, {None},
+                         uncompressed.describe())
+
+    async def test_deflate(self) -> None:
+        """With perMessageDeflate, Node deflates every message while its compressor keeps its
+        context, a compress(false) one too (its WebSocket transport does not pass the flag
+        to ws: the difference txsio documents), and closes with 1009 when a small frame
+        inflates past maxHttpBufferSize."""
+        every, flagged, flood = await run_against_node([
+            ("ws", {"emits": [["big", 5000], ["big", 100]], "expect": 2}),
+            ("ws", {"emits": [["big", 5000, False]], "expect": 1}),
+            ("ws", {"flood": 200_000}),
+        ], {"perMessageDeflate": True, "maxHttpBufferSize": 100_000})
+        self.assertEqual([c for _, c in frames(every)], [True, True], every.describe())
+        self.assertEqual([c for _, c in frames(flagged)], [True], flagged.describe())
+        self.assertEqual(flood.first("close")["code"], 1009, flood.describe())
+
+    async def test_threshold_without_context_takeover(self) -> None:
+        """Without context takeover, Node applies the 1024-byte threshold."""
+        [result] = await run_against_node(
+            [("ws", {"emits": [["big", 5000], ["big", 100]], "expect": 2})],
+            {"perMessageDeflate": {"serverNoContextTakeover": True}})
+        self.assertEqual(result.exit_code, 0, result.describe())
+        self.assertEqual([c for _, c in frames(result)], [True, False], result.describe())

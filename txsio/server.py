@@ -113,9 +113,9 @@ class Server(Broadcasting):
     :param http_compression: gzip / deflate for polling responses of 1024 bytes and more
         (default on, as Node; ``False``, or a mapping with ``threshold`` and ``level``; see
         :class:`~txsio.engineio.EngineServer`).
-    :param per_message_deflate: permessage-deflate for WebSocket messages of 1024 bytes and
-        more (default off, as Node; ``True``, or a mapping with ``threshold``; see
-        :class:`~txsio.engineio.EngineServer`).
+    :param per_message_deflate: permessage-deflate for WebSocket messages (default off, as
+        Node; ``True``, or a mapping with ``threshold`` and ``server_no_context_takeover``;
+        see :class:`~txsio.engineio.EngineServer`).
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),

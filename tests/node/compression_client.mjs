@@ -23,7 +23,14 @@
 //         {"event":"poll","method":"GET","status":200,"encoding":"gzip"}
 //         {"event":"received","name":"big","size":5000}
 //   Both end with {"event":"done"} (exit code 0); {"event":"error",...} is exit code 1.
+//   server    (<url> is ignored) Node's reference: socket.io 4.8 on port 0 with the app of the
+//       txsio tests (big(n, compress) and all(n, compress): n "a" back, with
+//       socket.compress / io.compress) and options.server as its options
+//       (perMessageDeflate, httpCompression, maxHttpBufferSize); prints
+//       {"event":"listening","port":N} and runs until its stdin closes.
+import http from "node:http";
 import { Fetch } from "engine.io-client";
+import { Server } from "socket.io";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
 
@@ -31,10 +38,12 @@ const [scenario, base, rawOptions] = process.argv.slice(2);
 const options = rawOptions ? JSON.parse(rawOptions) : {};
 const out = (event) => process.stdout.write(JSON.stringify(event) + "\n");
 const finish = (code) => setTimeout(() => process.exit(code), 10);
-setTimeout(() => {
-  out({ event: "timeout" });
-  process.exit(3);
-}, options.deadline ?? 10000);
+if (scenario !== "server") {
+  setTimeout(() => {
+    out({ event: "timeout" });
+    process.exit(3);
+  }, options.deadline ?? 10000);
+}
 
 let received = 0;
 function receive(name, value, end) {
@@ -130,7 +139,23 @@ function pollingScenario() {
   });
 }
 
+function server() {
+  const httpServer = http.createServer();
+  const sio = new Server(httpServer, options.server ?? {});
+  sio.on("connection", (socket) => {
+    const big = (n) => "a".repeat(n);
+    socket.on("big", (n, compress) => socket.compress(compress !== false).emit("big", big(n)));
+    socket.on("all", (n, compress) => sio.compress(compress !== false).emit("big", big(n)));
+  });
+  httpServer.listen(0, "127.0.0.1", () =>
+    out({ event: "listening", port: httpServer.address().port }),
+  );
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.resume();
+}
+
 if (scenario === "ws") wsScenario();
+else if (scenario === "server") server();
 else if (scenario === "polling") pollingScenario();
 else {
   out({ event: "error", message: `unknown scenario ${scenario}` });

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .._settings import feature_settings
@@ -90,9 +90,12 @@ class DeflateOptions:
     """How WebSocket messages are compressed (Node's ``perMessageDeflate``, the ``ws``
     package's options).
 
-    :ivar threshold: the smallest message payload, in bytes, that is compressed (Node: 1024).
-    :ivar server_no_context_takeover: ask the client to let the server reset its compressor
-        after each message (less memory per connection, less compression).
+    :ivar threshold: the smallest message payload, in bytes, that is compressed (Node: 1024),
+        when the server's compressor keeps no context between messages
+        (``server_no_context_takeover``); otherwise every message is compressed, as Node's
+        ``ws`` does (with the context of the messages before it, even a small one shrinks).
+    :ivar server_no_context_takeover: reset the server's compressor after each message (less
+        memory per connection, less compression; the threshold applies).
     :ivar client_no_context_takeover: ask the client to reset its own compressor after each
         message (the server's decompressor then keeps no window between messages).
     :ivar mem_level: zlib's ``memLevel`` for the server's compressor, 1-9 (zlib's default: 8).
@@ -108,6 +111,13 @@ class DeflateOptions:
             raise ValueError("per_message_deflate threshold must not be negative")
         if not 1 <= self.mem_level <= 9:
             raise ValueError("per_message_deflate mem_level must be 1 to 9")
+
+    def for_connection(self, server_no_context_takeover: bool) -> DeflateOptions:
+        """The options for a connection that negotiated (or not) ``server_no_context_takeover``:
+        without it, a threshold of 0 (every message compressed, as ``ws``)."""
+        if server_no_context_takeover or not self.threshold:
+            return self
+        return replace(self, threshold=0)
 
     def compresses(self, payload: bytes | str, length: int) -> bool:
         """Whether a message of ``length`` bytes whose payload is ``payload`` is compressed."""

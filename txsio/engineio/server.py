@@ -155,7 +155,8 @@ class EngineServer(EventEmitter):
         extension, when the client offers it (Node's ``perMessageDeflate``): ``False`` (the
         default, as Node), ``True``, or a mapping of
         :class:`~txsio.engineio._compression.DeflateOptions` fields (``threshold``, 1024 by
-        default: smaller messages are sent as they are).  A compressed message the client
+        default: smaller messages are sent as they are when ``server_no_context_takeover``
+        is set; otherwise every message is, as Node's ``ws``).  A compressed message the client
         sends may inflate to ``max_http_buffer_size`` bytes at most: past it the connection
         is closed with 1009, as an uncompressed message that large is.
     :param clock: the clock for every timer (default: the global reactor).

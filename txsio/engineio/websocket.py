@@ -174,8 +174,10 @@ class EngineWebSocketProtocol(FastServerProtocol):
         """Start a new session, or offer this connection as an upgrade."""
         admission, self.admission = self.admission, None
         assert admission is not None
-        if self._perMessageCompress is not None:
-            self.deflate = self.factory.engine.options.per_message_deflate
+        extension = self._perMessageCompress
+        deflate = self.factory.engine.options.per_message_deflate
+        if extension is not None and deflate is not None:
+            self.deflate = deflate.for_connection(bool(extension.server_no_context_takeover))
         session = admission.session
         if session is None:
             assert admission.handshake is not None
