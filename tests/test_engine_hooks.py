@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -235,7 +236,7 @@ class MiddlewareTests(ResourceTestCase):
 
 
 def install_hooks(io: txsio.Server, errors: list[dict[str, Any]]) -> None:
-    """The hooks of ``hooks_peer.mjs server``, on txsio."""
+    """The hooks of ``hooks_peer.mjs server``, on txsio (its middleware asynchronous)."""
     engine = io.engine
     engine.on("initial_headers",
               lambda headers, request: headers.__setitem__("x-initial", "yes"))
@@ -244,7 +245,12 @@ def install_hooks(io: txsio.Server, errors: list[dict[str, Any]]) -> None:
         {"event": "connection_error", "code": e.code, "message": e.message,
          "context": dict(e.context)}))
 
-    def middleware(request: Request) -> None:
+    async def middleware(request: Request) -> None:
+        # Asynchronous, so that every request of the probe (the WebSocket handshake too) is
+        # routed after render returned.
+        from twisted.internet import reactor
+
+        await deferLater(reactor, 0, lambda: None)
         if b"mw=fail" in _query(request):
             raise RuntimeError("middleware says no")
 

@@ -124,6 +124,9 @@ def add_headers(server: EngineServer, request: Request, *, initial: bool,
     :returns: the headers collected.
     """
     headers: ResponseHeaders = {} if into is None else into
+    if not server.has_listeners("headers") and not (
+            initial and server.has_listeners("initial_headers")):
+        return headers  # the common case: nobody adds any
     if initial:
         server.emit("initial_headers", headers, request)
     server.emit("headers", headers, request)

@@ -6,6 +6,11 @@ the spec's JSON errors, and routes the rest: polling requests to the session's
 :class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn (which takes
 the connection over, :meth:`~txsio.engineio.websocket.EngineWebSocketFactory.take_over`).
 
+The engine's hooks (:mod:`txsio.engineio._hooks`) come in here: its middlewares run on each
+request before the checks, each response of a session carries the headers its
+``initial_headers`` / ``headers`` handlers add, and each refusal is reported to its
+``connection_error`` handlers.
+
 Each request is read once here, for both transports: its query is parsed once, checked once
 (:meth:`~txsio.engineio.EngineServer.check_request`), and a request that opens a session gets
 its :class:`~txsio.engineio.handshake.HandshakeRequest` built once.
