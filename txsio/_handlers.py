@@ -489,11 +489,12 @@ class PendingAcks:
 
 @dataclass(frozen=True, slots=True)
 class EmitFlags:
-    """The flags of one emit: ``timeout`` (seconds to wait for the ack) and ``volatile``
-    (dropped unless it can be written now)."""
+    """The flags of one emit: ``timeout`` (seconds to wait for the ack), ``volatile``
+    (dropped unless it can be written now) and ``compress`` (``False``: sent uncompressed)."""
 
     timeout: float | None = None
     volatile: bool = False
+    compress: bool = True
 
 
 NO_FLAGS = EmitFlags()
@@ -529,6 +530,12 @@ class FlaggedEmitter:
         """Drop the packet unless the peer can be written to now."""
         return FlaggedEmitter(self._emit, self._emit_with_ack,
                               replace(self._flags, volatile=True))
+
+    def compress(self, compress: bool) -> FlaggedEmitter:
+        """``False``: send without compression (permessage-deflate, or gzip / deflate for a
+        polling response holding nothing else), as Node's ``compress(false)``."""
+        return FlaggedEmitter(self._emit, self._emit_with_ack,
+                              replace(self._flags, compress=bool(compress)))
 
     def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` with ``args``."""

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from ._handlers import EventMethods, Listeners
 from ._stats import NamespaceStats
 from ._twisted import cancel_call
+from .engineio._compression import uncompressed
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .parser import DEFAULT_PARSER, Parser
@@ -51,11 +52,13 @@ log = Logger()
 @dataclass(frozen=True, slots=True)
 class BroadcastFlags:
     """Flags of a broadcast: ``volatile`` (drop for clients not ready), ``local`` (this node
-    only), ``timeout`` (seconds to wait for acknowledgements)."""
+    only), ``timeout`` (seconds to wait for acknowledgements), ``compress`` (``False``: sent
+    uncompressed)."""
 
     volatile: bool = False
     local: bool = False
     timeout: float | None = None
+    compress: bool = True
 
 
 _NO_FLAGS = BroadcastFlags()
@@ -88,25 +91,30 @@ class EncodedPacket:
 
     :ivar parts: the encoded text packet, then its binary attachments.
     :ivar engine_packets: the same, as Engine.IO message packets.
+    :ivar compress: ``False`` when it goes uncompressed (its parts are marked so).
     """
 
-    __slots__ = ("_prepared", "engine_packets", "parts")
+    __slots__ = ("_prepared", "compress", "engine_packets", "parts")
 
-    def __init__(self, parts: list[str | bytes]) -> None:
+    def __init__(self, parts: list[str | bytes], compress: bool = True) -> None:
+        if not compress:
+            parts = [uncompressed(part) for part in parts]
+        self.compress = compress
         self.parts = parts
         self.engine_packets = [EnginePacket(EnginePacketType.MESSAGE, p) for p in parts]
         self._prepared: Any = None
 
     @classmethod
-    def of(cls, packet: Packet, protocol: int = 5,
+    def of(cls, packet: Packet, protocol: int = 5, compress: bool = True,
            parser: Parser = DEFAULT_PARSER) -> EncodedPacket:
         """Encode ``packet``.
 
         :param packet: the Socket.IO packet.
         :param protocol: the Socket.IO protocol revision (5, or 4 for EIO3 clients).
+        :param compress: ``False``: to be sent uncompressed.
         :param parser: the server's parser (:mod:`txsio.parser`).
         """
-        return cls(parser.encode(packet, protocol=protocol))
+        return cls(parser.encode(packet, protocol=protocol), compress)
 
     def prepared_frame(self, factory: Any) -> Any:
         """The WebSocket frame of a packet that is one text message, prepared once (``None``
@@ -350,7 +358,7 @@ class Adapter(EventMethods):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
-        encoded = EncodedPacket.of(packet, parser=self.nsp.parser)
+        encoded = EncodedPacket.of(packet, compress=opts.flags.compress, parser=self.nsp.parser)
         volatile = opts.flags.volatile
         data = packet.data
 
@@ -375,7 +383,7 @@ class Adapter(EventMethods):
         :param client_count_callback: called once with the number of recipients.
         :param ack: called with each recipient's acknowledgement arguments.
         """
-        encoded = EncodedPacket.of(packet, parser=self.nsp.parser)
+        encoded = EncodedPacket.of(packet, compress=opts.flags.compress, parser=self.nsp.parser)
         volatile = opts.flags.volatile
         ack_id = packet.id
         assert ack_id is not None

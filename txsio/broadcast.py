@@ -98,6 +98,14 @@ class BroadcastOperator:
         return BroadcastOperator(self._nsp, self._rooms, self._except,
                                  replace(self._flags, timeout=float(seconds)))
 
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """``False``: send without compression (Node's ``compress(false)``).
+
+        :param compress: whether the packet may be compressed (the default).
+        """
+        return BroadcastOperator(self._nsp, self._rooms, self._except,
+                                 replace(self._flags, compress=bool(compress)))
+
     def _options(self) -> BroadcastOptions:
         return BroadcastOptions(self._rooms, self._except, self._flags)
 
@@ -262,6 +270,10 @@ class Broadcasting(Selecting):
     def timeout(self, seconds: float) -> BroadcastOperator:
         """Bound the wait of :meth:`BroadcastOperator.emit_with_ack`."""
         return self._operator().timeout(seconds)
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        """Broadcasts sent without compression when ``False``."""
+        return self._operator().compress(compress)
 
     def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to every socket."""

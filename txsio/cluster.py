@@ -150,6 +150,8 @@ def _flags_to_wire(flags: BroadcastFlags) -> dict[str, Any]:
         wire["volatile"] = True
     if flags.timeout is not None:
         wire["timeout"] = round(flags.timeout * 1000)
+    if not flags.compress:
+        wire["compress"] = False  # as Node's flags carry it
     return wire
 
 
@@ -159,6 +161,7 @@ def _flags_from_wire(flags: Any) -> BroadcastFlags:
     timeout = flags.get("timeout")
     return BroadcastFlags(
         volatile=bool(flags.get("volatile")),
+        compress=flags.get("compress") is not False,
         # min(): an integer too large for a float still compares (and NaN is no timeout).
         timeout=min(timeout, 1e18) / 1000 if isinstance(timeout, (int, float)) and timeout > 0
         else None,

@@ -34,10 +34,12 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._settings import feature_settings
 from ._stats import ServerStats, count, reason_label
 from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
+from .engineio._compression import uncompressed
 from .engineio.packet import Packet as EnginePacket
 from .engineio.packet import PacketType as EnginePacketType
 from .engineio.server import CorsOrigins, EngineServer
@@ -72,13 +74,7 @@ class RecoveryOptions:
 
 
 def _recovery(value: bool | Mapping[str, Any] | RecoveryOptions | None) -> RecoveryOptions | None:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return RecoveryOptions()
-    if isinstance(value, RecoveryOptions):
-        return value
-    return RecoveryOptions(**dict(value))
+    return feature_settings(RecoveryOptions, value)
 
 
 class Server(Broadcasting):
@@ -119,6 +115,12 @@ class Server(Broadcasting):
     :param trusted_proxies: the proxies (networks, e.g. ``["10.0.0.0/8"]``) whose
         ``Forwarded`` / ``X-Forwarded-For`` headers name the client in ``handshake.address``
         (none by default: the peer's address, whatever the headers say).
+    :param http_compression: gzip / deflate for polling responses of 1024 bytes and more
+        (default on, as Node; ``False``, or a mapping with ``threshold`` and ``level``; see
+        :class:`~txsio.engineio.EngineServer`).
+    :param per_message_deflate: permessage-deflate for WebSocket messages (default off, as
+        Node; ``True``, or a mapping with ``threshold`` and ``server_no_context_takeover``;
+        see :class:`~txsio.engineio.EngineServer`).
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
@@ -149,6 +151,8 @@ class Server(Broadcasting):
         parser: str | Parser = "default",
         cleanup_empty_child_namespaces: bool = False,
         trusted_proxies: Iterable[str] = (),
+        http_compression: bool | Mapping[str, Any] | None = True,
+        per_message_deflate: bool | Mapping[str, Any] | None = False,
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
@@ -174,6 +178,8 @@ class Server(Broadcasting):
             allow_request=allow_request,
             cookie=cookie,
             trusted_proxies=trusted_proxies,
+            http_compression=http_compression,
+            per_message_deflate=per_message_deflate,
             clock=clock,
             on_session=self._on_engine_connection,
         )
@@ -434,11 +440,14 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write_packet(self, packet: Packet, volatile: bool = False) -> None:
-        """Encode and send one packet to this client."""
+    def write_packet(self, packet: Packet, volatile: bool = False, compress: bool = True) -> None:
+        """Encode and send one packet to this client (``compress=False``: marked to go
+        uncompressed)."""
         if self._closed:
             return
         parts = self._encode(packet, protocol=self.protocol)
+        if not compress:
+            parts = [uncompressed(part) for part in parts]
         session = self.session
         if volatile and not session.transport.writable:
             self._stats.volatile_dropped += 1

@@ -36,7 +36,7 @@ from ._handlers import (
     event_name,
     run_middlewares,
 )
-from .adapter import BroadcastOptions, EncodedPacket, PersistedSession, room_names
+from .adapter import BroadcastFlags, BroadcastOptions, EncodedPacket, PersistedSession, room_names
 from .broadcast import BroadcastOperator, Selecting
 from .exceptions import DisconnectedError
 from .protocol import RESERVED_EVENTS, Packet, PacketType
@@ -168,6 +168,11 @@ class Socket(Selecting, HandlerMethods):
         """``socket.volatile.emit(...)``: dropped if the client is not ready to receive it."""
         return FlaggedEmitter(self._emit, self._emit_with_ack, EmitFlags(volatile=True))
 
+    def compress(self, compress: bool) -> FlaggedEmitter:
+        """``socket.compress(False).emit(...)``: sent without compression (see
+        :doc:`/server`, "Compression")."""
+        return FlaggedEmitter(self._emit, self._emit_with_ack, EmitFlags(compress=bool(compress)))
+
     def _emit(self, event: str, args: tuple[Any, ...], flags: EmitFlags) -> None:
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
@@ -175,10 +180,11 @@ class Socket(Selecting, HandlerMethods):
         if self.server.connection_state_recovery and not flags.volatile:
             # Through the adapter, so that the packet is logged with an offset (the adapter
             # tells the outgoing catch-alls).
-            self.adapter.broadcast(packet, BroadcastOptions(frozenset((self.id,))))
+            self.adapter.broadcast(packet, BroadcastOptions(
+                frozenset((self.id,)), flags=BroadcastFlags(compress=flags.compress)))
             return
         self.notify_outgoing(packet.data)
-        self._write_packet(packet, flags.volatile)
+        self._write_packet(packet, flags.volatile, flags.compress)
 
     def _emit_with_ack(self, event: str, args: tuple[Any, ...],
                        flags: EmitFlags) -> Deferred[Any]:
@@ -190,12 +196,12 @@ class Socket(Selecting, HandlerMethods):
         d = self._acks.deferred(ack_id, flags.timeout)
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id)
         self.notify_outgoing(packet.data)
-        self._write_packet(packet, flags.volatile)
+        self._write_packet(packet, flags.volatile, flags.compress)
         return d
 
-    def _write_packet(self, packet: Packet, volatile: bool = False) -> None:
+    def _write_packet(self, packet: Packet, volatile: bool = False, compress: bool = True) -> None:
         if self.connected:
-            self.conn.write_packet(packet, volatile)
+            self.conn.write_packet(packet, volatile, compress)
 
     def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
         """Write a packet an adapter encoded once for many recipients (for adapters)."""

@@ -247,15 +247,16 @@ class FastServerProtocol(WebSocketServerProtocol):
 
     # -- called by the subclass --------------------------------------------------------------
 
-    def write_frame(self, payload: bytes, binary: bool) -> None:
+    def write_frame(self, payload: bytes, binary: bool, compress: bool = False) -> None:
         """Write one message: a text (UTF-8) or binary ``payload``, in one frame if it can
-        (counted in :attr:`traffic`: one packet, the payload's bytes)."""
+        (counted in :attr:`traffic`: one packet, the payload's bytes); ``compress``: with
+        permessage-deflate, when the connection negotiated it."""
         transport = self.transport
         traffic = self.traffic
         length = len(payload)
         traffic.packets_out += 1
         traffic.bytes_out += length
-        if (self._perMessageCompress is None and not self.send_queue
+        if ((self._perMessageCompress is None or not compress) and not self.send_queue
                 and transport is not None and not self.logFrames
                 and not self.autoFragmentSize):
             # One unmasked, unfragmented frame (RFC 6455 section 5.2), written directly:
@@ -275,5 +276,5 @@ class FastServerProtocol(WebSocketServerProtocol):
             # to outgoing messages too and raises: send a larger message as one frame.
             self.sendFrame(opcode=2 if binary else 1, payload=payload)
         else:
-            self.sendMessage(payload, binary)
+            self.sendMessage(payload, binary, doNotCompress=not compress)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from twisted.web.server import Request
@@ -53,17 +54,22 @@ class EngineRequestError(Exception):
     :param code: the Engine.IO error code (:class:`ErrorCode`).
     :param status: the HTTP status.
     :param message: the ``message`` of the JSON body (defaults to the code's standard text).
+    :param context: what the ``connection_error`` event reports about it, as Node's
+        ``err.context`` (e.g. ``{"sid": ...}`` for an unknown session).
     """
 
-    def __init__(self, code: int, status: int = 400, message: str | None = None) -> None:
+    def __init__(self, code: int, status: int = 400, message: str | None = None,
+                 context: Mapping[str, Any] | None = None) -> None:
         self.code = code
         self.status = status
         self.message = message if message is not None else ErrorCode.MESSAGES[code]
+        self.context: Mapping[str, Any] = context if context is not None else {}
         super().__init__(code, status, self.message)
 
     def body(self) -> bytes:
         """The JSON body of the error response."""
-        return json.dumps({"code": int(self.code), "message": self.message}).encode()
+        return json.dumps({"code": int(self.code), "message": self.message},
+                          separators=(",", ":")).encode()  # compact, as Node's
 
     def render(self, request: Request) -> bytes:
         """Set the status and content type of ``request``'s response; return the body.

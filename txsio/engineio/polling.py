@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
 from .._stats import TransportStats
+from ._compression import compress_poll
 from .errors import EngineRequestError, ErrorCode
 from .packet import EngineIOParseError, Packet, PacketType
 from .session import SessionState
@@ -239,6 +240,7 @@ class PollingTransport:
         stats = self._stats
         stats.packets_out += len(packets) - dropped
         stats.bytes_out += len(body)
+        body = compress_poll(request, body, self.session, packets)
         request.setHeader(b"content-type", content_type)
         request.setHeader(b"content-length", b"%d" % len(body))
         request.write(body)

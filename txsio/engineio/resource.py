@@ -6,6 +6,11 @@ the spec's JSON errors, and routes the rest: polling requests to the session's
 :class:`~txsio.engineio.polling.PollingTransport`, WebSocket upgrades to Autobahn (which takes
 the connection over, :meth:`~txsio.engineio.websocket.EngineWebSocketFactory.take_over`).
 
+The engine's hooks (:mod:`txsio.engineio._hooks`) come in here: its middlewares run on each
+request before the checks, each response of a session carries the headers its
+``initial_headers`` / ``headers`` handlers add, and each refusal is reported to its
+``connection_error`` handlers.
+
 Each request is read once here, for both transports: its query is parsed once, checked once
 (:meth:`~txsio.engineio.EngineServer.check_request`), and a request that opens a session gets
 its :class:`~txsio.engineio.handshake.HandshakeRequest` built once.
@@ -13,7 +18,7 @@ its :class:`~txsio.engineio.handshake.HandshakeRequest` built once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -22,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ._hooks import add_headers, refusal, refuse, run_middlewares
 from .errors import EngineRequestError, ErrorCode
 from .handshake import HandshakeRequest, request_query
 from .polling import PollingTransport
@@ -81,21 +87,31 @@ class EngineIOResource(Resource):
             return b""
 
         upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
+        if server.middlewares:
+            return self._after_middlewares(request, method, upgrade)
+        return self._route(request, method, upgrade)
+
+    def _route(self, request: Request, method: str, upgrade: bool) -> int | bytes:
+        # What the middlewares let through (all of it, without any): checked, then routed.
+        server = self.engine
         try:
             query = request_query(request)
             protocol, transport, session = server.check_request(method, query, upgrade=upgrade)
         except EngineRequestError as e:
             log.debug("bad request {method} {uri}: {message}", method=method,
                       uri=request.uri.decode("latin-1"), message=e.message)
-            return e.render(request)
+            return refuse(server, request, e, upgrade=upgrade)
         wire = wire_format(protocol)
 
         if session is not None:
             if transport == "websocket":
-                return self._websocket(request, Admission(wire, session=session))
+                return self._websocket(request, Admission(
+                    wire, session=session, headers=add_headers(server, request, initial=False,
+                                                               into={})))
             polling = session.transport
             if not isinstance(polling, PollingTransport):  # pragma: no cover - checked above
                 return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+            add_headers(server, request, initial=False)
             if method == "GET":
                 return polling.handle_get(request, query)
             return polling.handle_post(request, query)
@@ -108,48 +124,47 @@ class EngineIOResource(Resource):
             result: list[Any] = []
             d.addBoth(result.append)
             outcome = result[0]
-            if isinstance(outcome, Failure):
-                log.failure("allow_request raised", outcome)
-                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
-            if not outcome:
-                return EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
+            if isinstance(outcome, Failure) or not outcome:
+                return refuse(server, request, _forbidden(outcome), upgrade=upgrade)
             return self._handshake(request, query, wire, transport)
-        self._handshake_later(d, request, query, wire, transport)
+        self._handshake_later(d, request, query, wire, transport, upgrade)
         return NOT_DONE_YET
 
     def _handshake_later(self, d: Deferred[Any], request: Request, query: Mapping[str, str],
-                         wire: WireFormat, transport: str) -> None:
-        finished: list[bool] = []
-        request.notifyFinish().addBoth(lambda _: finished.append(True))
+                         wire: WireFormat, transport: str, upgrade: bool) -> None:
+        def allowed(ok: object) -> int | bytes:
+            if isinstance(ok, Failure) or not ok:
+                return refuse(self.engine, request, _forbidden(ok), upgrade=upgrade)
+            return self._handshake(request, query, wire, transport)
 
-        def allowed(ok: object) -> None:
-            if finished:
-                return  # the client went away while we were deciding
-            if not ok:
-                body = EngineRequestError(ErrorCode.FORBIDDEN, 403).render(request)
-            else:
-                result = self._handshake(request, query, wire, transport)
-                if result == NOT_DONE_YET:
-                    return
-                assert isinstance(result, bytes)
-                body = result
-            request.setHeader(b"content-length", b"%d" % len(body))
-            request.write(body)
-            request.finish()
+        _answer_later(request, d, allowed)
 
-        def failed(failure: Failure) -> None:
-            log.failure("allow_request failed", failure)
-            allowed(False)
+    def _after_middlewares(self, request: Request, method: str, upgrade: bool) -> int | bytes:
+        # engine.use(): the middlewares run before anything else looks at the request.
+        d = run_middlewares(tuple(self.engine.middlewares), request)
 
-        d.addCallbacks(allowed, failed).addErrback(
-            lambda f: log.failure("error finishing a handshake", f))
+        def passed(refused: EngineRequestError | None) -> int | bytes:
+            if request.finished:
+                return NOT_DONE_YET  # a middleware answered it
+            if refused is not None:
+                return refuse(self.engine, request, refused, upgrade=upgrade)
+            return self._route(request, method, upgrade)
+
+        if d.called:
+            outcome: list[EngineRequestError | None] = []
+            d.addCallback(outcome.append)
+            return passed(outcome[0])
+        _answer_later(request, d, passed)
+        return NOT_DONE_YET
 
     def _handshake(self, request: Request, query: Mapping[str, str], wire: WireFormat,
                    transport: str) -> int | bytes:
         server = self.engine
         handshake = HandshakeRequest.of(request, query, server.trusted_proxies)
         if transport == "websocket":
-            return self._websocket(request, Admission(wire, handshake=handshake))
+            return self._websocket(request, Admission(
+                wire, handshake=handshake, headers=add_headers(server, request, initial=True,
+                                                               into={})))
         polling = PollingTransport(
             wire,
             max_body=server.options.max_http_buffer_size,
@@ -160,6 +175,7 @@ class EngineIOResource(Resource):
         polling.session = session
         if server.cookie is not None:
             server.cookie.set(request, session.id)
+        add_headers(server, request, initial=True)
         return polling.handle_get(request, query)
 
     def _websocket(self, request: Request, admission: Admission) -> int | bytes:
@@ -172,6 +188,38 @@ class EngineIOResource(Resource):
             # cancel it, or the channel and its request stay alive for the WebSocket's life.
             channel.setTimeout(None)
         return result
+
+
+def _answer_later(request: Request, d: Deferred[Any], answer: Callable[[Any], int | bytes],
+                  ) -> None:
+    # Answer a request whose render returned NOT_DONE_YET once ``d`` fires (unless its
+    # client went away meanwhile): with what ``answer`` returns for the outcome.
+    gone: list[bool] = []
+    request.notifyFinish().addBoth(lambda _: gone.append(True))
+
+    def ready(outcome: object) -> None:
+        if gone or request.finished:
+            return
+        body = answer(outcome)
+        if not isinstance(body, bytes):
+            return  # NOT_DONE_YET: answered later, or taken over by the WebSocket
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+    d.addBoth(ready).addErrback(
+        lambda f: log.failure("error answering {uri}", f, uri=request.uri.decode("latin-1")))
+
+
+def _forbidden(outcome: object) -> EngineRequestError:
+    # allow_request said no: False, or an error saying how (see refusal()); another error
+    # is a bug of the application's, refused as Forbidden.
+    if isinstance(outcome, Failure):
+        refused = refusal(outcome.value) if outcome.value is not None else None
+        if refused is not None:
+            return refused
+        log.failure("allow_request failed", outcome)
+    return EngineRequestError(ErrorCode.FORBIDDEN, 403, context={"message": None})
 
 
 def _header(request: Request, name: bytes) -> str | None:

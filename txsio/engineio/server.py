@@ -32,6 +32,13 @@ from twisted.logger import Logger
 from .._events import EventEmitter
 from .._stats import EngineStats
 from .._twisted import default_reactor
+from ._compression import (
+    DeflateOptions,
+    HttpCompression,
+    deflate_options,
+    http_compression_options,
+)
+from ._hooks import Middleware
 from .errors import CloseReason, EngineRequestError, ErrorCode
 from .handshake import CookieOptions, HandshakeRequest, TrustedProxies, cookie_options
 from .session import EngineOptions, EngineSession, SessionTransport
@@ -85,7 +92,19 @@ def generate_id() -> str:
 class EngineServer(EventEmitter):
     """An Engine.IO server: the sessions of one endpoint.
 
-    Events: ``"connection"`` (the new :class:`~txsio.engineio.session.EngineSession`).
+    Events (``server.on(event, f)``), as Node's ``engine.io`` emits them:
+
+    - ``"connection"``: ``f(session)``, the new
+      :class:`~txsio.engineio.session.EngineSession`;
+    - ``"initial_headers"``: ``f(headers, request)``, before the response to a handshake
+      (polling, or the WebSocket's ``101``) goes out: add to the ``headers`` dict (a name and
+      a value, or a list of values) what the response should carry; ``request`` is the
+      twisted.web request;
+    - ``"headers"``: the same for every response of a session (handshakes included, after
+      ``initial_headers``): each poll, each POST, the WebSocket upgrade;
+    - ``"connection_error"``: ``f(error)``, a request refused (a
+      :class:`~txsio.engineio._hooks.ConnectionErrorEvent`: ``request``, ``code``,
+      ``message``, ``context`` as Node's).
 
     :param ping_interval: seconds between the server's pings (Node: 25).
     :param ping_timeout: seconds a client has to answer a ping (Node: 20).
@@ -114,7 +133,12 @@ class EngineServer(EventEmitter):
         from another origin is refused with 403), ``"*"`` (any origin), a list of origins
         (``"https://app.example"``), or a callable ``f(origin) -> bool``.
     :param allow_request: ``f(request) -> bool`` (or a Deferred firing with one), called with
-        the twisted.web request of every new session; a false answer refuses it with 403.
+        the twisted.web request of every new session; a false answer refuses it with 403
+        ``Forbidden``.  To refuse with a message of its own, as Node's
+        ``callback(message, false)``, raise (or fail the Deferred with)
+        :class:`txsio.ConnectionRefusedError` ``(message)``: polling gets 403 with that
+        message in the JSON body, a WebSocket ``400 Bad Request`` with the message as its
+        body, as Node answers.
     :param cookie: ``False`` (the default), ``True`` for the ``io`` cookie, a cookie name, or a
         mapping of :class:`~txsio.engineio.handshake.CookieOptions` fields.
     :param trusted_proxies: the proxies (networks in CIDR notation, e.g. ``["10.0.0.0/8"]``)
@@ -122,6 +146,19 @@ class EngineServer(EventEmitter):
         ``handshake.address`` and the logs (see
         :class:`~txsio.engineio.handshake.TrustedProxies`); by default none: the address is
         the peer's, whatever the headers say.
+    :param http_compression: compress polling responses (Node's ``httpCompression``): ``True``
+        (the default, as Node: gzip or deflate as the client's ``Accept-Encoding`` asks, for
+        bodies of 1024 bytes and more), ``False``, or a mapping of
+        :class:`~txsio.engineio._compression.HttpCompression` fields (``threshold``,
+        ``level``).
+    :param per_message_deflate: compress WebSocket messages with the permessage-deflate
+        extension, when the client offers it (Node's ``perMessageDeflate``): ``False`` (the
+        default, as Node), ``True``, or a mapping of
+        :class:`~txsio.engineio._compression.DeflateOptions` fields (``threshold``, 1024 by
+        default: smaller messages are sent as they are when ``server_no_context_takeover``
+        is set; otherwise every message is, as Node's ``ws``).  A compressed message the client
+        sends may inflate to ``max_http_buffer_size`` bytes at most: past it the connection
+        is closed with 1009, as an uncompressed message that large is.
     :param clock: the clock for every timer (default: the global reactor).
     :param on_session: called with each new session before the ``"connection"`` handlers
         (the Socket.IO server's way in: a direct call, not an event).
@@ -143,6 +180,8 @@ class EngineServer(EventEmitter):
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
         trusted_proxies: Iterable[str] = (),
+        http_compression: bool | Mapping[str, Any] | HttpCompression | None = True,
+        per_message_deflate: bool | Mapping[str, Any] | DeflateOptions | None = False,
         clock: IReactorTime | None = None,
         on_session: Callable[[EngineSession], None] | None = None,
     ) -> None:
@@ -159,6 +198,8 @@ class EngineServer(EventEmitter):
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
             max_buffered_bytes=int(max_buffered_bytes),
+            http_compression=http_compression_options(http_compression),
+            per_message_deflate=deflate_options(per_message_deflate),
         )
         #: counters for metrics (see :class:`EngineStats`)
         self.stats = EngineStats()
@@ -183,6 +224,8 @@ class EngineServer(EventEmitter):
             self._cors_list = frozenset(_origin(o) for o in cors_allowed_origins)
         #: the open sessions by id
         self.sessions: dict[str, EngineSession] = {}
+        #: the middlewares (:meth:`use`), in order
+        self.middlewares: list[Middleware] = []
         self._resource: EngineIOResource | None = None
 
     # -- mounting --------------------------------------------------------------------------
@@ -198,6 +241,25 @@ class EngineServer(EventEmitter):
 
             self._resource = EngineIOResource(self)
         return self._resource
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Run ``middleware`` on every request, before any check, as Node's ``engine.use``
+        (usable as a decorator).
+
+        ``middleware(request)`` gets the twisted.web request and may set response headers,
+        read cookies, and so on.  It lets the request go on by returning (a Deferred or a
+        coroutine is awaited first; the middlewares run in order, one after the other).  It
+        refuses the request by raising: an
+        :class:`~txsio.engineio.EngineRequestError` is answered as it says (its status, code
+        and message), any other exception as Node answers a middleware's error, ``400``
+        ``{"code":3,"message":"Bad request"}`` (and is logged).  A middleware may also
+        answer the request itself (``request.finish()``): nothing else is done with it.
+
+        :param middleware: the middleware.
+        :returns: ``middleware``.
+        """
+        self.middlewares.append(middleware)
+        return middleware
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -265,43 +327,50 @@ class EngineServer(EventEmitter):
         :returns: ``(protocol, transport, session)``; ``session`` is ``None`` for a handshake.
         :raises EngineRequestError: the request is refused; the error says how to answer.
         """
+        # Each refusal carries the context Node's "connection_error" event reports for it.
         transport = query.get("transport")
         if transport not in self.options.transports:
-            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT)
+            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT,
+                                     context={"transport": transport})
         eio = query.get("EIO")
         if eio == "4":
             protocol = 4
         elif eio == "3" and self.options.allow_eio3:
             protocol = 3
         else:
-            raise EngineRequestError(ErrorCode.UNSUPPORTED_PROTOCOL_VERSION)
+            raise EngineRequestError(ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+                                     context={"protocol": 4 if eio == "4" else 3})
         jsonp = query.get("j")
         if jsonp is not None and not self.options.allow_jsonp:
             # Node's JSONP is a transport of its own: off, it is an unknown one.  Refused for
             # every request, so a session opened over XHR cannot be read as a script either.
-            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT)
+            raise EngineRequestError(ErrorCode.UNKNOWN_TRANSPORT,
+                                     context={"transport": transport})
         if jsonp is not None and not (jsonp.isascii() and jsonp.isdigit()):
             # The JSONP callback index is written into the response's JavaScript: digits only.
-            raise EngineRequestError(ErrorCode.BAD_REQUEST)
+            raise EngineRequestError(ErrorCode.BAD_REQUEST, context={"name": "INVALID_JSONP"})
         sid = query.get("sid")
         if sid is not None:
             session = self.sessions.get(sid)
             if session is None:
-                raise EngineRequestError(ErrorCode.UNKNOWN_SID)
-            if transport == "websocket":
-                if not upgrade:
-                    raise EngineRequestError(ErrorCode.BAD_REQUEST)
+                raise EngineRequestError(ErrorCode.UNKNOWN_SID, context={"sid": sid})
+            if transport == "websocket" and upgrade:
                 # An upgrade for a session that cannot take one is accepted and then closed
                 # (as Node does), so the caller decides with session.can_upgrade().
-            elif session.transport.name != transport:
-                raise EngineRequestError(ErrorCode.BAD_REQUEST)
+                pass
+            elif transport == "websocket" or session.transport.name != transport:
+                raise EngineRequestError(ErrorCode.BAD_REQUEST, context={
+                    "name": "TRANSPORT_MISMATCH", "transport": transport,
+                    "previousTransport": session.transport.name})
             elif method not in ("GET", "POST"):
-                raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD)
+                raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD,
+                                         context={"method": method})
             return protocol, transport, session
         if method != "GET":
-            raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD)
+            raise EngineRequestError(ErrorCode.BAD_HANDSHAKE_METHOD, context={"method": method})
         if transport == "websocket" and not upgrade:
-            raise EngineRequestError(ErrorCode.BAD_REQUEST)
+            raise EngineRequestError(ErrorCode.BAD_REQUEST,
+                                     context={"name": "TRANSPORT_HANDSHAKE_ERROR"})
         return protocol, transport, None
 
     def upgrades_for(self, transport: str) -> list[str]:

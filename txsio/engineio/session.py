@@ -65,6 +65,7 @@ from twisted.logger import Logger
 
 from .._events import EventEmitter
 from .._twisted import cancel_call
+from ._compression import DeflateOptions, HttpCompression
 from .errors import CloseReason
 from .packet import Packet, PacketType
 from .wire import open_payload, wire_format
@@ -112,6 +113,10 @@ class EngineOptions:
     max_payload_packets: int = 10_000
     allow_jsonp: bool = False
     max_buffered_bytes: int = 4 * 1024 * 1024
+    #: polling responses' compression (``None``: off); Node's default is on
+    http_compression: HttpCompression | None = field(default_factory=HttpCompression)
+    #: WebSocket messages' compression (``None``: off, Node's default)
+    per_message_deflate: DeflateOptions | None = None
 
     def __post_init__(self) -> None:
         if self.ping_interval <= 0 or self.ping_timeout <= 0:

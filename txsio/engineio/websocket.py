@@ -36,7 +36,9 @@ larger than ``max_http_buffer_size`` before buffering them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
@@ -45,6 +47,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
 
+from ._compression import accept_deflate
 from ._wsfast import FastServerProtocol
 from .errors import ErrorCode
 from .packet import EngineIOParseError
@@ -52,6 +55,7 @@ from .packet import EngineIOParseError
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
+    from ._compression import DeflateOptions
     from .handshake import HandshakeRequest
     from .server import EngineServer
     from .session import EngineSession, Outgoing
@@ -67,11 +71,14 @@ class Admission:
     :ivar wire: the wire format of the request's ``EIO``.
     :ivar handshake: for a new session, the record of its request.
     :ivar session: for an upgrade, the session to probe.
+    :ivar headers: the headers the ``initial_headers`` / ``headers`` handlers added, for
+        the response that accepts the WebSocket.
     """
 
     wire: WireFormat
     handshake: HandshakeRequest | None = None
     session: EngineSession | None = None
+    headers: Mapping[str, str | list[str]] | None = None
 
 
 @implementer(IPushProducer)
@@ -108,6 +115,8 @@ class EngineWebSocketProtocol(FastServerProtocol):
     _closing = False
     #: whether the TCP transport paused the connection (its write buffer is full)
     paused = False
+    #: the server's per_message_deflate, once the connection negotiated the extension
+    deflate: DeflateOptions | None = None
 
     # -- called by Twisted and Autobahn ----------------------------------------------------
 
@@ -157,12 +166,18 @@ class EngineWebSocketProtocol(FastServerProtocol):
             # Not through EngineIOResource, which checks every request before Autobahn sees it.
             raise ConnectionDeny(400, ErrorCode.BAD_REQUEST.message)
         self._wire = admission.wire
+        if admission.headers:
+            return None, dict(admission.headers)  # no subprotocol, and these headers
         return None
 
     def onOpen(self) -> None:
         """Start a new session, or offer this connection as an upgrade."""
         admission, self.admission = self.admission, None
         assert admission is not None
+        extension = self._perMessageCompress
+        deflate = self.factory.engine.options.per_message_deflate
+        if extension is not None and deflate is not None:
+            self.deflate = deflate.for_connection(bool(extension.server_no_context_takeover))
         session = admission.session
         if session is None:
             assert admission.handshake is not None
@@ -238,10 +253,15 @@ class EngineWebSocketProtocol(FastServerProtocol):
             return False  # Autobahn is closing: its sendMessage would raise Disconnected
         if self.paused and not isinstance(data, list):
             return False  # the session queues it (and the Socket.IO layer drops volatile ones)
+        deflate = self.deflate
         if isinstance(data, str):
-            self.write_frame(("4" + data).encode("utf-8"), False)
+            payload = ("4" + data).encode("utf-8")
+            self.write_frame(payload, False,
+                             deflate is not None and deflate.compresses(data, len(payload)))
         elif isinstance(data, bytes):
-            self.write_frame(self._wire.binary_prefix + data, True)
+            payload = self._wire.binary_prefix + data
+            self.write_frame(payload, True,
+                             deflate is not None and deflate.compresses(data, len(payload)))
         elif isinstance(data, list):
             encode = self._wire.encode_frame
             for index, packet in enumerate(data):
@@ -249,14 +269,21 @@ class EngineWebSocketProtocol(FastServerProtocol):
                     del data[:index]
                     return False
                 frame = encode(packet)
-                if isinstance(frame, str):
-                    self.write_frame(frame.encode("utf-8"), False)
-                else:
-                    self.write_frame(frame, True)
+                payload = frame.encode("utf-8") if isinstance(frame, str) else frame
+                self.write_frame(payload, not isinstance(frame, str),
+                                 deflate is not None and packet.data is not None
+                                 and deflate.compresses(packet.data, len(payload)))
         else:
             prepared = data.prepared_frame(self.factory)
             if prepared is None:
                 return False
+            if deflate is not None:
+                # Compressed per connection (each has its own compressor): the threshold and
+                # the message's flag decide, as for a message of its own.
+                self.write_frame(prepared.payload, prepared.binary,
+                                 getattr(data, "compress", True)
+                                 and deflate.compresses(b"", len(prepared.payload)))
+                return True
             self.sendPreparedMessage(prepared)
             traffic = self.traffic
             traffic.packets_out += 1
@@ -316,6 +343,10 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
         )
+        deflate = engine.options.per_message_deflate
+        if deflate is not None:
+            self.setProtocolOptions(perMessageCompressionAccept=partial(
+                accept_deflate, options=deflate, max_message_size=limit))
 
     def take_over(self, request: Request, admission: Admission) -> int | bytes:
         """Hand ``request``'s connection to Autobahn, admitted as ``admission``.
