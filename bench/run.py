@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     if not NODE_MODULES.is_dir():
         raise SystemExit("tests/node/node_modules is missing: run `npm ci` in tests/node")
     scenarios = scenarios_for(args.scenarios, args)
-    raise_nofile(2 * max([s.idle for s in scenarios] + [args.fanout_sockets]) + 1000)
+    # The server and the generator each hold one descriptor per connection, and more.
+    raise_nofile(max([s.idle for s in scenarios] + [args.fanout_sockets]) + 1000)
     if args.profile:
         profile(scenarios, args)
         return 0
