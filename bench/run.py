@@ -425,33 +425,41 @@ def summary(figures: list[Figure]) -> tuple[Figure, int]:
                   kib=median([f.kib for f in good])), len(figures) - len(good)
 
 
-def ratio(value: float, node: float | None) -> str:
-    if node is None or not node or value != value or node != node:
+def ratio(figures: list[Figure], node: list[Figure] | None, metric: str) -> str:
+    """The median over runs of ``metric`` / Node's ``metric`` in the same run.
+
+    Each run measures every server within minutes, so a same-run ratio cancels most of what
+    a shared machine's load does to both; runs where either failed are left out.
+    """
+    if not node:
         return "-"
-    return f"{value / node:.2f}"
+    ratios = [getattr(f, metric) / getattr(n, metric) for f, n in zip(figures, node, strict=False)
+              if not f.error and not n.error and getattr(n, metric)]
+    return f"{median(ratios):.2f}" if ratios else "-"
 
 
 def print_table(table: Table, scenarios: list[Scenario], servers: list[str], runs: int) -> None:
-    print(f"\n== medians over {runs} run(s); ratios are server / node in this invocation ==")
+    print(f"\n== medians over {runs} run(s); ratios: the median of server / node in each run "
+          "(idle rows: KiB per connection, and its ratio) ==")
     print(f"{'scenario':30} {'server':16} {'throughput':>22} {'us CPU/op':>10} "
           f"{'rate/node':>9} {'CPU/node':>9}")
     for scenario in scenarios:
-        node_figures = table.figures.get((scenario.key, "node"))
-        node = summary(node_figures)[0] if node_figures else None
+        node = table.figures.get((scenario.key, "node"))
         for i, server in enumerate(servers):
             first = scenario.label if i == 0 else ""
-            figure, failed = summary(table.figures.get((scenario.key, server), []))
+            figures = table.figures.get((scenario.key, server), [])
+            figure, failed = summary(figures)
             note = f"  ({failed} run(s) failed)" if failed else ""
-            if failed == len(table.figures.get((scenario.key, server), [])):
+            if failed == len(figures):
                 print(f"{first:30} {server:16} {'failed':>22}{note}")
             elif scenario.idle:
                 print(f"{first:30} {server:16} {figure.kib:>14.1f} KiB/conn {'':>10} "
-                      f"{ratio(figure.kib, node and node.kib):>9} {'':>9}{note}")
+                      f"{ratio(figures, node, 'kib'):>9} {'':>9}{note}")
             else:
                 throughput = f"{figure.rate:,.{1 if figure.rate < 100 else 0}f} {scenario.unit}"
                 print(f"{first:30} {server:16} {throughput:>22} {figure.cpu_us:>10.2f} "
-                      f"{ratio(figure.rate, node and node.rate):>9} "
-                      f"{ratio(figure.cpu_us, node and node.cpu_us):>9}{note}")
+                      f"{ratio(figures, node, 'rate'):>9} "
+                      f"{ratio(figures, node, 'cpu_us'):>9}{note}")
 
 
 def describe(scenario: Scenario, figure: Figure) -> str:
