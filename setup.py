@@ -50,6 +50,8 @@ setup(
             "types-docutils",
         ],
         "docs": ["sphinx>=7"],
+        # bench/run.py: python-socketio on uvicorn as the Python peer, py-spy for --profile
+        "bench": ["uvicorn>=0.30", "python-socketio>=5.11", "py-spy>=0.3"],
         # ssl: endpoints (twistd sio --port ssl:8443:privateKey=...) need pyOpenSSL
         "tls": ["twisted[tls]>=24.7.0"],
         # txsio.admin's basic authentication checks bcrypt hashes, as @socket.io/admin-ui

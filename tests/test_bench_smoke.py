@@ -1,0 +1,63 @@
+"""The benchmark (``bench/run.py``) run tiny, as CI's smoke of it.
+
+The benchmark itself is run by hand (three runs of every scenario against four servers); here
+each of its six scenarios runs once against txsio and Node's socket.io with a handful of
+connections and a fraction of a second of load, and only this is checked: it completes, with
+a row per scenario for both servers and no failed measurement.  No figure is asserted: timings
+depend on the machine.  Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a
+skip).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from .support import require_node, run_process
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+#: Every default scenario, two servers, one run, the smallest counts that still exercise each
+#: generator mode (and no pinning: a CI machine's second core may be busy).
+ARGS = [
+    "--runs", "1", "--servers", "txsio,node", "--no-pin", "--seconds", "0.2",
+    "--clients", "2", "--inflight", "2", "--fanout-sockets", "10",
+    "--binary-sockets", "1", "--binary-inflight", "1", "--binary-size", "4096",
+    "--connect-concurrency", "2", "--idle", "10", "--settle", "0", "--poll-sessions", "2",
+]
+
+#: The first words of each scenario's row in the table.
+ROWS = ["echo+ack ws", "fan-out", "binary echo", "connect", "idle memory", "echo+ack polling"]
+
+
+class BenchSmokeTests(TestCase):
+    """bench/run.py with tiny counts: it completes with a row per scenario and server."""
+
+    timeout = 120
+
+    async def test_tiny_benchmark_prints_every_row(self) -> None:
+        """Each default scenario, once for txsio and for Node: a table row each, none failed."""
+        require_node()
+        with tempfile.TemporaryDirectory() as tmp:
+            figures_file = Path(tmp) / "figures.json"
+            result = await run_process(
+                [sys.executable, str(RUN), *ARGS, "--json", str(figures_file)], timeout=100)
+            self.assertEqual(result.exit_code, 0, result.describe())
+            figures = json.loads(figures_file.read_text())
+        table = result.other_output[result.other_output.index(next(
+            line for line in result.other_output if line.startswith("== medians"))):]
+        for row in ROWS:
+            first = [i for i, line in enumerate(table) if line.startswith(row)]
+            self.assertEqual(len(first), 1, f"{row!r}\n{result.describe()}")
+            # The scenario's row names txsio; the next one (the label left blank) names node.
+            self.assertIn("txsio", table[first[0]].split(), result.describe())
+            self.assertEqual(table[first[0] + 1].split()[0], "node", result.describe())
+            self.assertNotIn("failed", table[first[0]] + table[first[0] + 1])
+        # One successful figure per scenario and server.
+        self.assertEqual(len(figures), 2 * len(ROWS), figures)
+        for key, runs in figures.items():
+            self.assertEqual([run["error"] for run in runs], [""], key)
