@@ -92,7 +92,12 @@ class Server(Broadcasting):
         fast as the server sends (4 MiB); past it the client is disconnected with the reason
         ``"send buffer full"`` (see :class:`~txsio.engineio.EngineServer`).
     :param cors_allowed_origins: ``None`` (no CORS; foreign browser origins refused),
-        ``"*"``, a list of origins, or a callable ``f(origin) -> bool``.
+        ``"*"``, a list of origins, or a callable ``f(origin) -> bool``; the shorthand of
+        ``cors={"origin": X, "credentials": True}``.
+    :param cors: Node's ``cors`` option in snake_case: ``origin`` (a string, a list, a
+        compiled regex, or ``f(origin)`` returning a bool or a Deferred), ``credentials``,
+        ``methods``, ``allowed_headers``, ``exposed_headers``, ``max_age`` (see
+        :class:`~txsio.engineio.cors.CorsPolicy`); checked when the server is built.
     :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
     :param transports: from ``"polling"`` and ``"websocket"``.
     :param allow_upgrades: whether polling clients may upgrade to WebSocket (Node: true).
@@ -130,6 +135,7 @@ class Server(Broadcasting):
         max_http_buffer_size: int = 1_000_000,
         max_buffered_bytes: int = 4 * 1024 * 1024,
         cors_allowed_origins: CorsOrigins = None,
+        cors: Mapping[str, Any] | None = None,
         allow_request: Callable[[Any], Any] | None = None,
         transports: Iterable[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
@@ -163,6 +169,7 @@ class Server(Broadcasting):
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
             cors_allowed_origins=cors_allowed_origins,
+            cors=cors,
             allow_request=allow_request,
             cookie=cookie,
             trusted_proxies=trusted_proxies,

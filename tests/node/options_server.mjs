@@ -1,0 +1,31 @@
+// Node's socket.io 4.8 server with the options given as JSON, and no app: the reference for
+// the behaviour of single options (CORS headers, serving the client bundle, ...), compared
+// side by side with txsio's in tests/test_node_options.py.
+//
+//   node options_server.mjs '{"cors":{"origin":[{"$regex":"^https://a\\.example$"}]}}'
+//
+// {"$regex": source} anywhere in the options is a RegExp (JSON has none). Prints
+// {"event":"listening","port":N} on stdout; exits when stdin closes or on SIGTERM.
+import http from "node:http";
+import { Server } from "socket.io";
+
+function revive(value) {
+  if (Array.isArray(value)) return value.map(revive);
+  if (value && typeof value === "object") {
+    if (typeof value.$regex === "string") return new RegExp(value.$regex);
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, revive(v)]));
+  }
+  return value;
+}
+
+const options = revive(JSON.parse(process.argv[2] || "{}"));
+const httpServer = http.createServer();
+const io = new Server(httpServer, options);
+io.on("connection", () => {});
+
+httpServer.listen(0, "127.0.0.1", () => {
+  process.stdout.write(JSON.stringify({ event: "listening", port: httpServer.address().port }) + "\n");
+});
+process.stdin.on("end", () => process.exit(0));
+process.stdin.resume();
+process.on("SIGTERM", () => process.exit(0));

@@ -1,0 +1,137 @@
+"""Single options of the server, side by side with Node's socket.io 4.8 given the same ones.
+
+Each test starts Node's server (``tests/node/options_server.mjs``, the options as JSON) and a
+``txsio.Server`` with the same options in Python's spelling, both on loopback, sends both the
+same raw HTTP requests with treq, and compares what matters of the answers (the CORS headers,
+the client bundle's caching headers...).  Where txsio differs on purpose (a refused origin is a
+403), the test says so and checks txsio's own answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+
+import txsio
+
+from .support import NODE_DIR, require_node, serve, spawn
+
+
+async def start_node(test: TestCase, options: dict[str, Any]) -> str:
+    """Start Node's server with ``options``; its URL (stopped when the test ends)."""
+    import json
+
+    listening: Deferred[int] = Deferred()
+
+    def event(line: dict[str, Any]) -> None:
+        if line.get("event") == "listening":
+            listening.callback(line["port"])
+
+    peer = spawn([require_node(), str(NODE_DIR / "options_server.mjs"), json.dumps(options)],
+                 on_event=event, cwd=NODE_DIR)
+    test.addCleanup(peer.stop)
+    port = await listening.addTimeout(10, reactor)
+    return f"http://127.0.0.1:{port}"
+
+
+def start_txsio(test: TestCase, **options: Any) -> str:
+    """Serve a ``txsio.Server`` with ``options`` at ``/socket.io``; its URL."""
+    io = txsio.Server(**options)
+    root = Resource()
+    root.putChild(b"socket.io", io.resource())
+    site = serve(root)
+    test.addCleanup(site.stop)
+    test.addCleanup(io.close)
+    return site.url
+
+
+async def fetch(url: str, method: str = "GET", **headers: str) -> tuple[int, Headers, bytes]:
+    """One request; its status, headers and body."""
+    raw = Headers({k.replace("_", "-").encode(): [v.encode()] for k, v in headers.items()})
+    response = await treq.request(method, url, headers=raw, persistent=False)
+    body = await treq.content(response)
+    return response.code, response.headers, body
+
+
+def cors_of(headers: Headers) -> dict[str, str]:
+    """The CORS headers (and Vary) of an answer, names in lower case."""
+    return {name.decode().lower(): ", ".join(v.decode() for v in values)
+            for name, values in headers.getAllRawHeaders()
+            if name.lower().startswith(b"access-control-") or name.lower() == b"vary"}
+
+
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+
+
+class CorsTests(TestCase):
+    """The ``cors`` option answers an allowed origin with Node's headers."""
+
+    async def compare(self, node_cors: dict[str, Any], cors: dict[str, Any],
+                      origin: str) -> dict[str, str]:
+        """The CORS headers of a handshake and of a preflight from ``origin``, the same on
+        both servers; txsio's preflight headers."""
+        node = await start_node(self, {"cors": node_cors})
+        ours = start_txsio(self, cors=cors)
+        preflight = {"origin": origin, "access_control_request_method": "POST",
+                     "access_control_request_headers": "content-type, x-token"}
+        answers = []
+        for base in (node, ours):
+            code, headers, _ = await fetch(base + HANDSHAKE, origin=origin)
+            self.assertEqual(code, 200)
+            p_code, p_headers, p_body = await fetch(base + HANDSHAKE, "OPTIONS", **preflight)
+            self.assertEqual((p_code, p_body), (204, b""))
+            answers.append((cors_of(headers), cors_of(p_headers)))
+        self.assertEqual(answers[1], answers[0])
+        return answers[1][1]
+
+    async def test_node_defaults(self) -> None:
+        """An empty mapping is Node's defaults: any origin ("*"), no credentials, Node's
+        methods, the requested headers reflected, no max age."""
+        headers = await self.compare({}, {}, "https://a.example")
+        self.assertEqual(headers["access-control-allow-origin"], "*")
+        self.assertNotIn("access-control-allow-credentials", headers)
+
+    async def test_list_with_credentials(self) -> None:
+        """A list of an origin and a regex, credentials, methods, headers, max age: the same
+        headers as Node's."""
+        node = {"origin": ["https://a.example", {"$regex": r"\.b\.example$"}],
+                "credentials": True, "methods": ["GET", "POST"],
+                "allowedHeaders": ["x-token"], "exposedHeaders": "x-id, x-trace",
+                "maxAge": 600}
+        ours = {"origin": ["https://a.example", re.compile(r"\.b\.example$")],
+                "credentials": True, "methods": ["GET", "POST"],
+                "allowed_headers": ["x-token"], "exposed_headers": "x-id, x-trace",
+                "max_age": 600}
+        headers = await self.compare(node, ours, "https://x.b.example")
+        self.assertEqual(headers["access-control-allow-origin"], "https://x.b.example")
+        self.assertEqual(headers["access-control-allow-credentials"], "true")
+        await self.compare(node, ours, "https://a.example")
+
+    async def test_function_deferred(self) -> None:
+        """An origin function answering with a Deferred: the request waits for it; an allowed
+        origin gets the same headers as from Node's function; a refused one gets 403 from
+        txsio (a documented difference: Node answers without CORS headers)."""
+        asked: list[str] = []
+
+        def origin(value: str) -> Deferred[bool]:
+            asked.append(value)
+            d: Deferred[bool] = Deferred()
+            reactor.callLater(0.01, d.callback, value.endswith(".good.example"))
+            return d
+
+        ours = start_txsio(self, cors={"origin": origin, "credentials": True})
+        code, headers, _ = await fetch(ours + HANDSHAKE, origin="https://a.good.example")
+        self.assertEqual(code, 200)
+        self.assertEqual(cors_of(headers), {
+            "access-control-allow-origin": "https://a.good.example",
+            "access-control-allow-credentials": "true", "vary": "Origin"})
+        code, headers, _ = await fetch(ours + HANDSHAKE, origin="https://evil.example")
+        self.assertEqual((code, cors_of(headers)), (403, {}))
+        self.assertEqual(asked, ["https://a.good.example", "https://evil.example"])
