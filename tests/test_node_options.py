@@ -135,3 +135,70 @@ class CorsTests(TestCase):
         code, headers, _ = await fetch(ours + HANDSHAKE, origin="https://evil.example")
         self.assertEqual((code, cors_of(headers)), (403, {}))
         self.assertEqual(asked, ["https://a.good.example", "https://evil.example"])
+
+
+CLIENT_DIST = NODE_DIR / "node_modules" / "socket.io-client" / "dist"
+
+
+class ServeClientTests(TestCase):
+    """``serve_client`` serves the bundle as Node's ``serveClient`` does."""
+
+    async def test_as_node(self) -> None:
+        """The bundle, its minified build and a source map: the same status, caching headers
+        and content types as Node's; the ETag answered with 304 (also weak), another with 200;
+        the bytes are the file's."""
+        node = await start_node(self, {})
+        ours = start_txsio(self, serve_client=CLIENT_DIST / "socket.io.js")
+        for name in ("socket.io.js", "socket.io.min.js", "socket.io.js.map"):
+            seen = []
+            for base in (node, ours):
+                url = f"{base}/socket.io/{name}"
+                code, headers, body = await fetch(url)
+                etag = headers.getRawHeaders(b"etag", [b""])[0].decode()
+                self.assertTrue(etag.startswith('"') and etag.endswith('"'), etag)
+                not_modified = [(await fetch(url, if_none_match=tag))[0]
+                                for tag in (etag, "W/" + etag, '"other"', f'"x", {etag}')]
+                seen.append((code, headers.getRawHeaders(b"cache-control"),
+                             headers.getRawHeaders(b"content-type"), not_modified[:3]))
+            # A list naming the tag is a match (RFC 9110); Node compares the whole header.
+            self.assertEqual(not_modified[3], 304)
+            self.assertEqual(seen[1], seen[0], name)
+            self.assertEqual(seen[1][3], [304, 304, 200])
+            self.assertEqual(body, (CLIENT_DIST / name).read_bytes())
+
+    async def test_only_files_beside(self) -> None:
+        """A file of another name is served at socket.io.js; names of Node's list that are
+        not beside it, and other names, are Engine.IO requests as before (400)."""
+        directory = self.mktemp()
+        import os
+
+        os.makedirs(directory)
+        bundle = os.path.join(directory, "bundle.js")
+        with open(bundle, "w") as f:
+            f.write("window.io = 1;")
+        ours = start_txsio(self, serve_client=bundle)
+        code, _, body = await fetch(ours + "/socket.io/socket.io.js")
+        self.assertEqual((code, body), (200, b"window.io = 1;"))
+        for name in ("socket.io.min.js", "bundle.js"):
+            code, _, body = await fetch(f"{ours}/socket.io/{name}")
+            self.assertEqual((code, body), (400, b'{"code":0,"message":"Transport unknown"}'))
+
+
+class ErrorBodyTests(TestCase):
+    """Refused Engine.IO requests are answered byte for byte as Node answers them."""
+
+    async def test_same_bodies(self) -> None:
+        """Unknown transport, unknown session, bad method, unsupported protocol: the same
+        status, content type and compact JSON body as Node's."""
+        node = await start_node(self, {})
+        ours = start_txsio(self)
+        requests = [("GET", "/socket.io/?EIO=4&transport=carrier-pigeon"),
+                    ("GET", "/socket.io/?EIO=4&transport=polling&sid=nope"),
+                    ("PUT", "/socket.io/?EIO=4&transport=polling"),
+                    ("GET", "/socket.io/?EIO=9&transport=polling")]
+        for method, target in requests:
+            answers = []
+            for base in (node, ours):
+                code, headers, body = await fetch(base + target, method)
+                answers.append((code, headers.getRawHeaders(b"content-type"), body))
+            self.assertEqual(answers[1], answers[0], target)

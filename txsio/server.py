@@ -119,6 +119,10 @@ class Server(Broadcasting):
     :param trusted_proxies: the proxies (networks, e.g. ``["10.0.0.0/8"]``) whose
         ``Forwarded`` / ``X-Forwarded-For`` headers name the client in ``handshake.address``
         (none by default: the peer's address, whatever the headers say).
+    :param serve_client: the path of a built ``socket.io.js`` (npm socket.io-client's
+        ``dist/socket.io.js``), served at ``<path>/socket.io.js`` with the ``.min.js``, ESM,
+        msgpack and ``.map`` files found beside it, as Node's ``serveClient`` (ETag, 304,
+        ``Cache-Control: public, max-age=0``); by default nothing is served there.
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
@@ -149,6 +153,7 @@ class Server(Broadcasting):
         max_attachments: int = 10,
         cleanup_empty_child_namespaces: bool = False,
         trusted_proxies: Iterable[str] = (),
+        serve_client: str | os.PathLike[str] | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
@@ -176,6 +181,10 @@ class Server(Broadcasting):
             clock=clock,
             on_session=self._on_engine_connection,
         )
+        if serve_client is not None:
+            from ._client_files import ClientFiles
+
+            self.engine.resource().files.update(ClientFiles(serve_client).leaves)
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         #: the open connections by Engine.IO session id

@@ -62,8 +62,10 @@ class EngineRequestError(Exception):
         super().__init__(code, status, self.message)
 
     def body(self) -> bytes:
-        """The JSON body of the error response."""
-        return json.dumps({"code": int(self.code), "message": self.message}).encode()
+        """The JSON body of the error response, compact as Node's
+        (``{"code":0,"message":"Transport unknown"}``)."""
+        return json.dumps({"code": int(self.code), "message": self.message},
+                          separators=(",", ":")).encode()
 
     def render(self, request: Request) -> bytes:
         """Set the status and content type of ``request``'s response; return the body.

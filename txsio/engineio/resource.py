@@ -29,6 +29,7 @@ from .websocket import Admission, EngineWebSocketFactory
 from .wire import WireFormat, wire_format
 
 if TYPE_CHECKING:
+    from twisted.web.resource import IResource
     from twisted.web.server import Request
 
     from .server import EngineServer
@@ -52,9 +53,17 @@ class EngineIOResource(Resource):
         super().__init__()
         self.engine = server
         self._ws_factory = EngineWebSocketFactory(server)
+        #: leaves answering a name right under the mount point before any Engine.IO check
+        #: (the Socket.IO server's ``serve_client`` files, ``socket.io.js``...)
+        self.files: dict[bytes, IResource] = {}
 
     def render(self, request: Request) -> int | bytes:
         """Check and route one request."""
+        if self.files and request.postpath is not None and len(request.postpath) == 1:
+            leaf = self.files.get(request.postpath[0])
+            if leaf is not None:
+                result: int | bytes = leaf.render(request)
+                return result
         cors = self.engine.cors
         origin = _header(request, b"origin")
         if origin is None or cors is None:
