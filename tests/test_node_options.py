@@ -22,6 +22,7 @@ from twisted.web.resource import Resource
 import txsio
 
 from .support import NODE_DIR, require_node, serve, spawn
+from .test_tap import temp_dir
 
 
 async def start_node(test: TestCase, options: dict[str, Any]) -> str:
@@ -169,13 +170,8 @@ class ServeClientTests(TestCase):
     async def test_only_files_beside(self) -> None:
         """A file of another name is served at socket.io.js; names of Node's list that are
         not beside it, and other names, are Engine.IO requests as before (400)."""
-        directory = self.mktemp()
-        import os
-
-        os.makedirs(directory)
-        bundle = os.path.join(directory, "bundle.js")
-        with open(bundle, "w") as f:
-            f.write("window.io = 1;")
+        bundle = temp_dir(self) / "bundle.js"
+        bundle.write_text("window.io = 1;")
         ours = start_txsio(self, serve_client=bundle)
         code, _, body = await fetch(ours + "/socket.io/socket.io.js")
         self.assertEqual((code, body), (200, b"window.io = 1;"))

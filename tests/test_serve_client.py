@@ -12,13 +12,12 @@ from twisted.web import http
 import txsio
 
 from .test_node_options import fetch, start_txsio
+from .test_tap import temp_dir
 
 
 def bundle(test: SynchronousTestCase, data: bytes = b"window.io = 1;") -> str:
     """A bundle file in a directory of its own."""
-    directory = test.mktemp()
-    os.makedirs(directory)
-    path = os.path.join(directory, "socket.io.js")
+    path = str(temp_dir(test) / "socket.io.js")
     with open(path, "wb") as f:
         f.write(data)
     return path
@@ -29,7 +28,7 @@ class CheckedTests(SynchronousTestCase):
 
     def test_not_a_file(self) -> None:
         """A missing file or a directory is a ValueError saying where to get the bundle."""
-        for path in (os.path.join(self.mktemp(), "socket.io.js"), os.getcwd()):
+        for path in (str(temp_dir(self) / "missing.js"), os.getcwd()):
             error = self.assertRaises(ValueError, txsio.Server, serve_client=path,
                                       clock=Clock())
             self.assertIn("socket.io-client", str(error))
