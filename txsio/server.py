@@ -554,8 +554,11 @@ class Connection:
         count(self._stats.connections_closed, reason_label(reason))
         cancel_call(self._timer)
         self._timer = None
+        # The transport's detail (Node's description), when the session closed for one.
+        description = self.session.close_description \
+            if self.session.close_reason == reason else None
         for socket in list(self.sockets.values()):
-            socket._on_close(reason)
+            socket._on_close(reason, description)
         self.sockets.clear()
         self.decoder.reset()
         self.server.connections.pop(self.id, None)

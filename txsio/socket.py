@@ -96,7 +96,9 @@ class Socket(Selecting, HandlerMethods):
     Handlers (``socket.on(event, f)`` or ``@socket.on(event)``) get the event's arguments;
     the first handler's return value (plain, Deferred or coroutine result; a tuple for several
     arguments) is the acknowledgement when the client asked for one.  ``"disconnecting"`` and
-    ``"disconnect"`` handlers get the reason.
+    ``"disconnect"`` handlers get the reason, and its description (Node's) when they take a
+    second argument: a :class:`~txsio.engineio.client.TransportError` for
+    ``"transport error"``, else ``None``.
     """
 
     def __init__(self, nsp: Namespace, conn: Connection, auth: dict[str, Any],
@@ -324,10 +326,10 @@ class Socket(Selecting, HandlerMethods):
     def _send_ack(self, result: Any, ack_id: int) -> None:
         self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
 
-    def _on_close(self, reason: str) -> None:
+    def _on_close(self, reason: str, description: object = None) -> None:
         if not self.connected:
             return
-        self.listeners.emit_local("disconnecting", reason)
+        self.listeners.emit_described("disconnecting", reason, description)
         if self.pid is not None and reason in RECOVERABLE_REASONS:
             self.adapter.persist_session(PersistedSession(
                 sid=self.id, pid=self.pid, rooms=sorted(self.rooms), data=self.data))
@@ -337,5 +339,5 @@ class Socket(Selecting, HandlerMethods):
         self.connected = False
         self.nsp.stats.disconnected(reason)
         self._acks.fail_all(DisconnectedError(reason))
-        self.listeners.emit_local("disconnect", reason)
+        self.listeners.emit_described("disconnect", reason, description)
 

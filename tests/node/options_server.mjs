@@ -5,7 +5,9 @@
 //   node options_server.mjs '{"cors":{"origin":[{"$regex":"^https://a\\.example$"}]}}'
 //
 // {"$regex": source} anywhere in the options is a RegExp (JSON has none). Prints
-// {"event":"listening","port":N} on stdout; exits when stdin closes or on SIGTERM.
+// {"event":"listening","port":N} on stdout, then for each socket of "/" that goes
+// {"event":"disconnect","id":...,"reason":...,"description":{"message","type","description"}
+// or null}; exits when stdin closes or on SIGTERM.
 import http from "node:http";
 import { Server } from "socket.io";
 
@@ -21,7 +23,16 @@ function revive(value) {
 const options = revive(JSON.parse(process.argv[2] || "{}"));
 const httpServer = http.createServer();
 const io = new Server(httpServer, options);
-io.on("connection", () => {});
+io.on("connection", (socket) => {
+  socket.on("disconnect", (reason, description) => {
+    const detail = description === undefined ? null : {
+      message: description.message, type: description.type ?? null,
+      description: description.description ?? null,
+    };
+    process.stdout.write(JSON.stringify({ event: "disconnect", id: socket.id, reason,
+                                          description: detail }) + "\n");
+  });
+});
 
 httpServer.listen(0, "127.0.0.1", () => {
   process.stdout.write(JSON.stringify({ event: "listening", port: httpServer.address().port }) + "\n");

@@ -472,6 +472,6 @@ class ClientSocket(HandlerMethods):
         self._acks.fail_all(DisconnectedError(reason),
                             keep={i for i, _, _ in self._send_buffer if i is not None})
         if was_connected:
-            self.listeners.emit_local("disconnect", reason)
+            self.listeners.emit_described("disconnect", reason, description)
         elif self._active:
             self._connect_error(ConnectError(reason, description))
