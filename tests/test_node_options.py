@@ -203,3 +203,38 @@ class ErrorBodyTests(TestCase):
                 code, headers, body = await fetch(base + target, method)
                 answers.append((code, headers.getRawHeaders(b"content-type"), body))
             self.assertEqual(answers[1], answers[0], target)
+
+
+class RegexNamespaceTests(TestCase):
+    """A regex namespace matches as Node's does (JavaScript's ``RegExp.test``)."""
+
+    async def joins(self, url: str, name: str) -> bool:
+        """Whether txsio's client joins namespace ``name`` of the server at ``url``."""
+        client = txsio.Client(reconnection=False, timeout=5)
+        self.addCleanup(client.disconnect)
+        d = client.connect(url, namespaces=[name], transports=["websocket"])
+        try:
+            await d
+        except txsio.ConnectError:
+            return False
+        return True
+
+    async def test_unanchored(self) -> None:
+        """JavaScript's ``/sub\\d/`` (Python's ``sub\\d``) accepts ``/a-sub1-b`` and
+        ``/sub2`` and refuses ``/a-subx``, on both; an anchored one refuses ``/a-sub1-b`` on
+        both."""
+        for pattern, names in [(r"sub\d", ["/a-sub1-b", "/sub2", "/a-subx"]),
+                               (r"^/sub\d$", ["/a-sub1-b", "/sub2"])]:
+            node = await start_node(self, {"dynamic": {"$regex": pattern}})
+            io = txsio.Server()
+            io.of(re.compile(pattern))
+            root = Resource()
+            root.putChild(b"socket.io", io.resource())
+            site = serve(root)
+            self.addCleanup(site.stop)
+            self.addCleanup(io.close)
+            for name in names:
+                self.assertEqual(await self.joins(site.url, name),
+                                 await self.joins(node, name), (pattern, name))
+            self.assertTrue(await self.joins(site.url, "/sub2"))
+            self.assertEqual(await self.joins(site.url, "/a-sub1-b"), pattern == r"sub\d")

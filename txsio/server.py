@@ -238,7 +238,8 @@ class Server(Broadcasting):
     def of(self, name: str | re.Pattern[str] | NamespaceMatcher) -> Namespace:
         """The namespace ``name``, created if needed.
 
-        :param name: a name (``"/chat"``), a compiled regex or a callable
+        :param name: a name (``"/chat"``), a compiled regex (searched in the client's
+            namespace name, unanchored, as Node's ``RegExp.test``) or a callable
             ``f(name, auth) -> bool`` for a dynamic namespace.
         """
         if isinstance(name, str):

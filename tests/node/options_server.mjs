@@ -20,9 +20,11 @@ function revive(value) {
   return value;
 }
 
-const options = revive(JSON.parse(process.argv[2] || "{}"));
+const { dynamic, ...options } = revive(JSON.parse(process.argv[2] || "{}"));
 const httpServer = http.createServer();
 const io = new Server(httpServer, options);
+// "dynamic": a regex of dynamic namespaces (not an option of Node's: a test's), accepted.
+if (dynamic) io.of(dynamic).on("connection", () => {});
 io.on("connection", (socket) => {
   socket.on("disconnect", (reason, description) => {
     const detail = description === undefined ? null : {
