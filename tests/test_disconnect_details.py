@@ -11,7 +11,6 @@ import json
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
@@ -23,9 +22,9 @@ import txsio
 from txsio.engineio.errors import TransportError
 
 from .sio_memory import MemoryClient
-from .support import NODE_DIR, require_node, serve, spawn
+from .support import serve
 from .test_client_unit import ClientCase
-from .test_node_options import fetch
+from .test_node_options import fetch, start_node
 
 
 def recorders(socket: Any, seen: list[tuple[str, tuple[Any, ...]]], event: str) -> None:
@@ -94,22 +93,6 @@ class ClientTests(ClientCase):
         self.assertEqual(seen[0], ("two", ("transport close", "transport closed by the server")))
 
 
-async def start_node(test: TestCase, events: list[dict[str, Any]]) -> str:
-    """Node's server (no options) printing its sockets' disconnections into ``events``."""
-    listening: Deferred[int] = Deferred()
-
-    def event(line: dict[str, Any]) -> None:
-        if line.get("event") == "listening":
-            listening.callback(line["port"])
-        else:
-            events.append(line)
-
-    peer = spawn([require_node(), str(NODE_DIR / "options_server.mjs"), "{}"],
-                 on_event=event, cwd=NODE_DIR)
-    test.addCleanup(peer.stop)
-    return f"http://127.0.0.1:{await listening.addTimeout(10, reactor)}"
-
-
 class _Abandoning(Protocol):
     """Sends one request and waits (the test aborts the connection)."""
 
@@ -143,7 +126,7 @@ class InteropTests(TestCase):
         """Node and txsio report ``"transport error"`` with a TransportError described
         "poll connection closed prematurely"."""
         node_events: list[dict[str, Any]] = []
-        node = await start_node(self, node_events)
+        node = await start_node(self, {}, node_events)
         await self.abandon_poll(node)
         for _ in range(50):
             if node_events:

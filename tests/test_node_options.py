@@ -15,6 +15,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -25,8 +26,10 @@ from .support import NODE_DIR, require_node, serve, spawn
 from .test_tap import temp_dir
 
 
-async def start_node(test: TestCase, options: dict[str, Any]) -> str:
-    """Start Node's server with ``options``; its URL (stopped when the test ends)."""
+async def start_node(test: TestCase, options: dict[str, Any],
+                     events: list[dict[str, Any]] | None = None) -> str:
+    """Start Node's server with ``options``; its URL (stopped when the test ends).  The
+    lines it prints after listening go to ``events``."""
     import json
 
     listening: Deferred[int] = Deferred()
@@ -34,6 +37,8 @@ async def start_node(test: TestCase, options: dict[str, Any]) -> str:
     def event(line: dict[str, Any]) -> None:
         if line.get("event") == "listening":
             listening.callback(line["port"])
+        elif events is not None:
+            events.append(line)
 
     peer = spawn([require_node(), str(NODE_DIR / "options_server.mjs"), json.dumps(options)],
                  on_event=event, cwd=NODE_DIR)
@@ -238,3 +243,23 @@ class RegexNamespaceTests(TestCase):
                                  await self.joins(node, name), (pattern, name))
             self.assertTrue(await self.joins(site.url, "/sub2"))
             self.assertEqual(await self.joins(site.url, "/a-sub1-b"), pattern == r"sub\d")
+
+
+class CookieJarTests(TestCase):
+    """txsio's client sends the cookies polling got on the WebSocket upgrade too."""
+
+    async def test_sticky_cookie_on_upgrade(self) -> None:
+        """Node's server with ``cookie: true`` sets ``io``; the upgrade's Cookie header
+        carries it (Node's client does so with its cookie jar)."""
+        events: list[dict[str, Any]] = []
+        node = await start_node(self, {"cookie": True}, events)
+        client = txsio.Client(reconnection=False, timeout=5)
+        self.addCleanup(client.disconnect)
+        await client.connect(node)
+        for _ in range(100):
+            if client.transport == "websocket" and events:
+                break
+            await deferLater(reactor, 0.05)
+        self.assertEqual(client.transport, "websocket")
+        [upgrade] = [e for e in events if e["event"] == "upgrade-cookie"]
+        self.assertEqual(upgrade["cookie"], f"io={upgrade['sid']}")

@@ -7,7 +7,8 @@
 // {"$regex": source} anywhere in the options is a RegExp (JSON has none). Prints
 // {"event":"listening","port":N} on stdout, then for each socket of "/" that goes
 // {"event":"disconnect","id":...,"reason":...,"description":{"message","type","description"}
-// or null}; exits when stdin closes or on SIGTERM.
+// or null}, and {"event":"upgrade-cookie","sid":...,"cookie":...} for each WebSocket upgrade;
+// exits when stdin closes or on SIGTERM.
 import http from "node:http";
 import { Server } from "socket.io";
 
@@ -25,6 +26,13 @@ const httpServer = http.createServer();
 const io = new Server(httpServer, options);
 // "dynamic": a regex of dynamic namespaces (not an option of Node's: a test's), accepted.
 if (dynamic) io.of(dynamic).on("connection", () => {});
+// The Cookie header of each WebSocket upgrade (the client's cookie jar, on the upgrade too).
+io.engine.on("headers", (headers, req) => {
+  if (req._query && req._query.transport === "websocket" && req._query.sid) {
+    process.stdout.write(JSON.stringify({ event: "upgrade-cookie", sid: req._query.sid,
+                                          cookie: req.headers.cookie ?? null }) + "\n");
+  }
+});
 io.on("connection", (socket) => {
   socket.on("disconnect", (reason, description) => {
     const detail = description === undefined ? null : {

@@ -83,6 +83,8 @@ from .manager import Manager, ManagerState
 from .socket import Auth, ClientSocket
 
 if TYPE_CHECKING:
+    from http.cookiejar import CookieJar
+
     from twisted.internet.interfaces import IReactorTime
     from twisted.web.iweb import IPolicyForHTTPS
 
@@ -126,6 +128,19 @@ class Client(HandlerMethods):
     :param random: a function giving floats in ``[0, 1)``, for the jitter.
     :param max_payload: the largest message accepted from the server, in bytes.
     :param close_timeout: seconds a close may take before it is forced.
+    :param upgrade: whether a connection that starts on polling upgrades to WebSocket
+        (Node: true); ``False`` stays on the first transport.
+    :param remember_upgrade: start on WebSocket when the last connection upgraded to it (or
+        opened on it), as Node's ``rememberUpgrade``; remembered per client (Node's is per
+        page).
+    :param try_all_transports: when the first transport fails to open, try the next one of
+        ``transports`` instead of failing (Node's ``tryAllTransports``).
+    :param auto_connect: whether :meth:`socket` joins a namespace at once while connected
+        (Node's ``autoConnect``, default true); with ``False`` a socket made later joins on
+        its own ``connect()``.
+    :param cookie_jar: an ``http.cookiejar.CookieJar`` for the cookies the server sets (a
+        load balancer's sticky one), sent with polling and the WebSocket handshake alike, on
+        every reconnection too; default: a new one.
     """
 
     def __init__(
@@ -148,6 +163,11 @@ class Client(HandlerMethods):
         random: Callable[[], float] | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         close_timeout: float = 2.0,
+        upgrade: bool = True,
+        remember_upgrade: bool = False,
+        try_all_transports: bool = False,
+        auto_connect: bool = True,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         if clock is None:
             clock = cast("IReactorTime", default_reactor(reactor))
@@ -159,7 +179,9 @@ class Client(HandlerMethods):
             ack_timeout=ack_timeout, retries=retries, extra_headers=extra_headers, clock=clock,
             reactor=reactor, http=http, tls=tls, transport_factory=transport_factory,
             random=random if random is not None else _random.random, max_payload=max_payload,
-            close_timeout=close_timeout,
+            close_timeout=close_timeout, upgrade=upgrade, remember_upgrade=remember_upgrade,
+            try_all_transports=try_all_transports, auto_connect=auto_connect,
+            cookie_jar=cookie_jar,
         )
         self._main = self.io.socket("/")
         #: the ``"/"`` socket's handlers: ``on_any``, ``on_any_outgoing`` and the rest of the
@@ -282,6 +304,11 @@ class Client(HandlerMethods):
     def connected(self) -> bool:
         """Whether the ``"/"`` socket is connected."""
         return self._main.connected
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the ``"/"`` socket is not connected (Node's ``socket.disconnected``)."""
+        return self._main.disconnected
 
     @property
     def recovered(self) -> bool:

@@ -100,6 +100,11 @@ class ClientSocket(HandlerMethods):
         return f"<ClientSocket {self.nsp} {self.id or '-'}>"
 
     @property
+    def disconnected(self) -> bool:
+        """Whether the socket is not connected (Node's ``socket.disconnected``)."""
+        return not self.connected
+
+    @property
     def active(self) -> bool:
         """Whether the socket wants to be connected (it reconnects with the manager)."""
         return self._active
