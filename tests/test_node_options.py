@@ -9,13 +9,14 @@ the client bundle's caching headers...).  Where txsio differs on purpose (a refu
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -30,8 +31,6 @@ async def start_node(test: TestCase, options: dict[str, Any],
                      events: list[dict[str, Any]] | None = None) -> str:
     """Start Node's server with ``options``; its URL (stopped when the test ends).  The
     lines it prints after listening go to ``events``."""
-    import json
-
     listening: Deferred[int] = Deferred()
 
     def event(line: dict[str, Any]) -> None:
@@ -263,3 +262,44 @@ class CookieJarTests(TestCase):
         self.assertEqual(client.transport, "websocket")
         [upgrade] = [e for e in events if e["event"] == "upgrade-cookie"]
         self.assertEqual(upgrade["cookie"], f"io={upgrade['sid']}")
+
+
+class HandshakeTimeTests(TestCase):
+    """``handshake.time`` is written as Node writes it (``new Date() + ""``)."""
+
+    async def test_date_string(self) -> None:
+        """In UTC (and the process's time zone set to it), the same text as Node's for the
+        same instants; a socket's ``handshake.time`` has that form."""
+        import os
+        import time
+
+        from txsio.server import js_date_string
+
+        from .support import run_process
+
+        old = os.environ.get("TZ")
+
+        def restore() -> None:
+            if old is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = old
+            time.tzset()
+
+        self.addCleanup(restore)
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        instants = [0, 1_700_000_000, 1_709_251_199, 951_782_400]
+        script = (f"for (const s of {json.dumps(instants)}) "
+                  "console.log(JSON.stringify({date: new Date(s * 1000) + ''}))")
+        result = await run_process([require_node(), "-e", script],
+                                   env={**os.environ, "TZ": "UTC"})
+        self.assertEqual([js_date_string(s) for s in instants],
+                         [e["date"] for e in result.events])
+        io = txsio.Server(clock=Clock())
+        from txsio.testing import TestClient
+
+        client = self.successResultOf(TestClient(io).connect())
+        [socket] = io.of("/").sockets.values()
+        self.assertEqual(socket.handshake.time, js_date_string(0))
+        self.assertEqual(client.id, socket.id)

@@ -22,7 +22,7 @@ of their namespace, runs the namespace connection flow, and enforces the connect
 from __future__ import annotations
 
 import base64
-import email.utils
+import datetime
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -368,6 +368,23 @@ async def _just(nsp: Namespace) -> Namespace | None:
     return nsp
 
 
+def js_date_string(seconds: float) -> str:
+    """``seconds`` since the epoch as JavaScript's ``Date.prototype.toString`` writes it in
+    this process's time zone (what Node puts in ``handshake.time``):
+    ``Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)``.  The zone's name in
+    parentheses is ICU's long name in Node; here it is that for UTC and the zone's
+    abbreviation (``CET``) elsewhere."""
+    local = datetime.datetime.fromtimestamp(seconds).astimezone()
+    zone = local.tzname() or ""
+    if zone == "UTC":
+        zone = "Coordinated Universal Time"
+    # The names of days and months in English whatever the locale, as JavaScript's.
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[local.weekday()]
+    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+             "Dec")[local.month - 1]
+    return f"{day} {month} {local:%d %Y %H:%M:%S} GMT{local:%z} ({zone})"
+
+
 def _random_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
 
@@ -429,7 +446,7 @@ class Connection:
         host = headers.get("host")
         return Handshake(
             headers=headers,
-            time=email.utils.formatdate(now, usegmt=True),
+            time=js_date_string(now),
             address=request.address if request is not None else "",
             xdomain=origin is not None and host is not None and not origin.endswith("//" + host),
             secure=bool(request.secure) if request is not None else False,

@@ -61,7 +61,8 @@ class Handshake:
     """What the client sent when it connected, as Node's ``socket.handshake``.
 
     :ivar headers: the HTTP headers of the first request (names lower-cased).
-    :ivar time: when the connection was made, as text.
+    :ivar time: when the connection was made, as JavaScript's ``Date.toString()`` writes
+        it (Node's form: ``Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)``).
     :ivar address: the client's IP address.
     :ivar xdomain: whether the request was cross-origin.
     :ivar secure: whether it came over TLS.
