@@ -159,3 +159,50 @@ class InteropTests(TestCase):
                          [{k: v for k, v in e.items() if k != "id"} for e in node_events])
         self.assertEqual(node_events[0]["description"]["message"],
                          "poll connection closed prematurely")
+
+
+class ParseErrorTests(TestCase):
+    """An undecodable Socket.IO packet from a polling client, on Node's server and txsio's."""
+
+    async def garbage(self, base: str) -> tuple[int, bytes]:
+        """Join "/", POST an undecodable packet, then poll: the poll's status and body."""
+        _, _, body = await fetch(base + "/socket.io/?EIO=4&transport=polling")
+        sid = json.loads(body[1:])["sid"]
+        url = f"{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        await fetch(url, "POST", data=b"40", content_type="text/plain;charset=UTF-8")
+        await fetch(url)
+        await fetch(url, "POST", data=b"49garbage", content_type="text/plain;charset=UTF-8")
+        code, _, body = await fetch(url)
+        return code, body
+
+    async def test_close_packet_and_error(self) -> None:
+        """Both answer the next poll with the close packet (not "Session ID unknown"), and
+        the socket's "error" handlers get the parse error first."""
+        node_events: list[dict[str, Any]] = []
+        node = await start_node(self, {}, node_events)
+        node_answer = await self.garbage(node)
+        io = txsio.Server()
+        seen: list[str] = []
+
+        def connected(socket: txsio.Socket) -> None:
+            socket.on("error", lambda error: seen.append(f"error {error}"))
+            socket.on("disconnect", lambda reason: seen.append(f"disconnect {reason}"))
+
+        io.on("connection", connected)
+        root = Resource()
+        root.putChild(b"socket.io", io.resource())
+        site = serve(root)
+        self.addCleanup(site.stop)
+        self.addCleanup(io.close)
+        # Node's poll carries a NOOP before the close packet ("6\x1e1"): the same to a client.
+        self.assertEqual(node_answer, (200, b"6\x1e1"))
+        self.assertEqual(await self.garbage(site.url), (200, b"1"))
+        for _ in range(50):
+            if len(node_events) >= 2:
+                break
+            await deferLater(reactor, 0.05)
+        self.assertEqual([e["event"] for e in node_events], ["socket-error", "disconnect"])
+        self.assertEqual([s.split()[0] for s in seen], ["error", "disconnect"])
+        # txsio keeps its reason (issue 3): Node's is "forced close".
+        self.assertEqual((seen[1], node_events[1]["reason"]),
+                         ("disconnect parse error", "forced close"))

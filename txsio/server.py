@@ -502,7 +502,13 @@ class Connection:
             packet = self.decoder.feed(data)
         except SocketIOParseError as e:
             log.warn("closing connection {sid}: bad Socket.IO packet: {why}", sid=self.id, why=e)
-            self.session.terminate(CloseReason.PARSE_ERROR)
+            # As Node: every socket's "error" handlers get the parse error, and the session
+            # closes gracefully (a polling client gets the close packet on its next GET, not
+            # "Session ID unknown"; what it sends meanwhile is dropped).  The reason stays
+            # "parse error" (Node says "forced close"): see docs/migration.rst.
+            for socket in list(self.sockets.values()):
+                socket.listeners.emit_local("error", e)
+            self.session.close(CloseReason.PARSE_ERROR)
             return
         if packet is None:
             return

@@ -7,7 +7,8 @@
 // {"$regex": source} anywhere in the options is a RegExp (JSON has none). Prints
 // {"event":"listening","port":N} on stdout, then for each socket of "/" that goes
 // {"event":"disconnect","id":...,"reason":...,"description":{"message","type","description"}
-// or null}, and {"event":"upgrade-cookie","sid":...,"cookie":...} for each WebSocket upgrade;
+// or null}, {"event":"socket-error","id":...,"message":...} for a socket's "error", and
+// {"event":"upgrade-cookie","sid":...,"cookie":...} for each WebSocket upgrade;
 // exits when stdin closes or on SIGTERM.
 import http from "node:http";
 import { Server } from "socket.io";
@@ -34,6 +35,10 @@ io.engine.on("headers", (headers, req) => {
   }
 });
 io.on("connection", (socket) => {
+  socket.on("error", (error) => {
+    process.stdout.write(JSON.stringify({ event: "socket-error", id: socket.id,
+                                          message: String(error && error.message) }) + "\n");
+  });
   socket.on("disconnect", (reason, description) => {
     const detail = description === undefined ? null : {
       message: description.message, type: description.type ?? null,
