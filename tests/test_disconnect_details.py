@@ -16,15 +16,13 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.resource import Resource
 
 import txsio
 from txsio.engineio.errors import TransportError
 
 from .sio_memory import MemoryClient
-from .support import serve
 from .test_client_unit import ClientCase
-from .test_node_options import fetch, start_node
+from .test_node_options import fetch, serve_io, start_node, until
 
 
 def recorders(socket: Any, seen: list[tuple[str, tuple[Any, ...]]], event: str) -> None:
@@ -128,10 +126,7 @@ class InteropTests(TestCase):
         node_events: list[dict[str, Any]] = []
         node = await start_node(self, {}, node_events)
         await self.abandon_poll(node)
-        for _ in range(50):
-            if node_events:
-                break
-            await deferLater(reactor, 0.05)
+        await until(lambda: node_events)
         io = txsio.Server()
         ours: list[dict[str, Any]] = []
 
@@ -144,16 +139,8 @@ class InteropTests(TestCase):
             socket.on("disconnect", gone)
 
         io.on("connection", connected)
-        root = Resource()
-        root.putChild(b"socket.io", io.resource())
-        site = serve(root)
-        self.addCleanup(site.stop)
-        self.addCleanup(io.close)
-        await self.abandon_poll(site.url)
-        for _ in range(50):
-            if ours:
-                break
-            await deferLater(reactor, 0.05)
+        await self.abandon_poll(serve_io(self, io))
+        await until(lambda: ours)
         self.assertEqual(len(node_events), 1)
         self.assertEqual([{k: v for k, v in e.items() if k != "id"} for e in ours],
                          [{k: v for k, v in e.items() if k != "id"} for e in node_events])
@@ -189,18 +176,11 @@ class ParseErrorTests(TestCase):
             socket.on("disconnect", lambda reason: seen.append(f"disconnect {reason}"))
 
         io.on("connection", connected)
-        root = Resource()
-        root.putChild(b"socket.io", io.resource())
-        site = serve(root)
-        self.addCleanup(site.stop)
-        self.addCleanup(io.close)
+        ours = serve_io(self, io)
         # Node's poll carries a NOOP before the close packet ("6\x1e1"): the same to a client.
         self.assertEqual(node_answer, (200, b"6\x1e1"))
-        self.assertEqual(await self.garbage(site.url), (200, b"1"))
-        for _ in range(50):
-            if len(node_events) >= 2:
-                break
-            await deferLater(reactor, 0.05)
+        self.assertEqual(await self.garbage(ours), (200, b"1"))
+        await until(lambda: len(node_events) >= 2)
         self.assertEqual([e["event"] for e in node_events], ["socket-error", "disconnect"])
         self.assertEqual([s.split()[0] for s in seen], ["error", "disconnect"])
         # txsio keeps its reason (issue 3): Node's is "forced close".

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import treq
@@ -46,9 +47,21 @@ async def start_node(test: TestCase, options: dict[str, Any],
     return f"http://127.0.0.1:{port}"
 
 
+async def until(condition: Callable[[], object], seconds: float = 2.5) -> None:
+    """Wait (on the reactor) until ``condition()`` is true, or ``seconds`` have passed."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await deferLater(reactor, 0.05)
+
+
 def start_txsio(test: TestCase, **options: Any) -> str:
     """Serve a ``txsio.Server`` with ``options`` at ``/socket.io``; its URL."""
-    io = txsio.Server(**options)
+    return serve_io(test, txsio.Server(**options))
+
+
+def serve_io(test: TestCase, io: txsio.Server) -> str:
+    """Serve ``io`` at ``/socket.io`` until the test ends; its URL."""
     root = Resource()
     root.putChild(b"socket.io", io.resource())
     site = serve(root)
@@ -232,16 +245,12 @@ class RegexNamespaceTests(TestCase):
             node = await start_node(self, {"dynamic": {"$regex": pattern}})
             io = txsio.Server()
             io.of(re.compile(pattern))
-            root = Resource()
-            root.putChild(b"socket.io", io.resource())
-            site = serve(root)
-            self.addCleanup(site.stop)
-            self.addCleanup(io.close)
+            ours = serve_io(self, io)
             for name in names:
-                self.assertEqual(await self.joins(site.url, name),
+                self.assertEqual(await self.joins(ours, name),
                                  await self.joins(node, name), (pattern, name))
-            self.assertTrue(await self.joins(site.url, "/sub2"))
-            self.assertEqual(await self.joins(site.url, "/a-sub1-b"), pattern == r"sub\d")
+            self.assertTrue(await self.joins(ours, "/sub2"))
+            self.assertEqual(await self.joins(ours, "/a-sub1-b"), pattern == r"sub\d")
 
 
 class CookieJarTests(TestCase):
@@ -255,10 +264,7 @@ class CookieJarTests(TestCase):
         client = txsio.Client(reconnection=False, timeout=5)
         self.addCleanup(client.disconnect)
         await client.connect(node)
-        for _ in range(100):
-            if client.transport == "websocket" and events:
-                break
-            await deferLater(reactor, 0.05)
+        await until(lambda: client.transport == "websocket" and events, 5)
         self.assertEqual(client.transport, "websocket")
         [upgrade] = [e for e in events if e["event"] == "upgrade-cookie"]
         self.assertEqual(upgrade["cookie"], f"io={upgrade['sid']}")

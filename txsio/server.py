@@ -506,8 +506,8 @@ class Connection:
             # closes gracefully (a polling client gets the close packet on its next GET, not
             # "Session ID unknown"; what it sends meanwhile is dropped).  The reason stays
             # "parse error" (Node says "forced close"): see docs/migration.rst.
-            for socket in list(self.sockets.values()):
-                socket.listeners.emit_local("error", e)
+            for joined in list(self.sockets.values()):
+                joined.listeners.emit_local("error", e)
             self.session.close(CloseReason.PARSE_ERROR)
             return
         if packet is None:
