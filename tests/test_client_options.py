@@ -8,12 +8,17 @@ from __future__ import annotations
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+import txsio
 from txsio.engineio.client.url import cookie_header
 from txsio.engineio.packet import Packet as EPacket
 from txsio.engineio.packet import PacketType as EType
 from txsio.protocol import Packet as SPacket
 from txsio.protocol import PacketType as SType
 
+from .sio_memory import MemoryClient
 from .test_client_unit import URL, ClientCase, EngineCase, handshake
 
 
@@ -130,3 +135,17 @@ class ClientOptionTests(ClientCase):
         self.assertFalse(client.disconnected)
         self.reply(SPacket(SType.DISCONNECT, "/"))
         self.assertTrue(client.disconnected)
+
+
+class ServerSocketTests(SynchronousTestCase):
+    """Server sockets have ``disconnected`` too, as Node's."""
+
+    def test_disconnected(self) -> None:
+        """False while connected, true once the socket left."""
+        io = txsio.Server(clock=Clock())
+        client = MemoryClient(io)
+        sid = client.connect_ok("/")["sid"]
+        socket = io.of("/").sockets[sid]
+        self.assertFalse(socket.disconnected)
+        socket.disconnect()
+        self.assertTrue(socket.disconnected)

@@ -219,6 +219,11 @@ class Socket(Selecting, HandlerMethods):
         """Stop expecting the ack of ``ack_id`` if ``callback`` still waits (for adapters)."""
         self._acks.forget(ack_id, callback)
 
+    @property
+    def disconnected(self) -> bool:
+        """Whether the socket is not connected (Node's ``socket.disconnected``)."""
+        return not self.connected
+
     # -- rooms -----------------------------------------------------------------------------
 
     @property
