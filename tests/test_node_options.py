@@ -309,3 +309,27 @@ class HandshakeTimeTests(TestCase):
         [socket] = io.of("/").sockets.values()
         self.assertEqual(socket.handshake.time, js_date_string(0))
         self.assertEqual(client.id, socket.id)
+
+
+class CorsWebSocketTests(TestCase):
+    """The origin check of a WebSocket upgrade waits for an origin function's Deferred."""
+
+    async def test_websocket_waits(self) -> None:
+        """An allowed origin's WebSocket opens once the function answers; a refused one's
+        connection fails."""
+        def origin(value: str) -> Deferred[bool]:
+            d: Deferred[bool] = Deferred()
+            reactor.callLater(0.01, d.callback, value == "https://good.example")
+            return d
+
+        url = start_txsio(self, cors={"origin": origin})
+        for page, joins in (("https://good.example", True), ("https://evil.example", False)):
+            client = txsio.Client(reconnection=False, timeout=5, extra_headers={"Origin": page})
+            self.addCleanup(client.disconnect)
+            try:
+                await client.connect(url, transports=["websocket"])
+            except txsio.ConnectError:
+                self.assertFalse(joins, page)
+            else:
+                self.assertTrue(joins, page)
+                self.assertEqual(client.transport, "websocket")
