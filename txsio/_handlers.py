@@ -118,6 +118,16 @@ def fit_arguments(handler: Callable[..., Any], args: tuple[Any, ...]) -> tuple[A
     return fitted
 
 
+def _names_two(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` names at least two positional parameters."""
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return sum(1 for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                inspect.Parameter.POSITIONAL_OR_KEYWORD)) >= 2
+
+
 async def run_middlewares(middlewares: Iterable[Callable[..., Any]], *args: Any) -> None:
     """Run each middleware with ``args`` in order, awaiting a Deferred or coroutine result.
 
@@ -214,6 +224,15 @@ class Listeners:
         arguments to each as for a peer's event: ``on("disconnect", f)`` works whether ``f``
         takes the reason alone or the reason and its description."""
         for handler in self._events.handlers(event):
+            self._call(handler, event, args, None)
+
+    def emit_described(self, event: str, reason: str, description: object) -> None:
+        """Call the handlers of a ``"disconnect"``-like event with Node's ``(reason,
+        description)``: the description goes to the handlers that name a second positional
+        parameter; one that takes the reason alone, or ``*args``, gets the reason alone (as
+        before descriptions were given, so a catch-all's recording keeps its shape)."""
+        for handler in self._events.handlers(event):
+            args = (reason, description) if _names_two(handler) else (reason,)
             self._call(handler, event, args, None)
 
     def dispatch(self, event: str, params: list[Any],

@@ -1,9 +1,9 @@
 """What ``twistd sio`` serves beside the Socket.IO endpoint: the root router and the pages.
 
 :func:`txsio.tap.makeService` builds one :class:`_Root`, which twisted.web asks for every
-request: it hands ``<path>/socket.io.js`` to the ``--client-js`` file (a :class:`_StaticFile`),
-the rest of ``<path>`` to the Engine.IO resource, and everything else to the site's own root,
-which is one of
+request: it hands ``<path>`` to the Engine.IO resource (which serves ``--client-js``, the
+server's ``serve_client``, at ``<path>/socket.io.js``: :mod:`txsio._client_files`), and
+everything else to the site's own root, which is one of
 
 - :class:`_StaticFiles`: the ``--static`` directory (no listings, nothing hidden, nothing
   outside it);

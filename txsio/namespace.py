@@ -232,7 +232,8 @@ NamespaceMatcher = Callable[[str, dict[str, Any]], Any]
 class ParentNamespace(Namespace):
     """A dynamic namespace: children are created for the names that ``matcher`` accepts.
 
-    :param matcher: a compiled regex (full match on the name) or a callable
+    :param matcher: a compiled regex (searched in the name, unanchored as JavaScript's
+        ``RegExp.test``: write ``^`` and ``$`` for a whole name) or a callable
         ``f(name, auth) -> bool`` (or a Deferred of one).
     """
 
@@ -254,7 +255,8 @@ class ParentNamespace(Namespace):
     def matches(self, name: str, auth: dict[str, Any]) -> Deferred[bool]:
         """Whether ``name`` belongs to this parent."""
         if isinstance(self.matcher, re.Pattern):
-            return succeed(self.matcher.fullmatch(name) is not None)
+            # Unanchored, as Node tests its RegExp (RegExp.test): sub\d accepts "/a-sub1-b".
+            return succeed(self.matcher.search(name) is not None)
         try:
             result = call_handler(self.matcher, name, auth)
         except Exception:

@@ -22,7 +22,7 @@ of their namespace, runs the namespace connection flow, and enforces the connect
 from __future__ import annotations
 
 import base64
-import email.utils
+import datetime
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -89,7 +89,12 @@ class Server(Broadcasting):
         fast as the server sends (4 MiB); past it the client is disconnected with the reason
         ``"send buffer full"`` (see :class:`~txsio.engineio.EngineServer`).
     :param cors_allowed_origins: ``None`` (no CORS; foreign browser origins refused),
-        ``"*"``, a list of origins, or a callable ``f(origin) -> bool``.
+        ``"*"``, a list of origins, or a callable ``f(origin) -> bool``; the shorthand of
+        ``cors={"origin": X, "credentials": True}``.
+    :param cors: Node's ``cors`` option in snake_case: ``origin`` (a string, a list, a
+        compiled regex, or ``f(origin)`` returning a bool or a Deferred), ``credentials``,
+        ``methods``, ``allowed_headers``, ``exposed_headers``, ``max_age`` (see
+        :class:`~txsio.engineio.cors.CorsPolicy`); checked when the server is built.
     :param allow_request: ``f(request) -> bool`` or a Deferred of it, for each new connection.
     :param transports: from ``"polling"`` and ``"websocket"``.
     :param allow_upgrades: whether polling clients may upgrade to WebSocket (Node: true).
@@ -121,6 +126,10 @@ class Server(Broadcasting):
     :param per_message_deflate: permessage-deflate for WebSocket messages (default off, as
         Node; ``True``, or a mapping with ``threshold`` and ``server_no_context_takeover``;
         see :class:`~txsio.engineio.EngineServer`).
+    :param serve_client: the path of a built ``socket.io.js`` (npm socket.io-client's
+        ``dist/socket.io.js``), served at ``<path>/socket.io.js`` with the ``.min.js``, ESM,
+        msgpack and ``.map`` files found beside it, as Node's ``serveClient`` (ETag, 304,
+        ``Cache-Control: public, max-age=0``); by default nothing is served there.
     :param clock: the clock for every timer (default: the global reactor).
 
     Events (``io.on(event, f)``): ``"connection"`` (the main namespace's new sockets),
@@ -137,6 +146,7 @@ class Server(Broadcasting):
         max_http_buffer_size: int = 1_000_000,
         max_buffered_bytes: int = 4 * 1024 * 1024,
         cors_allowed_origins: CorsOrigins = None,
+        cors: Mapping[str, Any] | None = None,
         allow_request: Callable[[Any], Any] | None = None,
         transports: Iterable[str] = ("polling", "websocket"),
         allow_upgrades: bool = True,
@@ -153,6 +163,7 @@ class Server(Broadcasting):
         trusted_proxies: Iterable[str] = (),
         http_compression: bool | Mapping[str, Any] | None = True,
         per_message_deflate: bool | Mapping[str, Any] | None = False,
+        serve_client: str | os.PathLike[str] | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
         self.clock: IReactorTime = default_reactor(clock)
@@ -175,6 +186,7 @@ class Server(Broadcasting):
             allow_eio3=allow_eio3,
             allow_jsonp=allow_jsonp,
             cors_allowed_origins=cors_allowed_origins,
+            cors=cors,
             allow_request=allow_request,
             cookie=cookie,
             trusted_proxies=trusted_proxies,
@@ -183,6 +195,10 @@ class Server(Broadcasting):
             clock=clock,
             on_session=self._on_engine_connection,
         )
+        if serve_client is not None:
+            from ._client_files import ClientFiles
+
+            self.engine.resource().files.update(ClientFiles(serve_client).leaves)
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         #: the open connections by Engine.IO session id
@@ -236,7 +252,8 @@ class Server(Broadcasting):
     def of(self, name: str | re.Pattern[str] | NamespaceMatcher) -> Namespace:
         """The namespace ``name``, created if needed.
 
-        :param name: a name (``"/chat"``), a compiled regex or a callable
+        :param name: a name (``"/chat"``), a compiled regex (searched in the client's
+            namespace name, unanchored, as Node's ``RegExp.test``) or a callable
             ``f(name, auth) -> bool`` for a dynamic namespace.
         """
         if isinstance(name, str):
@@ -365,6 +382,23 @@ async def _just(nsp: Namespace) -> Namespace | None:
     return nsp
 
 
+def js_date_string(seconds: float) -> str:
+    """``seconds`` since the epoch as JavaScript's ``Date.prototype.toString`` writes it in
+    this process's time zone (what Node puts in ``handshake.time``):
+    ``Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)``.  The zone's name in
+    parentheses is ICU's long name in Node; here it is that for UTC and the zone's
+    abbreviation (``CET``) elsewhere."""
+    local = datetime.datetime.fromtimestamp(seconds).astimezone()
+    zone = local.tzname() or ""
+    if zone == "UTC":
+        zone = "Coordinated Universal Time"
+    # The names of days and months in English whatever the locale, as JavaScript's.
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[local.weekday()]
+    month = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+             "Dec")[local.month - 1]
+    return f"{day} {month} {local:%d %Y %H:%M:%S} GMT{local:%z} ({zone})"
+
+
 def _random_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
 
@@ -428,7 +462,7 @@ class Connection:
         host = headers.get("host")
         return Handshake(
             headers=headers,
-            time=email.utils.formatdate(now, usegmt=True),
+            time=js_date_string(now),
             address=request.address if request is not None else "",
             xdomain=origin is not None and host is not None and not origin.endswith("//" + host),
             secure=bool(request.secure) if request is not None else False,
@@ -487,7 +521,13 @@ class Connection:
             packet = self.decoder.feed(data)
         except SocketIOParseError as e:
             log.warn("closing connection {sid}: bad Socket.IO packet: {why}", sid=self.id, why=e)
-            self.session.terminate(CloseReason.PARSE_ERROR)
+            # As Node: every socket's "error" handlers get the parse error, and the session
+            # closes gracefully (a polling client gets the close packet on its next GET, not
+            # "Session ID unknown"; what it sends meanwhile is dropped).  The reason stays
+            # "parse error" (Node says "forced close"): see docs/migration.rst.
+            for joined in list(self.sockets.values()):
+                joined.listeners.emit_local("error", e)
+            self.session.close(CloseReason.PARSE_ERROR)
             return
         if packet is None:
             return
@@ -557,8 +597,11 @@ class Connection:
         count(self._stats.connections_closed, reason_label(reason))
         cancel_call(self._timer)
         self._timer = None
+        # The transport's detail (Node's description), when the session closed for one.
+        description = self.session.close_description \
+            if self.session.close_reason == reason else None
         for socket in list(self.sockets.values()):
-            socket._on_close(reason)
+            socket._on_close(reason, description)
         self.sockets.clear()
         self.decoder.reset()
         self.server.connections.pop(self.id, None)

@@ -61,7 +61,8 @@ class Handshake:
     """What the client sent when it connected, as Node's ``socket.handshake``.
 
     :ivar headers: the HTTP headers of the first request (names lower-cased).
-    :ivar time: when the connection was made, as text.
+    :ivar time: when the connection was made, as JavaScript's ``Date.toString()`` writes
+        it (Node's form: ``Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)``).
     :ivar address: the client's IP address.
     :ivar xdomain: whether the request was cross-origin.
     :ivar secure: whether it came over TLS.
@@ -96,7 +97,9 @@ class Socket(Selecting, HandlerMethods):
     Handlers (``socket.on(event, f)`` or ``@socket.on(event)``) get the event's arguments;
     the first handler's return value (plain, Deferred or coroutine result; a tuple for several
     arguments) is the acknowledgement when the client asked for one.  ``"disconnecting"`` and
-    ``"disconnect"`` handlers get the reason.
+    ``"disconnect"`` handlers get the reason, and its description (Node's) when they take a
+    second argument: a :class:`~txsio.engineio.client.TransportError` for
+    ``"transport error"``, else ``None``.
     """
 
     def __init__(self, nsp: Namespace, conn: Connection, auth: dict[str, Any],
@@ -222,6 +225,11 @@ class Socket(Selecting, HandlerMethods):
         """Stop expecting the ack of ``ack_id`` if ``callback`` still waits (for adapters)."""
         self._acks.forget(ack_id, callback)
 
+    @property
+    def disconnected(self) -> bool:
+        """Whether the socket is not connected (Node's ``socket.disconnected``)."""
+        return not self.connected
+
     # -- rooms -----------------------------------------------------------------------------
 
     @property
@@ -330,10 +338,10 @@ class Socket(Selecting, HandlerMethods):
     def _send_ack(self, result: Any, ack_id: int) -> None:
         self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
 
-    def _on_close(self, reason: str) -> None:
+    def _on_close(self, reason: str, description: object = None) -> None:
         if not self.connected:
             return
-        self.listeners.emit_local("disconnecting", reason)
+        self.listeners.emit_described("disconnecting", reason, description)
         if self.pid is not None and reason in RECOVERABLE_REASONS:
             self.adapter.persist_session(PersistedSession(
                 sid=self.id, pid=self.pid, rooms=sorted(self.rooms), data=self.data))
@@ -343,5 +351,5 @@ class Socket(Selecting, HandlerMethods):
         self.connected = False
         self.nsp.stats.disconnected(reason)
         self._acks.fail_all(DisconnectedError(reason))
-        self.listeners.emit_local("disconnect", reason)
+        self.listeners.emit_described("disconnect", reason, description)
 

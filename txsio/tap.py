@@ -27,7 +27,8 @@
 What the service serves
 -----------------------
 One :class:`txsio.Server` mounted at ``--path`` (default ``/socket.io``), with ``--client-js``
-at ``<path>/socket.io.js``, and ``--static`` (or, without it, the demo page of
+at ``<path>/socket.io.js`` (the server's ``serve_client``: the ``.min.js`` and ``.map`` files
+beside it too), and ``--static`` (or, without it, the demo page of
 ``txsio/demo/``) at ``/``, all in one :class:`~txsio.engineio.site.EngineSite` (request
 bodies bounded by ``--max-http-buffer-size``; ``--idle-timeout``, ``--headers-timeout``,
 ``--body-timeout`` and ``--max-pending-connections`` bound the time and the number of
@@ -69,7 +70,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import IResource
 
-from ._pages import Health, _DemoFiles, _Placeholder, _Root, _StaticFile, _StaticFiles
+from ._pages import Health, _DemoFiles, _Placeholder, _Root, _StaticFiles
 from ._service import SHUTDOWN_TIMEOUT, SocketIOService, _Listener, _TapSite
 from ._tap_log import FORMATS, LEVELS, TapLogObserver, clip, twistd_output
 from ._tap_metrics import serve_metrics
@@ -200,7 +201,8 @@ class Options(usage.Options):
     opt_s = opt_static
 
     def opt_client_js(self, value: str) -> None:
-        """A file served at <path>/socket.io.js, e.g. socket.io-client's dist/socket.io.js."""
+        """A file served at <path>/socket.io.js, e.g. socket.io-client's dist/socket.io.js
+        (its .min.js and .map files beside it too)."""
         path = Path(value).expanduser()
         if not path.is_file():
             raise usage.UsageError(f"--client-js {value!r}: not a file")
@@ -560,6 +562,7 @@ def makeService(
         allow_jsonp=bool(options["allow-jsonp"]),
         trusted_proxies=options["trusted-proxy"],
         adapter=_redis_adapter(options, reactor),
+        serve_client=options["client-js"],
         clock=reactor,
     )
     _log_sessions(io, reactor)
@@ -576,10 +579,10 @@ def makeService(
     else:
         site_root = _Placeholder(options["path"])
         content = "a placeholder page at /"
-    client_js = _StaticFile(options["client-js"]) if options["client-js"] is not None else None
     health = Health(options["health"]) if options["health"] is not None else None
     metrics, metrics_listener = serve_metrics(options, io, reactor)
-    root = _Root(io.resource(), options["path"], site_root, client_js, health, metrics)
+    # <path>/socket.io.js (--client-js) is the server's serve_client, answered by its resource.
+    root = _Root(io.resource(), options["path"], site_root, None, health, metrics)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
                     access_log=bool(options["access-log"]), reactor=reactor,
                     idle_timeout=options["idle-timeout"],

@@ -84,6 +84,8 @@ from .manager import Manager, ManagerState
 from .socket import Auth, ClientSocket
 
 if TYPE_CHECKING:
+    from http.cookiejar import CookieJar
+
     from twisted.internet.interfaces import IReactorTime
     from twisted.web.iweb import IPolicyForHTTPS
 
@@ -130,6 +132,19 @@ class Client(HandlerMethods):
     :param parser: how packets are written on the wire (socket.io-client's ``parser``):
         ``"default"``, ``"msgpack"`` (npm ``socket.io-msgpack-parser``, which the server must
         use too) or an object with the :class:`~txsio.parser.Parser` interface.
+    :param upgrade: whether a connection that starts on polling upgrades to WebSocket
+        (Node: true); ``False`` stays on the first transport.
+    :param remember_upgrade: start on WebSocket when the last connection upgraded to it (or
+        opened on it), as Node's ``rememberUpgrade``; remembered per client (Node's is per
+        page).
+    :param try_all_transports: when the first transport fails to open, try the next one of
+        ``transports`` instead of failing (Node's ``tryAllTransports``).
+    :param auto_connect: whether :meth:`socket` joins a namespace at once while connected
+        (Node's ``autoConnect``, default true); with ``False`` a socket made later joins on
+        its own ``connect()``.
+    :param cookie_jar: an ``http.cookiejar.CookieJar`` for the cookies the server sets (a
+        load balancer's sticky one), sent with polling and the WebSocket handshake alike, on
+        every reconnection too; default: a new one.
     """
 
     def __init__(
@@ -153,6 +168,11 @@ class Client(HandlerMethods):
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         close_timeout: float = 2.0,
         parser: str | Parser = "default",
+        upgrade: bool = True,
+        remember_upgrade: bool = False,
+        try_all_transports: bool = False,
+        auto_connect: bool = True,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         if clock is None:
             clock = cast("IReactorTime", default_reactor(reactor))
@@ -165,6 +185,9 @@ class Client(HandlerMethods):
             reactor=reactor, http=http, tls=tls, transport_factory=transport_factory,
             random=random if random is not None else _random.random, max_payload=max_payload,
             close_timeout=close_timeout, parser=resolve_parser(parser),
+            close_timeout=close_timeout, upgrade=upgrade, remember_upgrade=remember_upgrade,
+            try_all_transports=try_all_transports, auto_connect=auto_connect,
+            cookie_jar=cookie_jar,
         )
         self._main = self.io.socket("/")
         #: the ``"/"`` socket's handlers: ``on_any``, ``on_any_outgoing`` and the rest of the
@@ -287,6 +310,11 @@ class Client(HandlerMethods):
     def connected(self) -> bool:
         """Whether the ``"/"`` socket is connected."""
         return self._main.connected
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the ``"/"`` socket is not connected (Node's ``socket.disconnected``)."""
+        return self._main.disconnected
 
     @property
     def recovered(self) -> bool:

@@ -15,6 +15,7 @@ import enum
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -90,9 +91,19 @@ class Manager(EventEmitter):
         max_payload: int,
         close_timeout: float,
         parser: Parser,
+        upgrade: bool = True,
+        remember_upgrade: bool = False,
+        try_all_transports: bool = False,
+        auto_connect: bool = True,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         super().__init__()
         self.reconnection = reconnection
+        #: whether a socket made by :meth:`socket` while connected joins at once
+        self.auto_connect = auto_connect
+        self.remember_upgrade = remember_upgrade
+        # engine.io-client's priorWebsocketSuccess, per manager (Node's is per page).
+        self._prior_websocket_success = False
         self.reconnection_attempts = (
             math.inf if reconnection_attempts is None else reconnection_attempts
         )
@@ -104,7 +115,11 @@ class Manager(EventEmitter):
         self._engine_options: dict[str, Any] = {
             "extra_headers": extra_headers, "http": http, "tls": tls,
             "transport_factory": transport_factory, "max_payload": max_payload,
-            "close_timeout": close_timeout,
+            "close_timeout": close_timeout, "upgrade": upgrade,
+            "try_all_transports": try_all_transports,
+            # One jar for every connection, as a browser's: a reconnection (and each
+            # upgrade) carries the cookies the server set.
+            "cookie_jar": cookie_jar if cookie_jar is not None else CookieJar(),
         }
         self._backoff = Backoff(reconnection_delay, reconnection_delay_max,
                                 randomization_factor, random=random)
@@ -172,7 +187,7 @@ class Manager(EventEmitter):
             socket = self._nsps[nsp] = ClientSocket(self, nsp, auth)
         elif auth is not None:
             socket.auth = auth
-        if self.active and not socket.active:
+        if self.active and not socket.active and self.auto_connect:
             socket._open()
         return socket
 
@@ -185,10 +200,19 @@ class Manager(EventEmitter):
         target = self._target
         if target is None:
             raise RuntimeError("connect() first: no server URL")
+        transports = target.transports
+        if self.remember_upgrade and self._prior_websocket_success \
+                and "websocket" in transports:
+            # The last connection upgraded: start on WebSocket (engine.io-client's
+            # rememberUpgrade), the others after it.
+            transports = ("websocket", *(t for t in transports if t != "websocket"))
         engine = EngineClient(
-            target.url, path=target.path, transports=target.transports, query=target.query,
+            target.url, path=target.path, transports=transports, query=target.query,
             clock=self.clock, reactor=self._reactor, **self._engine_options,
         )
+        engine.on("upgrade", self._remember_transport)
+        engine.on("upgrade_error", lambda error: self._remember_transport("polling"))
+        engine.on("error", lambda error: self._remember_transport("polling"))
         self.engine = engine
         self._engines.append(engine)
         engine.wait_released().addCallback(lambda _: self._engines.remove(engine))
@@ -224,6 +248,9 @@ class Manager(EventEmitter):
             self._timers.append(self.clock.callLater(self.timeout, on_timeout))
         engine.open()
 
+    def _remember_transport(self, name: str) -> None:
+        self._prior_websocket_success = name == "websocket"
+
     def _open_failed(self, error: ConnectError,
                      callback: Callable[[ConnectError | None], None] | None) -> None:
         self._cleanup()
@@ -238,6 +265,8 @@ class Manager(EventEmitter):
 
     def _engine_open(self, engine: EngineClient,
                      callback: Callable[[ConnectError | None], None] | None) -> None:
+        if engine.transport is not None:
+            self._remember_transport(engine.transport.name)
         self._cleanup()
         self.state = ManagerState.OPEN
         generation = self._generation

@@ -100,6 +100,11 @@ class ClientSocket(HandlerMethods):
         return f"<ClientSocket {self.nsp} {self.id or '-'}>"
 
     @property
+    def disconnected(self) -> bool:
+        """Whether the socket is not connected (Node's ``socket.disconnected``)."""
+        return not self.connected
+
+    @property
     def active(self) -> bool:
         """Whether the socket wants to be connected (it reconnects with the manager)."""
         return self._active
@@ -473,6 +478,6 @@ class ClientSocket(HandlerMethods):
         self._acks.fail_all(DisconnectedError(reason),
                             keep={i for i, _, _ in self._send_buffer if i is not None})
         if was_connected:
-            self.listeners.emit_local("disconnect", reason)
+            self.listeners.emit_described("disconnect", reason, description)
         elif self._active:
             self._connect_error(ConnectError(reason, description))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-__all__ = ["CloseReason", "EngineRequestError", "ErrorCode"]
+__all__ = ["CloseReason", "EngineRequestError", "ErrorCode", "TransportError"]
 
 
 class ErrorCode(enum.IntEnum):
@@ -80,6 +80,28 @@ class EngineRequestError(Exception):
         request.setResponseCode(self.status)
         request.setHeader(b"content-type", b"application/json")
         return self.body()
+
+
+class TransportError(Exception):
+    """A transport failed, as engine.io's and engine.io-client's ``TransportError``.
+
+    The client's transports raise it; on the server it is the description of a session
+    closed with ``"transport error"`` (what a ``disconnect`` handler gets beside the reason,
+    as Node's).
+
+    :param message: what failed, in Node's words: ``"xhr poll error"``, ``"xhr post error"``,
+        ``"websocket error"``, ``"parse error"``, ``"probe error"``, ``"timeout"``; on the
+        server, what the client did (``"POST body larger than max_http_buffer_size"``...).
+    :param description: the detail: an HTTP status, the reason text, or ``None``.
+    """
+
+    #: Node's ``err.type``
+    type = "TransportError"
+
+    def __init__(self, message: str, description: Any = None) -> None:
+        super().__init__(message if description is None else f"{message}: {description}")
+        self.message = message
+        self.description = description
 
 
 class CloseReason(str, enum.Enum):

@@ -35,6 +35,7 @@ from .websocket import Admission, EngineWebSocketFactory
 from .wire import WireFormat, wire_format
 
 if TYPE_CHECKING:
+    from twisted.web.resource import IResource
     from twisted.web.server import Request
 
     from .server import EngineServer
@@ -58,33 +59,60 @@ class EngineIOResource(Resource):
         super().__init__()
         self.engine = server
         self._ws_factory = EngineWebSocketFactory(server)
+        #: leaves answering a name right under the mount point before any Engine.IO check
+        #: (the Socket.IO server's ``serve_client`` files, ``socket.io.js``...)
+        self.files: dict[bytes, IResource] = {}
 
     def render(self, request: Request) -> int | bytes:
         """Check and route one request."""
+        if self.files and request.postpath is not None and len(request.postpath) == 1:
+            leaf = self.files.get(request.postpath[0])
+            if leaf is not None:
+                result: int | bytes = leaf.render(request)
+                return result
+        cors = self.engine.cors
+        origin = _header(request, b"origin")
+        if origin is None or cors is None:
+            return self._render_from(request, origin, False)
+        allowed = cors.allows(origin)
+        if not isinstance(allowed, Deferred):
+            return self._render_from(request, origin, allowed)
+        # The user's origin function answers later: the request waits for it, as for
+        # allow_request.  A failing function refuses the origin (logged).
+
+        def decided(ok: object) -> int | bytes:
+            if isinstance(ok, Failure):
+                log.failure("the CORS origin function failed", ok)
+            return self._render_from(request, origin, not isinstance(ok, Failure) and bool(ok))
+
+        _answer_later(request, allowed, decided)
+        return NOT_DONE_YET
+
+    def _render_from(self, request: Request, origin: str | None, cors_allowed: bool
+                     ) -> int | bytes:
+        """Route a request whose origin CORS allows (``cors_allowed``) or not."""
         server = self.engine
         method = request.method.decode("ascii", "replace")
-        origin = _header(request, b"origin")
-        try:
-            server.check_origin(origin, _header(request, b"host"), request.isSecure())
-        except EngineRequestError as e:
+        if not cors_allowed and origin is not None \
+                and not server.same_origin(origin, _header(request, b"host"), request.isSecure()):
+            # Node would answer without CORS headers; a 403 refuses non-browser clients
+            # that forge the header too (the same-origin default, see docs/migration.rst).
             log.info("refused a request from origin {origin!r}", origin=origin)
-            return e.render(request)
-        for name, value in server.cors_headers(origin):
-            # bytes names, as everywhere: Twisted's header-name cache is shared by str and
-            # bytes keys, and mixing them trips BytesWarning under python -bb.
-            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
-        request.setHeader(b"cache-control", b"no-store")
-
-        if method == "OPTIONS" and server.cors_enabled and origin is not None:
-            # CORS preflight (only for origins the user allowed; cors_headers was non-empty).
+            return EngineRequestError(ErrorCode.FORBIDDEN, 403, "Origin not allowed").render(
+                request)
+        cors = server.cors if cors_allowed and origin is not None else None
+        if cors is not None and method == "OPTIONS":
+            # CORS preflight (only for origins the user allowed).
+            assert origin is not None
+            _set_headers(request, cors.preflight_headers(
+                origin, _header(request, b"access-control-request-headers")))
             request.setResponseCode(204)
-            request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
-            requested = request.getHeader(b"access-control-request-headers")
-            if requested:
-                request.setHeader(b"access-control-allow-headers", requested)
-            request.setHeader(b"access-control-max-age", b"86400")
             request.setHeader(b"content-length", b"0")
             return b""
+        if cors is not None:
+            assert origin is not None
+            _set_headers(request, cors.headers(origin))
+        request.setHeader(b"cache-control", b"no-store")
 
         upgrade = (_header(request, b"upgrade") or "").lower() == "websocket"
         if server.middlewares:
@@ -200,12 +228,7 @@ def _answer_later(request: Request, d: Deferred[Any], answer: Callable[[Any], in
     def ready(outcome: object) -> None:
         if gone or request.finished:
             return
-        body = answer(outcome)
-        if not isinstance(body, bytes):
-            return  # NOT_DONE_YET: answered later, or taken over by the WebSocket
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
+        _finish(request, answer(outcome))
 
     d.addBoth(ready).addErrback(
         lambda f: log.failure("error answering {uri}", f, uri=request.uri.decode("latin-1")))
@@ -220,6 +243,23 @@ def _forbidden(outcome: object) -> EngineRequestError:
             return refused
         log.failure("allow_request failed", outcome)
     return EngineRequestError(ErrorCode.FORBIDDEN, 403, context={"message": None})
+
+
+def _set_headers(request: Request, headers: list[tuple[str, str]]) -> None:
+    for name, value in headers:
+        # bytes names, as everywhere: Twisted's header-name cache is shared by str and
+        # bytes keys, and mixing them trips BytesWarning under python -bb.
+        request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+
+
+def _finish(request: Request, result: int | bytes) -> None:
+    """Finish a request whose answer was decided after render returned (a body), unless
+    the answer is still on its way (``NOT_DONE_YET``)."""
+    if not isinstance(result, bytes):
+        return  # NOT_DONE_YET
+    request.setHeader(b"content-length", b"%d" % len(result))
+    request.write(result)
+    request.finish()
 
 
 def _header(request: Request, name: bytes) -> str | None:

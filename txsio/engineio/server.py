@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
@@ -39,6 +39,7 @@ from ._compression import (
     http_compression_options,
 )
 from ._hooks import Middleware
+from .cors import CorsOrigin, CorsOrigins, CorsPolicy, cors_policy
 from .errors import CloseReason, EngineRequestError, ErrorCode
 from .handshake import CookieOptions, HandshakeRequest, TrustedProxies, cookie_options
 from .session import EngineOptions, EngineSession, SessionTransport
@@ -52,7 +53,9 @@ if TYPE_CHECKING:
 # lived here first: importing them from this module keeps working.
 __all__ = [
     "CookieOptions",
+    "CorsOrigin",
     "CorsOrigins",
+    "CorsPolicy",
     "EngineRequestError",
     "EngineServer",
     "EngineStats",
@@ -61,28 +64,6 @@ __all__ = [
 ]
 
 log = Logger()
-
-#: What ``cors_allowed_origins`` accepts: ``None`` (no CORS), ``"*"``, a list of origins, or a
-#: callable taking the ``Origin`` header and returning whether it is allowed.
-CorsOrigins = Union[None, str, Iterable[str], Callable[[str], bool]]  # noqa: UP007
-
-
-def _origin(value: object) -> str:
-    """An allowed origin as browsers send it (``scheme://host[:port]``, no trailing slash).
-
-    :raises ValueError: for anything else, such as ``"app.example"`` (no scheme): a browser
-        never sends it, so it would refuse every browser without a word.
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"an allowed origin is a string, not {type(value).__name__}")
-    origin = value.rstrip("/")
-    scheme, sep, host = origin.partition("://")
-    if not sep or not scheme or not host or "/" in host or scheme.lower() != scheme:
-        raise ValueError(f"cors_allowed_origins: {value!r:.80} is not an origin; write it "
-                         "as a browser sends it, e.g. 'https://app.example' or "
-                         "'http://localhost:8080'")
-    return origin
-
 
 def generate_id() -> str:
     """A new session id: 15 random bytes, URL-safe base64 (20 characters), as Node's."""
@@ -131,7 +112,16 @@ class EngineServer(EventEmitter):
         off, such a request is refused as an unknown transport (400, code 0).
     :param cors_allowed_origins: ``None`` (the default: no CORS headers, and a browser request
         from another origin is refused with 403), ``"*"`` (any origin), a list of origins
-        (``"https://app.example"``), or a callable ``f(origin) -> bool``.
+        (``"https://app.example"``), or a callable ``f(origin) -> bool``: the shorthand of
+        ``cors={"origin": X, "credentials": True}`` (``"*"`` without credentials).
+    :param cors: Node's ``cors`` option in snake_case, a mapping of ``origin`` (``"*"``, the
+        default; an origin; a compiled regex, matched unanchored as JavaScript's
+        ``RegExp.test``; a list of these; or ``f(origin)`` returning a bool or a Deferred of
+        one), ``credentials`` (false by default), ``methods``, ``allowed_headers``,
+        ``exposed_headers`` and ``max_age`` (seconds); see :class:`~txsio.engineio.cors.CorsPolicy`.
+        Checked when the server is built (``ValueError`` for an origin without a scheme, an
+        unknown key...).  Unlike Node, a browser request from an origin it does not allow is
+        refused with 403 (not served without CORS headers).
     :param allow_request: ``f(request) -> bool`` (or a Deferred firing with one), called with
         the twisted.web request of every new session; a false answer refuses it with 403
         ``Forbidden``.  To refuse with a message of its own, as Node's
@@ -177,6 +167,7 @@ class EngineServer(EventEmitter):
         allow_eio3: bool = False,
         allow_jsonp: bool = False,
         cors_allowed_origins: CorsOrigins = None,
+        cors: Mapping[str, Any] | None = None,
         allow_request: Callable[[Any], bool | Deferred[bool]] | None = None,
         cookie: bool | str | Mapping[str, Any] | None = False,
         trusted_proxies: Iterable[str] = (),
@@ -208,20 +199,8 @@ class EngineServer(EventEmitter):
         #: the proxies believed about the client's address (``None``: none)
         self.trusted_proxies = proxies if proxies.networks else None
         self.cookie = cookie_options(cookie)
-        self._cors_any = False
-        self._cors_list: frozenset[str] | None = None
-        self._cors_callable: Callable[[str], bool] | None = None
-        if cors_allowed_origins is None:
-            pass
-        elif isinstance(cors_allowed_origins, str):
-            if cors_allowed_origins == "*":
-                self._cors_any = True
-            else:
-                self._cors_list = frozenset([_origin(cors_allowed_origins)])
-        elif callable(cors_allowed_origins):
-            self._cors_callable = cors_allowed_origins
-        else:
-            self._cors_list = frozenset(_origin(o) for o in cors_allowed_origins)
+        #: the CORS policy (``None``: same-origin browser requests only)
+        self.cors: CorsPolicy | None = cors_policy(cors, cors_allowed_origins)
         #: the open sessions by id
         self.sessions: dict[str, EngineSession] = {}
         #: the middlewares (:meth:`use`), in order
@@ -266,55 +245,56 @@ class EngineServer(EventEmitter):
     @property
     def cors_enabled(self) -> bool:
         """Whether the user configured any CORS origin."""
-        return self._cors_any or self._cors_list is not None or self._cors_callable is not None
+        return self.cors is not None
 
     def cors_allows(self, origin: str) -> bool:
-        """Whether ``origin`` is one the user allowed for CORS.
+        """Whether ``origin`` is one the user allowed for CORS (``False`` while an origin
+        function's Deferred has not answered).
 
         :param origin: the ``Origin`` header.
         """
-        if self._cors_any:
-            return True
-        if self._cors_list is not None:
-            return origin in self._cors_list
-        if self._cors_callable is not None:
-            try:
-                return bool(self._cors_callable(origin))
-            except Exception:
-                log.failure("cors_allowed_origins raised for {origin!r}", origin=origin)
-                return False
-        return False
+        answer = self.cors.allows(origin) if self.cors is not None else False
+        if isinstance(answer, Deferred):
+            result: list[bool] = []
+            answer.addCallback(result.append)
+            return bool(result and result[0])
+        return answer
 
     def check_origin(self, origin: str | None, host: str | None, secure: bool) -> None:
         """Refuse a browser request from a foreign origin the user did not allow.
 
         Requests without ``Origin`` (non-browser clients) pass; so do same-origin requests.
+        An origin function's pending answer refuses here (the resource waits for it).
 
         :param origin: the ``Origin`` header, if any.
         :param host: the ``Host`` header, if any.
         :param secure: whether the request came over TLS.
         :raises EngineRequestError: 403, code 4, for a refused origin.
         """
-        if origin is None:
-            return
-        if self.cors_allows(origin) or _same_origin(origin, host, secure):
+        if origin is None or _same_origin(origin, host, secure) or self.cors_allows(origin):
             return
         raise EngineRequestError(ErrorCode.FORBIDDEN, 403, "Origin not allowed")
 
+    @staticmethod
+    def same_origin(origin: str, host: str | None, secure: bool) -> bool:
+        """Whether ``origin`` is the server's own (its scheme and ``Host``), which browsers
+        let a page use without CORS.
+
+        :param origin: the ``Origin`` header.
+        :param host: the ``Host`` header, if any.
+        :param secure: whether the request came over TLS.
+        """
+        return _same_origin(origin, host, secure)
+
     def cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
-        """The CORS response headers for a request from ``origin`` (none unless configured).
+        """The CORS response headers for an allowed request from ``origin`` (none unless
+        configured).
 
         :param origin: the ``Origin`` header, if any.
         """
-        if origin is None or not self.cors_enabled or not self.cors_allows(origin):
+        if origin is None or self.cors is None or not self.cors_allows(origin):
             return []
-        if self._cors_any:
-            return [("Access-Control-Allow-Origin", "*")]
-        return [
-            ("Access-Control-Allow-Origin", origin),
-            ("Access-Control-Allow-Credentials", "true"),
-            ("Vary", "Origin"),
-        ]
+        return self.cors.headers(origin)
 
     def check_request(
         self, method: str, query: Mapping[str, str], *, upgrade: bool

@@ -66,7 +66,7 @@ from twisted.logger import Logger
 from .._events import EventEmitter
 from .._twisted import cancel_call
 from ._compression import DeflateOptions, HttpCompression
-from .errors import CloseReason
+from .errors import CloseReason, TransportError
 from .packet import Packet, PacketType
 from .wire import open_payload, wire_format
 
@@ -207,7 +207,8 @@ class SessionListener(Protocol):
 
     def on_close(self, reason: str) -> None:
         """The session closed (once), for ``reason`` (a :class:`CloseReason` or the reason
-        given to :meth:`~EngineSession.close`)."""
+        given to :meth:`~EngineSession.close`); its detail is the session's
+        :attr:`~EngineSession.close_description`, set by then."""
 
 
 class SessionState(enum.Enum):
@@ -267,6 +268,10 @@ class EngineSession(EventEmitter):
         self.state = SessionState.OPEN
         self.upgraded = False
         self.close_reason: str | None = None
+        #: the detail of :attr:`close_reason`, as Node's ``close`` event's description: a
+        #: :class:`~txsio.engineio.client.TransportError` for ``"transport error"``, else
+        #: ``None``
+        self.close_description: TransportError | None = None
         self._clock = clock
         self._queue: list[Packet] = []
         self._queued_bytes = 0
@@ -487,7 +492,7 @@ class EngineSession(EventEmitter):
         if transport is self._probe:
             self._abandon_upgrade()
         elif transport is self.transport:
-            self._fail(CloseReason.TRANSPORT_ERROR, why)
+            self._fail(CloseReason.TRANSPORT_ERROR, why, TransportError(why))
 
     def transport_closed(self, transport: SessionTransport) -> None:
         """Called by a transport whose connection went away."""
@@ -638,18 +643,22 @@ class EngineSession(EventEmitter):
         self._close_timer = None
         self._closed(self._graceful_reason, graceful=False)
 
-    def _fail(self, reason: str, why: object) -> None:
+    def _fail(self, reason: str, why: object, description: TransportError | None = None
+              ) -> None:
         log.warn("closing session {sid} ({reason}): {why}", sid=self.id, reason=reason, why=why)
-        self._closed(reason, graceful=False)
+        self._closed(reason, graceful=False, description=description)
 
-    def _closed(self, reason: str, *, graceful: bool | None) -> None:
+    def _closed(self, reason: str, *, graceful: bool | None,
+                description: TransportError | None = None) -> None:
         # graceful: how to close the transport; None when it is closed already.
         if self.state is SessionState.CLOSED:
             return
         if self.state is SessionState.CLOSING and reason != CloseReason.PING_TIMEOUT:
             reason = self._graceful_reason
+            description = None
         self.state = SessionState.CLOSED
         self.close_reason = reason
+        self.close_description = description
         for timer in (self._ping_timer, self._timeout_timer, self._upgrade_timer,
                       self._close_timer):
             cancel_call(timer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
+from http.cookiejar import CookieJar
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -24,7 +25,7 @@ from ..._events import EventEmitter
 from ..._twisted import cancel_call, default_reactor
 from ..packet import Packet, PacketType
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportError
-from .url import EngineURL
+from .url import EngineURL, cookie_header
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -80,6 +81,13 @@ class EngineClient(EventEmitter):
     :param query: more query parameters for every request.
     :param extra_headers: HTTP headers for every request and the WebSocket handshake.
     :param upgrade: whether to try the upgrades the server offers.
+    :param try_all_transports: when the first transport fails to open, open the next one
+        instead of failing (engine.io-client's ``tryAllTransports``; off by default).
+    :param cookie_jar: the cookies (an ``http.cookiejar.CookieJar``) sent with every polling
+        request (and stored from their answers) and with the WebSocket handshake, so a
+        cookie-sticky load balancer sees them on the upgrade too; default: a jar of this
+        connection's own.  Polling uses it only on the HTTP client txsio makes (not one
+        given as ``http``).
     :param max_payload: the largest polling response or WebSocket message accepted, in bytes.
     :param clock: the clock for every timer (default: the global reactor).
     :param reactor: the reactor for the network (default: the global reactor).
@@ -105,6 +113,8 @@ class EngineClient(EventEmitter):
         query: Mapping[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         upgrade: bool = True,
+        try_all_transports: bool = False,
+        cookie_jar: CookieJar | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         clock: IReactorTime | None = None,
         reactor: Any = None,
@@ -127,6 +137,9 @@ class EngineClient(EventEmitter):
         self._transports = names
         self._headers = dict(extra_headers or {})
         self._upgrade = upgrade
+        self._try_all = try_all_transports
+        #: the connection's cookies, sent with polling and the WebSocket handshake
+        self.cookie_jar: CookieJar = cookie_jar if cookie_jar is not None else CookieJar()
         self._max_payload_in = max_payload
         self._clock: IReactorTime = clock
         self._reactor = reactor
@@ -244,15 +257,21 @@ class EngineClient(EventEmitter):
             transport = HTTPPollingTransport(
                 self.url, query, clock=self._clock, reactor=self._reactor, http=self._http,
                 headers=self._headers, max_payload=self._max_payload_in, tls=self._tls,
-                close_timeout=self._close_timeout,
+                close_timeout=self._close_timeout, cookie_jar=self.cookie_jar,
             )
         else:
             from .websocket import WebSocketTransport, default_ws_connector
 
             connector = self._ws_connector or default_ws_connector(self._reactor, self._tls)
+            # The cookies polling got (a sticky load balancer's) go with the upgrade too,
+            # as engine.io-client's cookie jar does in Node.
+            headers = dict(self._headers)
+            cookies = cookie_header(self.cookie_jar, self.url.http(query))
+            if cookies and not any(k.lower() == "cookie" for k in headers):
+                headers["Cookie"] = cookies
             transport = WebSocketTransport(
                 self.url, query, clock=self._clock, connector=connector,
-                headers=self._headers, max_payload=self._max_payload_in,
+                headers=headers, max_payload=self._max_payload_in,
                 close_timeout=self._close_timeout,
             )
         self._all_transports.append(transport)
@@ -303,10 +322,21 @@ class EngineClient(EventEmitter):
             log.warn("engine {sid}: a second handshake, ignored", sid=self.sid)
 
     def transport_error(self, transport: ClientTransport, error: TransportError) -> None:
-        """A transport failed: the session closes, unless it was a probe."""
+        """A transport failed: the session closes, unless it was a probe (or, with
+        ``try_all_transports``, the first transport not yet open: then the next opens)."""
         if transport is self._probe:
             self._probe_failed(TransportError("probe error", error.message))
         elif transport is self.transport:
+            if self._try_all and self.state is EngineState.OPENING \
+                    and len(self._transports) > 1:
+                log.info("engine: {name} failed to open ({error}), trying {next}",
+                         name=transport.name, error=error, next=self._transports[1])
+                self._transports = self._transports[1:]
+                transport.discard()
+                following = self._create_transport(self._transports[0])
+                self._set_transport(following)
+                following.open()
+                return
             self._on_error(error)
 
     def transport_close(self, transport: ClientTransport, description: str) -> None:

@@ -21,6 +21,8 @@ from ..packet import EngineIOParseError, Packet, PacketType, decode_payload, enc
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportState, describe_failure
 
 if TYPE_CHECKING:
+    from http.cookiejar import CookieJar
+
     from twisted.internet.interfaces import IReactorTime
     from twisted.web.iweb import IPolicyForHTTPS, IResponse
 
@@ -59,6 +61,8 @@ class HTTPPollingTransport(ClientTransport):
     :param tls: the TLS policy of the default HTTP client (default: the system's trust
         roots, with host name checks).
     :param close_timeout: see :class:`ClientTransport`.
+    :param cookie_jar: the cookies of the HTTP client made here (the engine's, shared with
+        the WebSocket handshake); ``None``: a jar of its own.
     """
 
     name = "polling"
@@ -75,6 +79,7 @@ class HTTPPollingTransport(ClientTransport):
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         tls: IPolicyForHTTPS | None = None,
         close_timeout: float = 2.0,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         super().__init__(query, clock=clock, close_timeout=close_timeout)
         self._url = url
@@ -87,7 +92,8 @@ class HTTPPollingTransport(ClientTransport):
             self._pool = HTTPConnectionPool(reactor, persistent=True)
             agent = (Agent(reactor, pool=self._pool) if tls is None
                      else Agent(reactor, contextFactory=tls, pool=self._pool))
-            http = HTTPClient(agent)
+            # (treq annotates its subclass, but works with any http.cookiejar.CookieJar.)
+            http = HTTPClient(agent, cookiejar=cast(Any, cookie_jar))
         self._http = http
         # Header names as bytes only (str and bytes names mixed trip BytesWarning).
         self._headers = {k.encode("latin-1"): [v.encode("latin-1")]

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..._twisted import cancel_call
+from ..errors import TransportError
 from ..packet import Packet
 
 if TYPE_CHECKING:
@@ -38,21 +39,6 @@ log = Logger()
 #: The largest polling response or WebSocket message the client accepts, in bytes: 100 MiB,
 #: the default ``maxPayload`` of Node's ``ws`` client.  A larger one is a transport error.
 DEFAULT_MAX_PAYLOAD: int = 100 * 1024 * 1024
-
-
-class TransportError(Exception):
-    """A transport failed, as engine.io-client's ``TransportError``.
-
-    :param message: what failed, in Node's words: ``"xhr poll error"``, ``"xhr post error"``,
-        ``"websocket error"``, ``"parse error"``, ``"probe error"``, ``"timeout"``.
-    :param description: the detail: an HTTP status, the reason text, or ``None``.
-    """
-
-    def __init__(self, message: str, description: Any = None) -> None:
-        super().__init__(message if description is None else f"{message}: {description}")
-        self.message = message
-        self.description = description
-
 
 
 class TransportListener(Protocol):

@@ -3,17 +3,20 @@
 Made by :class:`~txsio.engineio.client.EngineClient` (and checked early by the Socket.IO
 client's manager) from the user's URL; the transports call :meth:`EngineURL.http` and
 :meth:`EngineURL.ws` for each request or connection, and the WebSocket connector reads its
-host, port and ``secure``.
+host, port and ``secure``.  :func:`cookie_header` gives the WebSocket handshake the cookies
+of the engine's jar.
 """
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 
 from hyperlink import URL, DecodedURL
 
-__all__ = ["EngineURL"]
+__all__ = ["EngineURL", "cookie_header"]
 
 _SCHEMES = ("http", "https", "ws", "wss")
 
@@ -92,3 +95,12 @@ class EngineURL:
             query=(*self.query, *query.items()),
         )
         return url.to_text()
+
+
+def cookie_header(jar: CookieJar, url: str) -> str | None:
+    """The ``Cookie`` header ``jar`` gives a request for ``url`` (an ``http(s)`` URL: the
+    WebSocket's, which cookies match as its HTTP twin), or ``None`` when it has none."""
+    request = urllib.request.Request(url)
+    jar.add_cookie_header(request)
+    value = request.get_header("Cookie")
+    return value if isinstance(value, str) else None
