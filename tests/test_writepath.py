@@ -305,6 +305,18 @@ class DirectWriterTests(TestCase):
         await peer.lost
         self.assertEqual(bytes(peer.data), b"kept")
 
+    async def test_half_close_after_writes(self) -> None:
+        """Bytes written before the write side shuts down (loseWriteConnection), kept or in
+        Twisted's buffer, are sent before it shuts down, in order."""
+        transport, peer, _ = await self.connect()
+        writer, _, _ = self.writer(transport)
+        writer.write(b"half")
+        transport.loseWriteConnection()
+        writer.write(b" more")  # Twisted's buffer: sent before the shutdown, as Twisted does
+        reason = await peer.lost
+        self.assertEqual(bytes(peer.data), b"half more")
+        self.assertIsInstance(reason, ConnectionDone)
+
     async def test_abort_drops_kept_bytes(self) -> None:
         """Bytes kept when the connection is aborted are not sent (Twisted drops its buffer
         on an abort)."""
