@@ -3,7 +3,8 @@ loopback: bytes for an idle connection leave in one ``send()`` at the end of the
 without the reactor's writer registration; what the kernel does not take, and everything while
 Twisted holds bytes, goes through Twisted's buffer, in order; producers, closes and errors
 behave as Twisted's own ``write`` makes them behave.  Then the Twisted internals the path reads
-are checked, and the WebSocket transport is shown using it.
+are checked, the WebSocket transport is shown using it, and the loopback tests of bounded send
+buffers run again on connections that take it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import inspect
 import json
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import tcp
@@ -34,6 +36,7 @@ import txsio
 from txsio.engineio import _writepath
 from txsio.engineio._writepath import DirectWriter, direct_writer
 
+from . import test_backpressure
 from .support import listen_loopback
 from .test_backpressure import _Peer
 
@@ -483,6 +486,34 @@ async def _abort(peer: _Peer) -> None:
     if transport is not None and transport.connected:
         transport.abortConnection()
     await peer.lost
+
+
+@dataclass
+class _PlainSite:
+    """Where a plain Site listens (what LoopbackTests reads of its site)."""
+
+    port: int
+
+
+class DirectLoopbackTests(test_backpressure.LoopbackTests):
+    """The loopback tests of bounded send buffers again, on connections that take the direct
+    write path: a plain Site on listenTCP (as twistd sio and the benchmarks serve), where the
+    tests' own server wraps each connection."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        listening = self.reactor.listenTCP(0, Site(self.site.site.resource),
+                                           interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        self.site = _PlainSite(listening.getHost().port)  # type: ignore[assignment]
+
+    async def connect(self, count: int) -> list[_Peer]:
+        """As LoopbackTests connects, each server side on the direct write path."""
+        peers = await super().connect(count)
+        for peer in peers:
+            protocol: Any = self.session(peer).transport
+            self.assertIsNotNone(protocol._direct)
+        return peers
 
 
 class TurnTests(SynchronousTestCase):
