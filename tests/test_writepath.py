@@ -10,6 +10,7 @@ buffers run again on connections that take it.
 from __future__ import annotations
 
 import ast
+import gc
 import inspect
 import json
 import socket
@@ -543,3 +544,13 @@ class TurnTests(SynchronousTestCase):
         self.assertEqual(flushed, ["a", "c"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_reactor_not_kept(self) -> None:
+        """The turns are kept by reactor without keeping the reactor: a test's goes with it."""
+        clock = Clock()
+        turn = _writepath._turn_of(clock)
+        self.assertIs(_writepath._turn_of(clock), turn)
+        before = len(_writepath._turns)
+        del clock
+        gc.collect()
+        self.assertEqual(len(_writepath._turns), before - 1)

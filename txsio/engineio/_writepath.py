@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import errno
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from twisted.internet import tcp
 from twisted.logger import Logger
@@ -111,10 +111,11 @@ class _Turn:
     """The flush at the end of the reactor's turn: one ``callLater(0)`` for every connection
     that kept bytes during the turn."""
 
-    __slots__ = ("__weakref__", "_call", "_reactor", "_writers")
+    __slots__ = ("_call", "_reactor", "_writers")
 
     def __init__(self, reactor: Any) -> None:
-        self._reactor = reactor
+        # Weakly: the turns are kept by reactor, weakly (a test's reactor goes with the test).
+        self._reactor = ref(reactor)
         self._writers: list[DirectWriter] = []
         self._call: Any = None
 
@@ -122,7 +123,9 @@ class _Turn:
         """``writer`` kept bytes: flush it at the end of this turn."""
         self._writers.append(writer)
         if self._call is None:
-            self._call = self._reactor.callLater(0, self._run)
+            reactor = self._reactor()
+            if reactor is not None:  # always, while a connection on it writes
+                self._call = reactor.callLater(0, self._run)
 
     def _run(self) -> None:
         self._call = None
