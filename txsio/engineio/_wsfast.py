@@ -34,7 +34,10 @@ the peer learns why (RFC 6455 section 7.1.7).
 Writing: with no compression, nothing queued, no frame logging and no auto-fragmentation, a
 message is written as one unmasked frame straight to the transport; otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
-logging on the same common case.
+logging on the same common case.  On a plain TCP connection both write through a
+:class:`~txsio.engineio._writepath.DirectWriter` (sent at the end of the reactor turn, without
+the reactor's writer registration); anything Autobahn writes or closes itself flushes it first,
+so bytes keep their order and are sent before the connection closes.
 
 Counting: every data message read (either path) and written by :meth:`write_frame` adds one
 packet and its payload's length in bytes (a text's UTF-8 bytes as they came on the wire,
@@ -51,6 +54,7 @@ from autobahn.util import encode_truncate
 from twisted.logger import Logger
 
 from .._stats import TransportStats
+from ._writepath import DirectWriter, direct_writer
 
 __all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
 
@@ -84,6 +88,7 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "failByDrop",
     "_fail_connection",         # Autobahn's way to fail the connection, overridden below
     "dropConnection",
+    "_closeConnection",         # Autobahn's TCP close, overridden below
 )
 
 
@@ -109,6 +114,8 @@ class FastServerProtocol(WebSocketServerProtocol):
     #: where the messages read and written are counted: the subclass sets its engine's
     #: counters when the connection is made; this class-wide sink counts the others'.
     traffic: TransportStats = TransportStats()
+    #: the direct write path of a plain TCP connection (None: the transport's own write)
+    _direct: DirectWriter | None = None
 
     # Autobahn's options, copied from the factory onto each connection when it is made
     # (declared for mypy only: a class attribute would stop Autobahn from copying them).
@@ -139,6 +146,7 @@ class FastServerProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         """Autobahn copies its options onto the connection; the fast path's bound follows."""
         super().connectionMade()
+        self._direct = direct_writer(self.transport)
         # 16-bit lengths only, and within Autobahn's own limits (0 means none).
         limit = 65535
         for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize):
@@ -238,12 +246,29 @@ class FastServerProtocol(WebSocketServerProtocol):
         common case — an open connection, nothing queued, no chopping — writes directly.
         """
         transport = self.transport
+        direct = self._direct
         if (chopsize or sync or self.send_queue or self.logOctets
                 or self.state != self.STATE_OPEN or transport is None):
+            if direct is not None:
+                direct.flush()  # Autobahn writes to the transport itself: after these
             super().sendData(data, sync, chopsize)
             return
-        transport.write(data)
+        if direct is not None:
+            direct.write(data)
+        else:
+            transport.write(data)
         self.trafficStats.outgoingOctetsWireLevel += len(data)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        """Autobahn's TCP close: what the direct write path kept is written first (dropped
+        by an abort, as Twisted drops its buffer)."""
+        direct = self._direct
+        if direct is not None:
+            if abort:
+                direct.drop()
+            else:
+                direct.flush()
+        super()._closeConnection(abort)
 
     # -- called by the subclass --------------------------------------------------------------
 
@@ -268,7 +293,11 @@ class FastServerProtocol(WebSocketServerProtocol):
                 header = bytes((opcode, 126)) + length.to_bytes(2, "big")
             else:
                 header = bytes((opcode, 127)) + length.to_bytes(8, "big")
-            transport.write(header + payload)
+            direct = self._direct
+            if direct is not None:
+                direct.write(header + payload)
+            else:
+                transport.write(header + payload)
             return
         limit = self.maxMessagePayloadSize
         if limit and length > limit:
