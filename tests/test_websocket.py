@@ -154,6 +154,37 @@ class FastPathInternalsTests(ResourceTestCase):
         self.assertEqual(unlisted, set())
 
 
+class AutobahnOptionsTests(ResourceTestCase):
+    """A connection gets its factory's Autobahn options without Autobahn pretty-printing them
+    for a debug line on every connect."""
+
+    def test_options_copied_without_formatting(self) -> None:
+        """Each of Autobahn's server options is the factory's on the connection, and none of
+        them is pretty-printed while connecting."""
+        from autobahn.websocket import protocol as autobahn_protocol
+        from autobahn.websocket.protocol import WebSocketServerProtocol
+
+        formatted: list[object] = []
+
+        def pformat(value: object) -> str:
+            formatted.append(value)
+            return ""
+
+        self.patch(autobahn_protocol, "pformat", pformat)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        factory = self.server.resource()._ws_factory
+        options = WebSocketServerProtocol.CONFIG_ATTRS
+        self.assertIn("maxMessagePayloadSize", options)
+        for name in options:
+            self.assertEqual(getattr(client.protocol, name), getattr(factory, name), name)
+        self.assertEqual(client.protocol.maxMessagePayloadSize,
+                         self.server.options.max_http_buffer_size)
+        self.assertEqual(formatted, [[]])  # Autobahn's debug line was given no option
+        client.protocol.session.send("hi")
+        self.assertEqual(client.texts()[-1], "4hi")
+
+
 class LongIntegerEndToEndTests(SynchronousTestCase):
     """An event carrying an integer too long for Python's int() keeps the connection open and
     is acked as Node acks it."""
