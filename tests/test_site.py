@@ -260,6 +260,35 @@ class LeanRequestTests(_EngineSiteCase):
         self.assertEqual(self.messages, ["x"])
 
 
+class AccessLogTests(_EngineSiteCase):
+    """An EngineSite logs a line per request only when asked to (or given a file for it)."""
+
+    def _lines(self, site: EngineSite) -> list[str]:
+        written: list[str] = []
+        self.patch(site, "_logFile", type("F", (), {"write": written.append})())
+        peer = _Peer(site)
+        peer.send(_request("GET", "/engine.io/?EIO=4&transport=polling"))
+        self.assertEqual(peer.response()[0], 200)
+        return written
+
+    def test_none_by_default(self) -> None:
+        """Without a log file, no access line is formatted or written."""
+        self.assertFalse(self.site.access_log)
+        self.assertEqual(self._lines(self.site), [])
+
+    def test_asked_for(self) -> None:
+        """access_log=True writes twisted.web's line for each request; a log file asks for
+        it too."""
+        site = EngineSite(self.site.resource, access_log=True, reactor=self.clock)
+        lines = self._lines(site)
+        self.assertEqual(len(lines), 1)
+        self.assertIn('"GET /engine.io/?EIO=4&transport=polling HTTP/1.1" 200', lines[0])
+        path = self.mktemp()
+        self.assertTrue(EngineSite(self.site.resource, logPath=path).access_log)
+        self.assertFalse(EngineSite(self.site.resource, logPath=path,
+                                    access_log=False).access_log)
+
+
 class TargetQueryTests(SynchronousTestCase):
     """target_query reads a target as urllib's parse_qsl reads its query (first value of
     each name kept), whether or not the query needs decoding."""

@@ -190,6 +190,11 @@ class EngineSite(Site):
         descriptor limit (``RLIMIT_NOFILE``), between 64 and 10,000, so that connections
         that never finish a request leave three quarters of the descriptors to the clients
         being served.
+    :param access_log: whether a line is logged per request (twisted.web's access log, in
+        its ``logFormatter``'s format).  Default: only when ``logPath`` names a file for it;
+        without one twisted.web would send every line to the Twisted log, a seventh of the
+        cost of a polling request, and each poll is a request (Node logs none; nor does
+        ``twistd sio`` unless ``--access-log``).
     :param kwargs: passed to ``twisted.web.server.Site``; its ``timeout`` (twisted.web's
         inactivity timeout, 60 s) still applies, and is the only one over HTTP/2.
     :ivar deadline_closes: how many connections were closed, by cause: ``"idle"``,
@@ -201,9 +206,11 @@ class EngineSite(Site):
     def __init__(self, resource: IResource, *, max_request_body: int = 1_000_000,
                  idle_timeout: float | None = 5.0, headers_timeout: float | None = 60.0,
                  body_timeout: float | None = 60.0, max_pending_connections: int | None = None,
-                 **kwargs: Any) -> None:
+                 access_log: bool | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("requestFactory", EngineRequest)
         super().__init__(resource, **kwargs)
+        self.access_log = kwargs.get("logPath") is not None if access_log is None \
+            else access_log
         self.max_request_body = max_request_body
         #: sid -> number of POST requests whose body is still arriving or being handled
         self.arriving_posts: Counter[str] = Counter()
@@ -230,6 +237,11 @@ class EngineSite(Site):
     def protocol(self) -> _GenericHTTPChannelProtocol:
         """The protocol of a new connection (called by ``buildProtocol``)."""
         return _GenericHTTPChannelProtocol(_DeadlineChannel())
+
+    def log(self, request: Any) -> None:
+        """Log ``request``'s access line, if :attr:`access_log` asks for one."""
+        if self.access_log:
+            super().log(request)
 
     def stopFactory(self) -> None:
         """No longer listening: the deadline check stops once no connection waits."""
