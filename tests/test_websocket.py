@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 
 from txsio.engineio import EngineServer, _wsfast
 from txsio.engineio.polling import PollingTransport
-from txsio.engineio.session import SessionTransport
+from txsio.engineio.session import SessionState, SessionTransport
 from txsio.engineio.websocket import EngineWebSocketFactory
 from txsio.engineio.wire import V4
 
@@ -183,6 +183,33 @@ class AutobahnOptionsTests(ResourceTestCase):
         self.assertEqual(formatted, [[]])  # Autobahn's debug line was given no option
         client.protocol.session.send("hi")
         self.assertEqual(client.texts()[-1], "4hi")
+
+    def test_connection_count_without_formatting(self) -> None:
+        """The factory counts each connection made and lost, as Autobahn's server protocol
+        does, and neither the lost connection's reason nor the two steps are formatted for
+        Autobahn's debug lines."""
+        from autobahn.websocket import protocol as autobahn_protocol
+        from twisted.python.failure import Failure
+
+        formatted: list[object] = []
+
+        def hl(value: object, *args: object, **kwargs: object) -> str:
+            formatted.append(value)
+            return ""
+
+        for name in ("hltype", "hlval"):
+            self.patch(autobahn_protocol, name, hl)
+        factory = self.server.resource()._ws_factory
+        before = factory.countConnections
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(factory.countConnections, before + 1)
+        session = client.protocol.session
+        client.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.countConnections, before)
+        self.assertIs(session.state, SessionState.CLOSED)
+        self.assertEqual([v for v in formatted if isinstance(v, Failure)
+                          or getattr(v, "__name__", "") in ("_connectionMade", "_connectionLost")],
+                         [])
 
 
 class LongIntegerEndToEndTests(SynchronousTestCase):

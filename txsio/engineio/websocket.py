@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
@@ -124,10 +125,12 @@ class EngineWebSocketProtocol(FastServerProtocol):
             pass  # none was registered (a test's transport says so; Twisted's does not)
         consumer.registerProducer(_SendFlow(self), True)
 
-    # Autobahn copies each of its options (``CONFIG_ATTRS``) from the factory onto every
-    # connection in ``_connectionMade``, then pretty-prints them all for a debug line, logged
-    # or not: a fifth of the server's work for a connect.  They are copied here instead, and
-    # Autobahn is given none to copy.
+    # Autobahn formats the arguments of its debug lines whether or not debug is logged: when
+    # a connection is made, each of its options (``CONFIG_ATTRS``, copied from the factory
+    # onto every connection) pretty-printed, a fifth of the server's work for a connect; when
+    # it is lost, the reason's traceback.  The options are copied here, Autobahn is given
+    # none to copy, and the server protocol's two steps around its base's (a debug line and
+    # the factory's count of connections) are taken here without the line.
     CONFIG_ATTRS: list[str] = []
 
     def _connectionMade(self) -> None:
@@ -135,7 +138,12 @@ class EngineWebSocketProtocol(FastServerProtocol):
         for name in WebSocketServerProtocol.CONFIG_ATTRS:
             if not hasattr(self, name):  # as Autobahn: an option set on the connection stays
                 setattr(self, name, getattr(factory, name))
-        super()._connectionMade()
+        WebSocketProtocol._connectionMade(self)
+        factory.countConnections += 1
+
+    def _connectionLost(self, reason: Any) -> None:
+        WebSocketProtocol._connectionLost(self, reason)
+        self.factory.countConnections -= 1
 
     def send_paused(self) -> None:
         """The TCP transport's write buffer is full: queue in the session, stop reading."""
