@@ -184,6 +184,14 @@ class AutobahnOptionsTests(ResourceTestCase):
         client.protocol.session.send("hi")
         self.assertEqual(client.texts()[-1], "4hi")
 
+    def test_no_opening_handshake_timer(self) -> None:
+        """The factory sets no timer for the opening handshake (over before take_over
+        returns), and a connection taken over is open at once."""
+        self.assertEqual(EngineWebSocketFactory(self.server).openHandshakeTimeout, 0)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.protocol.state, client.protocol.STATE_OPEN)
+        self.assertIsNone(client.protocol.openHandshakeTimeoutCall)
+
     def test_connection_count_without_formatting(self) -> None:
         """The factory counts each connection made and lost, as Autobahn's server protocol
         does, and neither the lost connection's reason nor the two steps are formatted for

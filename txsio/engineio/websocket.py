@@ -334,7 +334,10 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             autoPingInterval=0,
             maxMessagePayloadSize=limit,
             maxFramePayloadSize=limit,
-            openHandshakeTimeout=10,
+            # No timer for the opening handshake: take_over replays the whole request, checked
+            # already, and onConnect answers at once, so the handshake is over before
+            # take_over returns (a timer would be set and cancelled for every connect).
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=2,
         )
 
