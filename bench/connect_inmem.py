@@ -1,10 +1,11 @@
 """CPU per connect (Engine.IO handshake over WebSocket + Socket.IO CONNECT), in memory: no
 sockets, no load generator, no noise from other processes' scheduling.
 
-Usage: PYTHONPATH=<txsio tree> python bench/connect_inmem.py [--connects 3000] [--plain]
+Usage: PYTHONPATH=<txsio tree> python bench/connect_inmem.py [--connects 3000] [--plain | --floor]
 
 Each connect, as ``load_connect.mjs`` makes it: an in-memory connection to an ``EngineSite``
-(``--plain``: a twisted.web ``Site``) on a fake clock sends a WebSocket upgrade for a new
+(``--plain``: a twisted.web ``Site``; ``--floor``: the bare twisted.web + Autobahn floor of
+``floor_server.py``) on a fake clock sends a WebSocket upgrade for a new
 session, reads the open packet, sends CONNECT ("40"), reads the CONNECT answer, and goes
 away.  Prints the best of five runs of the process CPU time per connect, in microseconds.
 """

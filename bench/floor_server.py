@@ -99,10 +99,17 @@ class FloorWebSocket(WebSocketServerProtocol):
             self.sendMessage(reply.encode())
 
 
-root = Resource()
-root.putChild(b"socket.io", Floor())
-site = Site(root)
-site.noisy = False
-reactor.listenTCP(int(sys.argv[1]), site, interface="127.0.0.1")  # type: ignore[attr-defined]
-print("ready", flush=True)
-reactor.run()  # type: ignore[attr-defined]
+def floor_site(reactor: Any = None) -> Site:
+    """The floor at /socket.io/ in a default twisted.web ``Site``."""
+    root = Resource()
+    root.putChild(b"socket.io", Floor())
+    site = Site(root, reactor=reactor)
+    site.noisy = False
+    return site
+
+
+if __name__ == "__main__":
+    reactor.listenTCP(int(sys.argv[1]), floor_site(),  # type: ignore[attr-defined]
+                      interface="127.0.0.1")
+    print("ready", flush=True)
+    reactor.run()  # type: ignore[attr-defined]

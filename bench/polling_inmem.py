@@ -1,10 +1,11 @@
 """CPU per long-polling round trip, in memory: no sockets, no load generator, no noise from
 other processes' scheduling.
 
-Usage: PYTHONPATH=<txsio tree> python bench/polling_inmem.py [--rounds 20000] [--plain]
+Usage: PYTHONPATH=<txsio tree> python bench/polling_inmem.py [--rounds 20000] [--plain | --floor]
 
 One Socket.IO session over polling, in an ``EngineSite`` (``--plain``: a twisted.web
-``Site``) on a fake clock; two kept-alive in-memory connections, one for POSTs and one for
+``Site``; ``--floor``: the bare twisted.web floor of ``floor_server.py`` instead) on a fake
+clock; two kept-alive in-memory connections, one for POSTs and one for
 GETs.  Each round POSTs an event with an ack id and GETs the ack, as ``load_polling.mjs``
 does.  Prints the best of five runs of the process CPU time per round, in microseconds.
 """
@@ -50,10 +51,17 @@ class Connection:
         return raw.partition(b"\r\n\r\n")[2]
 
 
-def serve(plain: bool) -> Site:
+def serve(plain: bool, floor: bool = False) -> Site:
     """The benchmark's Socket.IO app ("echo" acks its argument) at /socket.io/, in an
-    EngineSite (a plain Site if ``plain``) on a fake clock, started."""
+    EngineSite (a plain Site if ``plain``) on a fake clock, started; or, if ``floor``,
+    ``floor_server.py``'s bare twisted.web resource in a plain Site."""
     clock = Clock()
+    if floor:
+        from floor_server import floor_site
+
+        site = floor_site(clock)
+        site.startFactory()
+        return site
     io = txsio.Server(clock=clock)
 
     @io.on("connection")
@@ -84,8 +92,10 @@ def setup(doc: str, count: str, default: int) -> tuple[int, Site]:
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument(f"--{count}", type=int, default=default, dest="n")
     parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--floor", action="store_true",
+                        help="floor_server.py's bare twisted.web resource instead of txsio")
     args = parser.parse_args()
-    return args.n, serve(args.plain)
+    return args.n, serve(args.plain, args.floor)
 
 
 def main() -> None:
