@@ -260,6 +260,37 @@ class LeanRequestTests(_EngineSiteCase):
         self.assertEqual(self.messages, ["x"])
 
 
+class LocalAddressTests(_EngineSiteCase):
+    """A connection's local address is read from its transport once, not per request."""
+
+    def test_read_once(self) -> None:
+        """Three requests on one kept-alive connection each see the local address, which the
+        transport was asked for once."""
+        peer = _Peer(self.site)
+        asked: list[object] = []
+        get_host = peer.transport.getHost
+
+        def getHost() -> object:
+            asked.append(True)
+            return get_host()
+
+        self.patch(peer.transport, "getHost", getHost)
+        hosts: list[object] = []
+
+        class Host(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                hosts.append(request.getHost())
+                return b"here"
+
+        self.site.resource.putChild(b"host", Host())
+        for _ in range(3):
+            peer.send(_request("GET", "/host"))
+        self.assertEqual(hosts, [get_host()] * 3)
+        self.assertEqual(len(asked), 1)
+
+
 class AccessLogTests(_EngineSiteCase):
     """An EngineSite logs a line per request only when asked to (or given a file for it)."""
 

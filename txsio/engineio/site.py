@@ -311,6 +311,16 @@ class _DeadlineChannel(HTTPChannel):
     _keeper: _Deadlines | None = None
     #: what the channel waits for now; ``None``: nothing with a deadline
     _waiting: _Wait | None = None
+    #: the connection's local address, once asked for
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        # Every request asks (twisted.web's Request reads it when it is made), and each ask is
+        # a getsockname() system call: a connection's own address does not change.
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
 
     def connectionMade(self) -> None:
         super().connectionMade()
