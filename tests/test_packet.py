@@ -28,6 +28,7 @@ from txsio.engineio.packet import (
     encode_payload,
     encode_payload_v3,
 )
+from txsio.engineio.wire import open_payload
 
 MESSAGE = PacketType.MESSAGE
 PING = PacketType.PING
@@ -595,3 +596,21 @@ class JSONPTests(SynchronousTestCase):
         """Arbitrary bytes decode to a payload or raise EngineIOParseError."""
         result = decodes_or_parse_error(decode_jsonp_body, body)
         self.assertIsInstance(result, (str, type(None)))
+
+
+class OpenPayloadTests(SynchronousTestCase):
+    """The open packet's JSON, written from a cached tail, is what json.dumps writes."""
+
+    def test_as_json_dumps(self) -> None:
+        """For sids, upgrades and timings of several servers, one after the other, the JSON
+        is the compact JSON of the whole object, in the same key order."""
+        for sid, upgrades, interval, timeout, size in (
+                ("a-B_c0123456789xyzAB", ["websocket"], 25.0, 20.0, 1_000_000),
+                ("a-B_c0123456789xyzAB", [], 0.3, 0.2, 1000),
+                ("zz", ["websocket"], 25.0, 20.0, 1_000_000),
+                ('q"\u00e9', ["websocket"], 1.2345, 0.0005, 5)):
+            expected = json.dumps({"sid": sid, "upgrades": upgrades,
+                                   "pingInterval": round(interval * 1000),
+                                   "pingTimeout": round(timeout * 1000), "maxPayload": size},
+                                  separators=(",", ":"))
+            self.assertEqual(open_payload(sid, upgrades, interval, timeout, size), expected)

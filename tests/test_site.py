@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import parse_qsl
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from txsio.engineio import EngineServer, EngineSession, EngineSite
+from txsio.engineio import EngineServer, EngineSession, EngineSite, handshake
+from txsio.engineio import site as site_module
 
 
 class _Peer:
@@ -185,3 +189,149 @@ class FragmentMarkTests(_EngineSiteCase):
                            b"4ok"))
         self.assertEqual(peer.response(), (200, b"ok"))
         self.assertEqual(self.messages, ["ok"])
+
+
+class LeanRequestTests(_EngineSiteCase):
+    """An EngineRequest leaves out work nobody needs, and keeps what a resource may read."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        # Every Content-Type twisted.web reads through the email package, to find forms.
+        self.parsed: list[bytes] = []
+        original = http._parseContentType
+
+        def parse(line: bytes) -> bytes:
+            self.parsed.append(line)
+            return original(line)
+
+        self.patch(http, "_parseContentType", parse)
+
+    def test_polling_post_content_type_not_parsed(self) -> None:
+        """A polling POST's text/plain body is not read as a possible form, and reaches the
+        session."""
+        sid = self._open()
+        peer = _Peer(self.site)
+        peer.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"4hi",
+                           headers="Content-Type: text/plain;charset=UTF-8\r\n"))
+        self.assertEqual(peer.response(), (200, b"ok"))
+        self.assertEqual(self.messages, ["hi"])
+        self.assertEqual(self.parsed, [])
+
+    def test_forms_still_parsed(self) -> None:
+        """A form-encoded POST body still becomes request.args, as twisted.web makes it, in
+        whatever case or with whatever parameters its Content-Type comes."""
+        seen: list[dict[bytes, list[bytes]]] = []
+
+        class Form(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                seen.append(request.args)
+                return b"done"
+
+        self.site.resource.putChild(b"form", Form())
+        for content_type in ("application/x-www-form-urlencoded",
+                             "Application/X-WWW-Form-URLEncoded; charset=utf-8"):
+            peer = _Peer(self.site)
+            peer.send(_request("POST", "/form?q=1", b"a=b",
+                               headers=f"Content-Type: {content_type}\r\n"))
+            self.assertEqual(peer.response(), (200, b"done"))
+        self.assertEqual(seen, [{b"q": [b"1"], b"a": [b"b"]}] * 2)
+        self.assertEqual(len(self.parsed), 2)
+
+    def test_post_target_read_once(self) -> None:
+        """The query the site read from a POST's target, for its sid, is the one the resource
+        routes it by (the target is not read a second time)."""
+        sid = self._open()
+        reads: list[bytes] = []
+        original = handshake.target_query
+
+        def target_query(target: bytes) -> dict[str, str]:
+            reads.append(target)
+            return original(target)
+
+        self.patch(handshake, "target_query", target_query)
+        self.patch(site_module, "target_query", target_query)
+        peer = _Peer(self.site)
+        target = f"/engine.io/?EIO=4&transport=polling&sid={sid}"
+        peer.send(_request("POST", target, b"4x"))
+        self.assertEqual(peer.response(), (200, b"ok"))
+        self.assertEqual(reads, [target.encode()])
+        self.assertEqual(self.messages, ["x"])
+
+
+class LocalAddressTests(_EngineSiteCase):
+    """A connection's local address is read from its transport once, not per request."""
+
+    def test_read_once(self) -> None:
+        """Three requests on one kept-alive connection each see the local address, which the
+        transport was asked for once."""
+        peer = _Peer(self.site)
+        asked: list[object] = []
+        get_host = peer.transport.getHost
+
+        def getHost() -> object:
+            asked.append(True)
+            return get_host()
+
+        self.patch(peer.transport, "getHost", getHost)
+        hosts: list[object] = []
+
+        class Host(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                hosts.append(request.getHost())
+                return b"here"
+
+        self.site.resource.putChild(b"host", Host())
+        for _ in range(3):
+            peer.send(_request("GET", "/host"))
+        self.assertEqual(hosts, [get_host()] * 3)
+        self.assertEqual(len(asked), 1)
+
+
+class AccessLogTests(_EngineSiteCase):
+    """An EngineSite logs a line per request only when asked to (or given a file for it)."""
+
+    def _lines(self, site: EngineSite) -> list[str]:
+        written: list[str] = []
+        self.patch(site, "_logFile", type("F", (), {"write": written.append})())
+        peer = _Peer(site)
+        peer.send(_request("GET", "/engine.io/?EIO=4&transport=polling"))
+        self.assertEqual(peer.response()[0], 200)
+        return written
+
+    def test_none_by_default(self) -> None:
+        """Without a log file, no access line is formatted or written."""
+        self.assertFalse(self.site.access_log)
+        self.assertEqual(self._lines(self.site), [])
+
+    def test_asked_for(self) -> None:
+        """access_log=True writes twisted.web's line for each request; a log file asks for
+        it too."""
+        site = EngineSite(self.site.resource, access_log=True, reactor=self.clock)
+        lines = self._lines(site)
+        self.assertEqual(len(lines), 1)
+        self.assertIn('"GET /engine.io/?EIO=4&transport=polling HTTP/1.1" 200', lines[0])
+        path = self.mktemp()
+        self.assertTrue(EngineSite(self.site.resource, logPath=path).access_log)
+        self.assertFalse(EngineSite(self.site.resource, logPath=path,
+                                    access_log=False).access_log)
+
+
+class TargetQueryTests(SynchronousTestCase):
+    """target_query reads a target as urllib's parse_qsl reads its query (first value of
+    each name kept), whether or not the query needs decoding."""
+
+    def test_as_parse_qsl(self) -> None:
+        """Blank values, names without "=", empty fields, "=" in values, repeated names,
+        "+" and percent escapes: all read as parse_qsl reads them."""
+        for query in ("", "a", "a=", "=b", "&&a=1&&", "a=b=c", "a=1&a=2", "EIO=4&sid=x-Y_z",
+                      "a+b=c+d", "a=%41%zz&b=%C3%A9", "é=ü", "a=1&b&c=&=d"):
+            expected: dict[str, str] = {}
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                expected.setdefault(key, value)
+            target = b"/engine.io/?" + query.encode("latin-1")
+            self.assertEqual(handshake.target_query(target), expected, query)
+        self.assertEqual(handshake.target_query(b"/engine.io/"), {})

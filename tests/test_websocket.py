@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 
 from txsio.engineio import EngineServer, _wsfast
 from txsio.engineio.polling import PollingTransport
-from txsio.engineio.session import SessionTransport
+from txsio.engineio.session import SessionState, SessionTransport
 from txsio.engineio.websocket import EngineWebSocketFactory
 from txsio.engineio.wire import V4
 
@@ -152,6 +152,72 @@ class FastPathInternalsTests(ResourceTestCase):
         listed = {dotted.split(".")[0] for dotted in _wsfast.AUTOBAHN_INTERNALS}
         unlisted = _attributes_read(cls) - (own - listed) - public - listed
         self.assertEqual(unlisted, set())
+
+
+class AutobahnOptionsTests(ResourceTestCase):
+    """A connection gets its factory's Autobahn options without Autobahn pretty-printing them
+    for a debug line on every connect."""
+
+    def test_options_copied_without_formatting(self) -> None:
+        """Each of Autobahn's server options is the factory's on the connection, and none of
+        them is pretty-printed while connecting."""
+        from autobahn.websocket import protocol as autobahn_protocol
+        from autobahn.websocket.protocol import WebSocketServerProtocol
+
+        formatted: list[object] = []
+
+        def pformat(value: object) -> str:
+            formatted.append(value)
+            return ""
+
+        self.patch(autobahn_protocol, "pformat", pformat)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.status, 101)
+        factory = self.server.resource()._ws_factory
+        options = WebSocketServerProtocol.CONFIG_ATTRS
+        self.assertIn("maxMessagePayloadSize", options)
+        for name in options:
+            self.assertEqual(getattr(client.protocol, name), getattr(factory, name), name)
+        self.assertEqual(client.protocol.maxMessagePayloadSize,
+                         self.server.options.max_http_buffer_size)
+        self.assertEqual(formatted, [[]])  # Autobahn's debug line was given no option
+        client.protocol.session.send("hi")
+        self.assertEqual(client.texts()[-1], "4hi")
+
+    def test_no_opening_handshake_timer(self) -> None:
+        """The factory sets no timer for the opening handshake (over before take_over
+        returns), and a connection taken over is open at once."""
+        self.assertEqual(EngineWebSocketFactory(self.server).openHandshakeTimeout, 0)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(client.protocol.state, client.protocol.STATE_OPEN)
+        self.assertIsNone(client.protocol.openHandshakeTimeoutCall)
+
+    def test_connection_count_without_formatting(self) -> None:
+        """The factory counts each connection made and lost, as Autobahn's server protocol
+        does, and neither the lost connection's reason nor the two steps are formatted for
+        Autobahn's debug lines."""
+        from autobahn.websocket import protocol as autobahn_protocol
+        from twisted.python.failure import Failure
+
+        formatted: list[object] = []
+
+        def hl(value: object, *args: object, **kwargs: object) -> str:
+            formatted.append(value)
+            return ""
+
+        for name in ("hltype", "hlval"):
+            self.patch(autobahn_protocol, name, hl)
+        factory = self.server.resource()._ws_factory
+        before = factory.countConnections
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        self.assertEqual(factory.countConnections, before + 1)
+        session = client.protocol.session
+        client.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.countConnections, before)
+        self.assertIs(session.state, SessionState.CLOSED)
+        self.assertEqual([v for v in formatted if isinstance(v, Failure)
+                          or getattr(v, "__name__", "") in ("_connectionMade", "_connectionLost")],
+                         [])
 
 
 class LongIntegerEndToEndTests(SynchronousTestCase):

@@ -534,7 +534,7 @@ class _TapSite(EngineSite):
                  access_log: bool = False, reactor: Any = None, **deadlines: Any) -> None:
         super().__init__(resource, max_request_body=max_request_body,
                          requestFactory=_TrackedRequest, reactor=reactor,
-                         logFormatter=_access_line, **deadlines)
+                         logFormatter=_access_line, access_log=access_log, **deadlines)
         self.displayTracebacks = False
         self.noisy = False
         self._access_log = access_log

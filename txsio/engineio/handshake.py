@@ -164,7 +164,13 @@ def request_query(request: Request) -> dict[str, str]:
 
     :raises EngineRequestError: for a target holding ``#``.
     """
-    return target_query(request.uri)
+    uri = request.uri
+    # An EngineSite's request read its target already, when its headers came in.
+    read = getattr(request, "target_read", None)
+    if read is not None and read[0] == uri:
+        query: dict[str, str] = read[1]
+        return query
+    return target_query(uri)
 
 
 def target_query(target: bytes) -> dict[str, str]:
@@ -186,8 +192,15 @@ def target_query(target: bytes) -> dict[str, str]:
     if b"#" in target:
         raise EngineRequestError(ErrorCode.BAD_REQUEST)
     _, _, raw = target.partition(b"?")
+    text = raw.decode("latin-1")
     query: dict[str, str] = {}
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text, keep_blank_values=True)
+    else:
+        # Nothing to decode (the query of an Engine.IO client, as a rule): a split gives what
+        # parse_qsl gives, in a fifth of its time.
+        pairs = [(k, v) for k, _, v in (f.partition("=") for f in text.split("&") if f)]
+    for key, value in pairs:
         query.setdefault(key, value)
     return query
 

@@ -52,7 +52,8 @@ cancelling a reactor timer).  The check runs while the site listens (as twisted.
 its log does), and after that while some connection is in a state with a deadline.
 
 Called by twisted.web: :meth:`EngineRequest.gotLength`,
-:meth:`EngineRequest.handleContentChunk`, :meth:`EngineRequest.connectionLost`,
+:meth:`EngineRequest.handleContentChunk`, :meth:`EngineRequest.requestReceived`,
+:meth:`EngineRequest.connectionLost`,
 :meth:`EngineRequest.finish`, and the ``_DeadlineChannel`` methods (``connectionMade``,
 ``dataReceived``, ``allHeadersReceived``, ``allContentReceived``, ``requestDone``,
 ``connectionLost``, ``timeoutConnection``).  Called by the polling transport:
@@ -92,7 +93,8 @@ _TOO_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
 
 
 class EngineRequest(Request):
-    """A request that stops storing its body past its site's ``max_request_body``."""
+    """A request that stops storing its body past its site's ``max_request_body``, and does
+    not read a body's ``Content-Type`` that cannot make it a form."""
 
     def _site(self) -> EngineSite:
         site: EngineSite = self.channel.site  # type: ignore[attr-defined]
@@ -101,6 +103,9 @@ class EngineRequest(Request):
     _too_large = False
     _received = 0
     _arriving_sid: str | None = None
+    #: the request target and its query, when read as the headers came in (a POST's, for its
+    #: sid): :func:`~txsio.engineio.handshake.request_query` reads it rather than the target
+    target_read: tuple[bytes, dict[str, str]] | None = None
 
     def gotLength(self, length: int | None) -> None:
         """Headers are in: refuse to store a body announced too large; note arriving POSTs."""
@@ -108,8 +113,11 @@ class EngineRequest(Request):
         limit: int = site.max_request_body
         command = getattr(self.channel, "_command", b"")
         if command == b"POST":
-            sid = _sid_of(getattr(self.channel, "_path", b""))
-            if sid is not None:
+            target = getattr(self.channel, "_path", b"")
+            read = _sid_of(target)
+            if read is not None:
+                sid, query = read
+                self.target_read = target, query
                 self._arriving_sid = sid
                 site.arriving_posts[sid] += 1
         if length is not None and length > limit:
@@ -130,6 +138,18 @@ class EngineRequest(Request):
                 self.content.truncate()
             return
         super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """All of the request is in: let twisted.web parse its body as a form only when its
+        ``Content-Type`` may name one."""
+        # twisted.web reads the Content-Type of every POST with a body through the email
+        # package to learn whether it is a form: more than half the cost of a polling POST.
+        # A type that does not hold "form" cannot be one (an encoded word, "=?", could hide
+        # it: that one is left to twisted.web).
+        content_type = self.requestHeaders.getRawHeaders(b"content-type")
+        if content_type is not None and not _may_be_form(content_type[0]):
+            self._parsePOSTFormSubmission = False
+        super().requestReceived(command, path, version)
 
     def finish(self) -> Any:
         """Forget the arriving POST, then finish."""
@@ -170,6 +190,11 @@ class EngineSite(Site):
         descriptor limit (``RLIMIT_NOFILE``), between 64 and 10,000, so that connections
         that never finish a request leave three quarters of the descriptors to the clients
         being served.
+    :param access_log: whether a line is logged per request (twisted.web's access log, in
+        its ``logFormatter``'s format).  Default: only when ``logPath`` names a file for it;
+        without one twisted.web would send every line to the Twisted log, a seventh of the
+        cost of a polling request, and each poll is a request (Node logs none; nor does
+        ``twistd sio`` unless ``--access-log``).
     :param kwargs: passed to ``twisted.web.server.Site``; its ``timeout`` (twisted.web's
         inactivity timeout, 60 s) still applies, and is the only one over HTTP/2.
     :ivar deadline_closes: how many connections were closed, by cause: ``"idle"``,
@@ -181,9 +206,11 @@ class EngineSite(Site):
     def __init__(self, resource: IResource, *, max_request_body: int = 1_000_000,
                  idle_timeout: float | None = 5.0, headers_timeout: float | None = 60.0,
                  body_timeout: float | None = 60.0, max_pending_connections: int | None = None,
-                 **kwargs: Any) -> None:
+                 access_log: bool | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("requestFactory", EngineRequest)
         super().__init__(resource, **kwargs)
+        self.access_log = kwargs.get("logPath") is not None if access_log is None \
+            else access_log
         self.max_request_body = max_request_body
         #: sid -> number of POST requests whose body is still arriving or being handled
         self.arriving_posts: Counter[str] = Counter()
@@ -210,6 +237,11 @@ class EngineSite(Site):
     def protocol(self) -> _GenericHTTPChannelProtocol:
         """The protocol of a new connection (called by ``buildProtocol``)."""
         return _GenericHTTPChannelProtocol(_DeadlineChannel())
+
+    def log(self, request: Any) -> None:
+        """Log ``request``'s access line, if :attr:`access_log` asks for one."""
+        if self.access_log:
+            super().log(request)
 
     def stopFactory(self) -> None:
         """No longer listening: the deadline check stops once no connection waits."""
@@ -279,6 +311,16 @@ class _DeadlineChannel(HTTPChannel):
     _keeper: _Deadlines | None = None
     #: what the channel waits for now; ``None``: nothing with a deadline
     _waiting: _Wait | None = None
+    #: the connection's local address, once asked for
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        # Every request asks (twisted.web's Request reads it when it is made), and each ask is
+        # a getsockname() system call: a connection's own address does not change.
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -498,9 +540,17 @@ def posts_arriving(request: Any, sid: str) -> int:
     return int(arriving.get(sid, 0))
 
 
-def _sid_of(target: bytes) -> str | None:
-    # Read as the resource reads it (one parser), so both see the same sid.
+def _may_be_form(content_type: bytes) -> bool:
+    lowered = content_type.lower()
+    return b"form" in lowered or b"=?" in lowered
+
+
+def _sid_of(target: bytes) -> tuple[str, dict[str, str]] | None:
+    # Read as the resource reads it (one parser, and the resource is given this reading), so
+    # both see the same sid.
     try:
-        return target_query(target).get("sid")
+        query = target_query(target)
     except EngineRequestError:
         return None  # the resource refuses the request before any session sees it
+    sid = query.get("sid")
+    return None if sid is None else (sid, query)

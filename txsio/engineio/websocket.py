@@ -42,7 +42,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
@@ -132,6 +133,26 @@ class EngineWebSocketProtocol(FastServerProtocol):
         except RuntimeError:
             pass  # none was registered (a test's transport says so; Twisted's does not)
         consumer.registerProducer(_SendFlow(self), True)
+
+    # Autobahn formats the arguments of its debug lines whether or not debug is logged: when
+    # a connection is made, each of its options (``CONFIG_ATTRS``, copied from the factory
+    # onto every connection) pretty-printed, a fifth of the server's work for a connect; when
+    # it is lost, the reason's traceback.  The options are copied here, Autobahn is given
+    # none to copy, and the server protocol's two steps around its base's (a debug line and
+    # the factory's count of connections) are taken here without the line.
+    CONFIG_ATTRS: list[str] = []
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in WebSocketServerProtocol.CONFIG_ATTRS:
+            if not hasattr(self, name):  # as Autobahn: an option set on the connection stays
+                setattr(self, name, getattr(factory, name))
+        WebSocketProtocol._connectionMade(self)
+        factory.countConnections += 1
+
+    def _connectionLost(self, reason: Any) -> None:
+        WebSocketProtocol._connectionLost(self, reason)
+        self.factory.countConnections -= 1
 
     def send_paused(self) -> None:
         """The TCP transport's write buffer is full: queue in the session, stop reading."""
@@ -340,7 +361,10 @@ class EngineWebSocketFactory(WebSocketServerFactory):
             autoPingInterval=0,
             maxMessagePayloadSize=limit,
             maxFramePayloadSize=limit,
-            openHandshakeTimeout=10,
+            # No timer for the opening handshake: take_over replays the whole request, checked
+            # already, and onConnect answers at once, so the handshake is over before
+            # take_over returns (a timer would be set and cancelled for every connect).
+            openHandshakeTimeout=0,
             closeHandshakeTimeout=2,
         )
         deflate = engine.options.per_message_deflate

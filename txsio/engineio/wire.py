@@ -18,6 +18,7 @@ What differs between the revisions, and nothing else, lives here:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -174,13 +175,21 @@ def wire_format(revision: int) -> WireFormat:
 def open_payload(sid: str, upgrades: list[str], ping_interval: float, ping_timeout: float,
                  max_payload: int) -> str:
     """The JSON of the open packet (the same in both revisions), timings in milliseconds."""
-    return json.dumps({
-        "sid": sid,
-        "upgrades": upgrades,
+    # Only the sid differs from one session of a server to the next: the rest is written once.
+    return '{"sid":' + json.dumps(sid) + _open_rest(tuple(upgrades), ping_interval,
+                                                    ping_timeout, max_payload)
+
+
+@functools.lru_cache(maxsize=32)
+def _open_rest(upgrades: tuple[str, ...], ping_interval: float, ping_timeout: float,
+               max_payload: int) -> str:
+    """What follows the sid in :func:`open_payload`'s JSON."""
+    return "," + json.dumps({
+        "upgrades": list(upgrades),
         "pingInterval": round(ping_interval * 1000),
         "pingTimeout": round(ping_timeout * 1000),
         "maxPayload": max_payload,
-    }, separators=(",", ":"))
+    }, separators=(",", ":"))[1:]
 
 
 def _utf8(body: bytes) -> str:
