@@ -428,11 +428,11 @@ class Connection:
         """Encode and send one packet to this client."""
         if self._closed:
             return
-        parts = encode(packet, protocol=self.protocol)
         session = self.session
         if volatile and not session.transport.writable:
             self._stats.volatile_dropped += 1
-            return
+            return  # dropped before it is encoded
+        parts = encode(packet, protocol=self.protocol)
         self._stats.packets_sent += 1
         if len(parts) == 1:
             session.send(parts[0])

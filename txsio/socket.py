@@ -39,7 +39,7 @@ from ._handlers import (
 from .adapter import BroadcastOptions, EncodedPacket, PersistedSession, room_names
 from .broadcast import BroadcastOperator, Selecting
 from .exceptions import DisconnectedError
-from .protocol import RESERVED_EVENTS, Packet, PacketType
+from .protocol import RESERVED_EVENTS, Packet, PacketType, trusted_packet
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -198,14 +198,20 @@ class Socket(Selecting, HandlerMethods):
             self.conn.write_packet(packet, volatile)
 
     def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
-        """Write a packet an adapter encoded once for many recipients (for adapters)."""
+        """Write a packet an adapter encoded once for many recipients, after telling the
+        catch-alls of outgoing events about its event (for adapters: the one call per
+        recipient of a broadcast)."""
+        listeners = self.listeners
+        if listeners.outgoing and encoded.data is not None:
+            data = encoded.data
+            listeners.notify_outgoing(data[0], data[1:])
         if self.connected:
             self.conn.write_encoded(encoded, volatile)
 
     def notify_outgoing(self, data: list[Any]) -> None:
         """Tell the catch-alls of outgoing events about the event ``data`` (``[event,
-        *args]``) sent to this client (for adapters, on each broadcast that reaches it)."""
-        if self.listeners.has_outgoing:
+        *args]``) sent to this client."""
+        if self.listeners.outgoing:
             self.listeners.notify_outgoing(data[0], data[1:])
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
@@ -322,7 +328,9 @@ class Socket(Selecting, HandlerMethods):
             event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
-        self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
+        # The namespace and the id came from the decoded event, ack_args gives a list.
+        self._write_packet(trusted_packet(PacketType.ACK, self.nsp.name, ack_args(result),
+                                          ack_id))
 
     def _on_close(self, reason: str) -> None:
         if not self.connected:

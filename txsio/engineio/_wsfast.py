@@ -157,7 +157,8 @@ class FastServerProtocol(WebSocketServerProtocol):
         pos = 0
         end_of_data = len(data)
         limit = self._fast_limit
-        traffic = self.traffic
+        # Counted once per read, after the loop: the same figures, a fraction of the cost.
+        packets = octets = 0
         while pos + 6 <= end_of_data:
             first = data[pos]
             second = data[pos + 1]
@@ -178,8 +179,8 @@ class FastServerProtocol(WebSocketServerProtocol):
             if end > end_of_data:
                 break
             payload = _unmask(data[start + 4:end], data[start:start + 4])
-            traffic.packets_in += 1
-            traffic.bytes_in += length
+            packets += 1
+            octets += length
             if first == 0x81:
                 try:
                     text = payload.decode("utf-8")
@@ -192,6 +193,10 @@ class FastServerProtocol(WebSocketServerProtocol):
                 self.binary_received(payload)
             if self.state != self.STATE_OPEN:
                 break
+        if packets:
+            traffic = self.traffic
+            traffic.packets_in += packets
+            traffic.bytes_in += octets
         if pos < end_of_data:
             self._dataReceived(data[pos:] if pos else data)
 

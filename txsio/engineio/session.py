@@ -414,33 +414,40 @@ class EngineSession(EventEmitter):
             binary), which a transport hands over without building a packet.
         :param transport: the transport it came from.
         """
+        if not isinstance(packet, Packet):
+            self.receive_message(packet, transport)
+            return
         if transport is not self.transport:
             if transport is self._probe:
-                if not isinstance(packet, Packet):
-                    packet = Packet(PacketType.MESSAGE, packet)
                 self._receive_probe(packet, transport)
             return
         if self.state is not SessionState.OPEN:
             return
-        if isinstance(packet, Packet):
-            if packet.type is not PacketType.MESSAGE:
-                self._receive_control(packet)
-                return
-            data = packet.data
-            assert data is not None
-        else:
-            data = packet  # the hot path: a message, no packet built
+        if packet.type is not PacketType.MESSAGE:
+            self._receive_control(packet)
+            return
+        data = packet.data
+        assert data is not None
+        self.receive_message(data, transport)
+
+    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
+        """The same as :meth:`receive` with a message's payload: the hot path, which a
+        WebSocket takes for every message (no packet built, the listener called directly,
+        the ``"message"`` handlers only when there are some)."""
+        if transport is not self.transport:
+            if transport is self._probe:
+                self._receive_probe(Packet(PacketType.MESSAGE, data), transport)
+            return
+        if self.state is not SessionState.OPEN:
+            return
         listener = self.listener
         if listener is not None:
             try:
                 listener.on_message(data)
             except Exception:
                 log.failure("session {sid}: the listener failed on a message", sid=self.id)
-        self.emit("message", data)
-
-    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
-        """The same as :meth:`receive` with a message's payload."""
-        self.receive(data, transport)
+        if self._handlers.get("message"):
+            self.emit("message", data)
 
     def _receive_control(self, packet: Packet) -> None:
         ptype = packet.type
