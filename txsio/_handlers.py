@@ -62,6 +62,11 @@ log = Logger()
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# What handlers mostly return, which cannot be a Deferred: checked first, because
+# isinstance(x, Deferred) goes through ABCMeta (Deferred is an Awaitable), a tenth of a
+# microsecond or more on every event.
+_PLAIN = frozenset({type(None), str, int, float, bool, list, dict, tuple, bytes})
+
 
 # -- calling user code --------------------------------------------------------------------------
 
@@ -258,7 +263,7 @@ class Listeners:
             log.failure("error in a handler of event {event!r} of {owner}",
                         event=event, owner=self._owner)
             return
-        if isinstance(result, Deferred):
+        if result.__class__ not in _PLAIN and isinstance(result, Deferred):
             if ack is not None:
                 result.addCallback(ack)
             result.addErrback(self._failed, event)

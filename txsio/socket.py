@@ -302,7 +302,8 @@ class Socket(Selecting, HandlerMethods):
             log.warn("socket {sid}: the client emitted the reserved event {event!r}",
                      sid=self.id, event=raw)
             return
-        event, params = event_name(raw), args[1:]
+        event = raw if raw.__class__ is str else event_name(raw)
+        params = args[1:]
         # As Node: the catch-alls see the event before the middlewares may refuse it.
         self.listeners.notify_any(event, params)
         if self._middlewares:
@@ -312,7 +313,8 @@ class Socket(Selecting, HandlerMethods):
                 "error in the handler of event {event!r} of {socket}", f,
                 event=event, socket=self))
             return
-        self._dispatch(event, params, ack_id)
+        self.listeners.call_handlers(   # _dispatch, one call less on every event
+            event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     async def _run_middlewares(self, args: list[Any]) -> bool:
         # Whether the event goes on to its handlers.
@@ -328,9 +330,10 @@ class Socket(Selecting, HandlerMethods):
             event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
-        # The namespace and the id came from the decoded event, ack_args gives a list.
-        self._write_packet(trusted_packet(PacketType.ACK, self.nsp.name, ack_args(result),
-                                          ack_id))
+        if self.connected:
+            # The namespace and the id came from the decoded event, ack_args gives a list.
+            self.conn.write_packet(trusted_packet(PacketType.ACK, self.nsp.name,
+                                                  ack_args(result), ack_id))
 
     def _on_close(self, reason: str) -> None:
         if not self.connected:
