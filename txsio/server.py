@@ -58,6 +58,10 @@ __all__ = ["Connection", "RecoveryOptions", "Server"]
 
 log = Logger()
 
+# Read on every packet: a module global costs a fraction of PacketType.CONNECT (an enum
+# member read through its class).
+_CONNECT = PacketType.CONNECT
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -473,7 +477,7 @@ class Connection:
         if packet is None:
             return
         self._stats.packets_received += 1
-        if packet.type is PacketType.CONNECT:
+        if packet.type is _CONNECT:
             self._connect(packet.nsp, packet.data if isinstance(packet.data, dict) else {})
             return
         socket = self.sockets.get(packet.nsp)

@@ -49,6 +49,11 @@ __all__ = ["Handshake", "Socket"]
 
 log = Logger()
 
+# Enum members as module globals for the per-message paths (a member read through its class,
+# ``PacketType.EVENT``, costs several times a global's).
+_EVENT, _BINARY_EVENT = PacketType.EVENT, PacketType.BINARY_EVENT
+_ACK, _BINARY_ACK = PacketType.ACK, PacketType.BINARY_ACK
+
 #: Disconnection reasons after which connection state recovery keeps the socket's state.
 RECOVERABLE_REASONS = frozenset({
     "transport error", "transport close", "forced close", "ping timeout",
@@ -285,9 +290,9 @@ class Socket(Selecting, HandlerMethods):
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
-        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if ptype is _EVENT or ptype is _BINARY_EVENT:
             self._on_event(packet.data, packet.id)
-        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+        elif ptype is _ACK or ptype is _BINARY_ACK:
             if packet.id is None or not self._acks.resolve(packet.id, packet.data):
                 log.debug("socket {sid}: ack for unknown id {id}", sid=self.id, id=packet.id)
         elif ptype is PacketType.DISCONNECT:
@@ -332,7 +337,7 @@ class Socket(Selecting, HandlerMethods):
     def _send_ack(self, result: Any, ack_id: int) -> None:
         if self.connected:
             # The namespace and the id came from the decoded event, ack_args gives a list.
-            self.conn.write_packet(trusted_packet(PacketType.ACK, self.nsp.name,
+            self.conn.write_packet(trusted_packet(_ACK, self.nsp.name,
                                                   ack_args(result), ack_id))
 
     def _on_close(self, reason: str) -> None:
