@@ -32,6 +32,7 @@ from txsio.protocol import (
     SocketIOParseError,
     encode,
     has_binary,
+    trusted_packet,
 )
 
 SETTINGS = settings(max_examples=75, deadline=None)
@@ -210,6 +211,18 @@ class PacketTests(SynchronousTestCase):
                 ("BINARY_ACK", 6),
             ],
         )
+
+    def test_trusted_packet(self) -> None:
+        """``trusted_packet`` builds the packet ``Packet(...)`` builds from the same valid
+        fields: equal, frozen, and encoded the same."""
+        for fields in [(ACK, "/", [{"a": 1}], 7), (EVENT, "/chat", ["x", 1], None),
+                       (BINARY_ACK, "/", [b"\x00"], 0), (CONNECT, "/", None, None)]:
+            packet = trusted_packet(*fields)
+            self.assertEqual(packet, Packet(*fields))
+            self.assertEqual(repr(packet), repr(Packet(*fields)))
+            self.assertEqual(encode(packet), encode(Packet(*fields)))
+            with self.assertRaises(AttributeError):
+                packet.nsp = "/other"  # type: ignore[misc]
 
     def test_reserved_events(self) -> None:
         """The reserved event names are Node's six."""

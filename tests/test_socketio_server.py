@@ -939,6 +939,15 @@ class OutgoingEventTests(ServerTestCase):
         self.socket.volatile.emit("sent")
         self.assertEqual(self.client_.raw(), ['2["sent"]'])
 
+    def test_volatile_dropped_before_encoding(self) -> None:
+        """A volatile packet for a client that is not ready is dropped (and counted) before
+        it is encoded: not even data JSON cannot carry is looked at."""
+        self.client_.transport.writable = False
+        self.socket.volatile.emit("dropped", object())
+        self.assertEqual(self.io.stats.volatile_dropped, 1)
+        self.client_.transport.writable = True
+        self.assertRaises(TypeError, self.socket.volatile.emit, "sent", object())
+
 
 class BinaryTests(ServerTestCase):
     """Binary attachments both ways."""

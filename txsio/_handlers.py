@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, replace
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from twisted.internet.defer import Deferred
@@ -61,6 +62,11 @@ log = Logger()
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# What handlers mostly return, which cannot be a Deferred: checked first, because
+# isinstance(x, Deferred) goes through ABCMeta (Deferred is an Awaitable), a tenth of a
+# microsecond or more on every event.
+_PLAIN = frozenset({type(None), str, int, float, bool, list, dict, tuple, bytes})
+
 
 # -- calling user code --------------------------------------------------------------------------
 
@@ -79,7 +85,7 @@ def call_handler(handler: Callable[..., Any], *args: Any) -> Any:
         if fitted is None:
             raise
         result = handler(*fitted)
-    if inspect.iscoroutine(result):
+    if isinstance(result, CoroutineType):  # inspect.iscoroutine, without its call
         return Deferred.fromCoroutine(result)
     return result
 
@@ -187,15 +193,17 @@ class Listeners:
     lifecycle events (``"connect"``, ``"disconnect"``, ``"error"``…).
 
     :param owner: what the log lines name (the socket, through its ``repr``).
+    :ivar outgoing: the catch-alls of outgoing events, in calling order (empty when none: a
+        sender checks it before building anything for :meth:`notify_outgoing`).
     """
 
-    __slots__ = ("_any", "_any_outgoing", "_events", "_owner")
+    __slots__ = ("_any", "_events", "_owner", "outgoing")
 
     def __init__(self, owner: object) -> None:
         self._owner = owner
         self._events = EventEmitter()
         self._any: list[Callable[..., Any]] = []
-        self._any_outgoing: list[Callable[..., Any]] = []
+        self.outgoing: list[Callable[..., Any]] = []
 
     def on(self, event: str, handler: Callable[..., Any]) -> None:
         """Register ``handler`` for ``event``."""
@@ -212,12 +220,12 @@ class Listeners:
     def catch_alls(self, outgoing: bool = False) -> list[Callable[..., Any]]:
         """The catch-all handlers of incoming (or ``outgoing``) events, in calling order:
         the list itself, for :class:`HandlerMethods` to add to and remove from."""
-        return self._any_outgoing if outgoing else self._any
+        return self.outgoing if outgoing else self._any
 
     @property
     def has_outgoing(self) -> bool:
         """Whether a catch-all watches outgoing events (cheap: checked on every send)."""
-        return bool(self._any_outgoing)
+        return bool(self.outgoing)
 
     def emit_local(self, event: str, *args: Any) -> None:
         """Call the handlers of one of the socket's own events (errors logged), fitting the
@@ -244,12 +252,14 @@ class Listeners:
 
     def notify_any(self, event: str, params: list[Any]) -> None:
         """Call the catch-alls of incoming events with ``event`` and ``params``."""
+        if not self._any:
+            return  # the common case, on every event: no snapshot to take
         for handler in tuple(self._any):
             self._call(handler, event, (event, *params), None)
 
     def notify_outgoing(self, event: str, params: Iterable[Any]) -> None:
         """Call the catch-alls of outgoing events with ``event`` and ``params``."""
-        for handler in tuple(self._any_outgoing):
+        for handler in tuple(self.outgoing):
             self._call(handler, event, (event, *params), None)
 
     def call_handlers(self, event: str, params: list[Any],
@@ -272,7 +282,7 @@ class Listeners:
             log.failure("error in a handler of event {event!r} of {owner}",
                         event=event, owner=self._owner)
             return
-        if isinstance(result, Deferred):
+        if result.__class__ not in _PLAIN and isinstance(result, Deferred):
             if ack is not None:
                 result.addCallback(ack)
             result.addErrback(self._failed, event)

@@ -39,6 +39,8 @@ import json
 import math
 import re
 from collections.abc import Callable
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 __all__ = [
@@ -83,8 +85,19 @@ _OPTIONS: dict[str, Any] = {
     "ensure_ascii": False,
     "allow_nan": False,
 }
-# The common case, built once: a text payload without binary.
-_encode_plain = json.JSONEncoder(**_OPTIONS, default=_refuse).encode
+# The common case: a text payload without binary.
+_encode_refusing = json.JSONEncoder(**_OPTIONS, default=_refuse).encode
+
+
+def _encode_plain(value: Any) -> str:
+    # What _encode_refusing returns, without its two Python frames around the C encoder
+    # (built per call, as JSONEncoder builds it: its markers, which find reference cycles,
+    # must start empty).
+    if _c_make_encoder is None:
+        return _encode_refusing(value)
+    return "".join(_c_make_encoder({}, _refuse, encode_basestring, None, ":", ",",
+                                   False, False, False)(value, 0))
+
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -92,29 +92,33 @@ class EncodedPacket:
     :ivar parts: the encoded text packet, then its binary attachments.
     :ivar engine_packets: the same, as Engine.IO message packets.
     :ivar compress: ``False`` when it goes uncompressed (its parts are marked so).
+    :ivar data: the event (``[event, *args]``) the catch-alls of outgoing events of each
+        recipient are told about, or ``None``.
     """
 
-    __slots__ = ("_prepared", "compress", "engine_packets", "parts")
+    __slots__ = ("_prepared", "compress", "data", "engine_packets", "parts")
 
-    def __init__(self, parts: list[str | bytes], compress: bool = True) -> None:
+    def __init__(self, parts: list[str | bytes], data: list[Any] | None = None,
+                 compress: bool = True) -> None:
         if not compress:
             parts = [uncompressed(part) for part in parts]
         self.compress = compress
         self.parts = parts
         self.engine_packets = [EnginePacket(EnginePacketType.MESSAGE, p) for p in parts]
+        self.data = data
         self._prepared: Any = None
 
     @classmethod
     def of(cls, packet: Packet, protocol: int = 5, compress: bool = True,
            parser: Parser = DEFAULT_PARSER) -> EncodedPacket:
-        """Encode ``packet``.
+        """Encode ``packet`` (an event: its data is what the outgoing catch-alls see).
 
         :param packet: the Socket.IO packet.
         :param protocol: the Socket.IO protocol revision (5, or 4 for EIO3 clients).
         :param compress: ``False``: to be sent uncompressed.
         :param parser: the server's parser (:mod:`txsio.parser`).
         """
-        return cls(parser.encode(packet, protocol=protocol), compress)
+        return cls(parser.encode(packet, protocol=protocol), packet.data, compress)
 
     def prepared_frame(self, factory: Any) -> Any:
         """The WebSocket frame of a packet that is one text message, prepared once (``None``
@@ -180,10 +184,9 @@ class Recipient(Protocol):
         """The application's free-form data of the socket."""
 
     def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
-        """Write a packet encoded once for many recipients (dropped when not connected)."""
-
-    def notify_outgoing(self, data: list[Any]) -> None:
-        """Tell the socket's catch-alls of outgoing events about ``[event, *args]``."""
+        """Tell the socket's catch-alls of outgoing events about ``encoded.data``, then write
+        a packet encoded once for many recipients (dropped when not connected): the one call
+        per recipient of a broadcast."""
 
     def expect_ack(self, ack_id: int, callback: AckCallback) -> None:
         """Call ``callback`` with the arguments of the client's ack of ``ack_id``."""
@@ -323,10 +326,11 @@ class Adapter(EventMethods):
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    def _apply(self, opts: BroadcastOptions, callback: Callable[[Recipient], None]) -> int:
-        # Call callback with each socket opts selects; return how many there were.
+    def _select(self, opts: BroadcastOptions) -> Iterator[Recipient]:
+        # The sockets opts selects, each once, each looked up when it is reached (so that a
+        # socket that went meanwhile is passed over).  A generator: the fan-out loops call
+        # each recipient directly, with no callback between.
         sockets = self.nsp.sockets
-        called = 0
         except_sids: set[str] = set()
         for room in opts.except_rooms:
             members = self.rooms.get(room)
@@ -344,29 +348,32 @@ class Adapter(EventMethods):
                     seen.add(sid)
                     socket = sockets.get(sid)
                     if socket is not None:
-                        callback(socket)
-                        called += 1
+                        yield socket
         else:
             for sid in tuple(self.sids):
                 if sid in except_sids:
                     continue
                 socket = sockets.get(sid)
                 if socket is not None:
-                    callback(socket)
-                    called += 1
+                    yield socket
+
+    def _apply(self, opts: BroadcastOptions, callback: Callable[[Recipient], None]) -> int:
+        # Call callback with each socket opts selects; return how many there were.
+        called = 0
+        for socket in self._select(opts):
+            callback(socket)
+            called += 1
         return called
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Write ``packet`` (encoded once) to every socket ``opts`` selects."""
         encoded = EncodedPacket.of(packet, compress=opts.flags.compress, parser=self.nsp.parser)
         volatile = opts.flags.volatile
-        data = packet.data
-
-        def send(socket: Recipient) -> None:
-            socket.notify_outgoing(data)
+        recipients = 0
+        for socket in self._select(opts):
             socket.write_encoded(encoded, volatile)
-
-        self._stats.fanout.observe(self._apply(opts, send))
+            recipients += 1
+        self._stats.fanout.observe(recipients)
 
     def broadcast_with_ack(
         self,
@@ -404,7 +411,6 @@ class Adapter(EventMethods):
             recipients.append(socket)
             recipients_left[0] += 1
             socket.expect_ack(ack_id, answered)
-            socket.notify_outgoing(packet.data)
             socket.write_encoded(encoded, volatile)
 
         def expired() -> None:

@@ -61,6 +61,10 @@ __all__ = ["Connection", "RecoveryOptions", "Server"]
 
 log = Logger()
 
+# Read on every packet: a module global costs a fraction of PacketType.CONNECT (an enum
+# member read through its class).
+_CONNECT = PacketType.CONNECT
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -479,13 +483,13 @@ class Connection:
         uncompressed)."""
         if self._closed:
             return
-        parts = self._encode(packet, protocol=self.protocol)
-        if not compress:
-            parts = [uncompressed(part) for part in parts]
         session = self.session
         if volatile and not session.transport.writable:
             self._stats.volatile_dropped += 1
-            return
+            return  # dropped before it is encoded
+        parts = self._encode(packet, protocol=self.protocol)
+        if not compress:
+            parts = [uncompressed(part) for part in parts]
         self._stats.packets_sent += 1
         if len(parts) == 1:
             session.send(parts[0])
@@ -532,7 +536,7 @@ class Connection:
         if packet is None:
             return
         self._stats.packets_received += 1
-        if packet.type is PacketType.CONNECT:
+        if packet.type is _CONNECT:
             self._connect(packet.nsp, packet.data if isinstance(packet.data, dict) else {})
             return
         socket = self.sockets.get(packet.nsp)

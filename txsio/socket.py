@@ -39,7 +39,7 @@ from ._handlers import (
 from .adapter import BroadcastFlags, BroadcastOptions, EncodedPacket, PersistedSession, room_names
 from .broadcast import BroadcastOperator, Selecting
 from .exceptions import DisconnectedError
-from .protocol import RESERVED_EVENTS, Packet, PacketType
+from .protocol import RESERVED_EVENTS, Packet, PacketType, trusted_packet
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -48,6 +48,11 @@ if TYPE_CHECKING:
 __all__ = ["Handshake", "Socket"]
 
 log = Logger()
+
+# Enum members as module globals for the per-message paths (a member read through its class,
+# ``PacketType.EVENT``, costs several times a global's).
+_EVENT, _BINARY_EVENT = PacketType.EVENT, PacketType.BINARY_EVENT
+_ACK, _BINARY_ACK = PacketType.ACK, PacketType.BINARY_ACK
 
 #: Disconnection reasons after which connection state recovery keeps the socket's state.
 RECOVERABLE_REASONS = frozenset({
@@ -207,14 +212,20 @@ class Socket(Selecting, HandlerMethods):
             self.conn.write_packet(packet, volatile, compress)
 
     def write_encoded(self, encoded: EncodedPacket, volatile: bool) -> None:
-        """Write a packet an adapter encoded once for many recipients (for adapters)."""
+        """Write a packet an adapter encoded once for many recipients, after telling the
+        catch-alls of outgoing events about its event (for adapters: the one call per
+        recipient of a broadcast)."""
+        listeners = self.listeners
+        if listeners.outgoing and encoded.data is not None:
+            data = encoded.data
+            listeners.notify_outgoing(data[0], data[1:])
         if self.connected:
             self.conn.write_encoded(encoded, volatile)
 
     def notify_outgoing(self, data: list[Any]) -> None:
         """Tell the catch-alls of outgoing events about the event ``data`` (``[event,
-        *args]``) sent to this client (for adapters, on each broadcast that reaches it)."""
-        if self.listeners.has_outgoing:
+        *args]``) sent to this client."""
+        if self.listeners.outgoing:
             self.listeners.notify_outgoing(data[0], data[1:])
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
@@ -293,9 +304,9 @@ class Socket(Selecting, HandlerMethods):
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
-        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if ptype is _EVENT or ptype is _BINARY_EVENT:
             self._on_event(packet.data, packet.id)
-        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+        elif ptype is _ACK or ptype is _BINARY_ACK:
             if packet.id is None or not self._acks.resolve(packet.id, packet.data):
                 log.debug("socket {sid}: ack for unknown id {id}", sid=self.id, id=packet.id)
         elif ptype is PacketType.DISCONNECT:
@@ -310,7 +321,8 @@ class Socket(Selecting, HandlerMethods):
             log.warn("socket {sid}: the client emitted the reserved event {event!r}",
                      sid=self.id, event=raw)
             return
-        event, params = event_name(raw), args[1:]
+        event = raw if raw.__class__ is str else event_name(raw)
+        params = args[1:]
         # As Node: the catch-alls see the event before the middlewares may refuse it.
         self.listeners.notify_any(event, params)
         if self._middlewares:
@@ -320,7 +332,8 @@ class Socket(Selecting, HandlerMethods):
                 "error in the handler of event {event!r} of {socket}", f,
                 event=event, socket=self))
             return
-        self._dispatch(event, params, ack_id)
+        self.listeners.call_handlers(   # _dispatch, one call less on every event
+            event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     async def _run_middlewares(self, args: list[Any]) -> bool:
         # Whether the event goes on to its handlers.
@@ -336,7 +349,10 @@ class Socket(Selecting, HandlerMethods):
             event, params, None if ack_id is None else lambda r: self._send_ack(r, ack_id))
 
     def _send_ack(self, result: Any, ack_id: int) -> None:
-        self._write_packet(Packet(PacketType.ACK, self.nsp.name, ack_args(result), ack_id))
+        if self.connected:
+            # The namespace and the id came from the decoded event, ack_args gives a list.
+            self.conn.write_packet(trusted_packet(_ACK, self.nsp.name,
+                                                  ack_args(result), ack_id))
 
     def _on_close(self, reason: str, description: object = None) -> None:
         if not self.connected:

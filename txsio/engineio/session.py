@@ -222,6 +222,13 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+# The states and the message type as module globals for the per-message paths: reading an
+# enum member through its class (``SessionState.OPEN``) costs several times a global's.
+_OPEN = SessionState.OPEN
+_CLOSED = SessionState.CLOSED
+_MESSAGE = PacketType.MESSAGE
+
+
 class EngineSession(EventEmitter):
     """One Engine.IO session.
 
@@ -334,21 +341,21 @@ class EngineSession(EventEmitter):
 
         :param data: the message.
         """
-        if self.state is not SessionState.OPEN:
+        if self.state is not _OPEN:
             return
         if not self._queue:
             # The hot path: a transport that can write one message now does so, with no packet
             # object and no queue (a WebSocket whose peer reads; polling always queues).
             if self.transport.send(data):
                 return
-        self._enqueue([Packet(PacketType.MESSAGE, data)], len(data) + 1)
+        self._enqueue([Packet(_MESSAGE, data)], len(data) + 1)
 
     def send_packets(self, packets: list[Packet]) -> None:
         """Queue several packets at once and flush; ignored once closing.
 
         :param packets: the packets, in order.
         """
-        if self.state is not SessionState.OPEN:
+        if self.state is not _OPEN:
             return
         self._enqueue(packets)
 
@@ -362,7 +369,7 @@ class EngineSession(EventEmitter):
         :param packets: the message packets.
         :param frame: the broadcast's encoded packet.
         """
-        if self.state is not SessionState.OPEN:
+        if self.state is not _OPEN:
             return
         if not self._queue and self.transport.send(frame):
             return
@@ -379,7 +386,7 @@ class EngineSession(EventEmitter):
 
     def flush(self) -> None:
         """Write the queue to the transport if it is writable (as much as it takes)."""
-        if self._queue and self.state is not SessionState.CLOSED and self.transport.writable:
+        if self._queue and self.state is not _CLOSED and self.transport.writable:
             queue, self._queue = self._queue, []
             queued, self._queued_bytes = self._queued_bytes, 0
             handed = queue.copy() if len(queue) > 1 else queue
@@ -396,7 +403,7 @@ class EngineSession(EventEmitter):
 
     def _dropped(self) -> bool:
         # Whether the session closed (and dropped its queue) while the transport wrote.
-        return self.state is SessionState.CLOSED
+        return self.state is _CLOSED
 
     def transport_ready(self, transport: SessionTransport) -> None:
         """Called by a transport that became writable (a polling GET arrived, a paused
@@ -424,33 +431,40 @@ class EngineSession(EventEmitter):
             binary), which a transport hands over without building a packet.
         :param transport: the transport it came from.
         """
+        if not isinstance(packet, Packet):
+            self.receive_message(packet, transport)
+            return
         if transport is not self.transport:
             if transport is self._probe:
-                if not isinstance(packet, Packet):
-                    packet = Packet(PacketType.MESSAGE, packet)
                 self._receive_probe(packet, transport)
             return
-        if self.state is not SessionState.OPEN:
+        if self.state is not _OPEN:
             return
-        if isinstance(packet, Packet):
-            if packet.type is not PacketType.MESSAGE:
-                self._receive_control(packet)
-                return
-            data = packet.data
-            assert data is not None
-        else:
-            data = packet  # the hot path: a message, no packet built
+        if packet.type is not _MESSAGE:
+            self._receive_control(packet)
+            return
+        data = packet.data
+        assert data is not None
+        self.receive_message(data, transport)
+
+    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
+        """The same as :meth:`receive` with a message's payload: the hot path, which a
+        WebSocket takes for every message (no packet built, the listener called directly,
+        the ``"message"`` handlers only when there are some)."""
+        if transport is not self.transport:
+            if transport is self._probe:
+                self._receive_probe(Packet(PacketType.MESSAGE, data), transport)
+            return
+        if self.state is not _OPEN:
+            return
         listener = self.listener
         if listener is not None:
             try:
                 listener.on_message(data)
             except Exception:
                 log.failure("session {sid}: the listener failed on a message", sid=self.id)
-        self.emit("message", data)
-
-    def receive_message(self, data: str | bytes, transport: SessionTransport) -> None:
-        """The same as :meth:`receive` with a message's payload."""
-        self.receive(data, transport)
+        if self._handlers.get("message"):
+            self.emit("message", data)
 
     def _receive_control(self, packet: Packet) -> None:
         ptype = packet.type

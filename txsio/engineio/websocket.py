@@ -218,7 +218,7 @@ class EngineWebSocketProtocol(FastServerProtocol):
             return
         if text and text[0] == "4":
             # A text message (EIO v3 and v4 alike): handed over without building a packet.
-            session.receive(text[1:], self)
+            session.receive_message(text[1:], self)
             return
         try:
             packet = self._wire.decode_frame(text)
@@ -237,7 +237,7 @@ class EngineWebSocketProtocol(FastServerProtocol):
         except EngineIOParseError as e:
             session.parse_error(self, e)
             return
-        session.receive(data, self)
+        session.receive_message(data, self)
 
     def closed(self, failure: str | None) -> None:
         """Tell the session its transport went away."""
