@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
 
 from ._wsfast import FastServerProtocol
+from ._wslean import LeanServerFactory, LeanServerProtocol
 from .errors import ErrorCode
 from .packet import EngineIOParseError
 
@@ -94,8 +94,12 @@ class _SendFlow:
         """The connection is gone; :meth:`EngineWebSocketProtocol.closed` tells the session."""
 
 
-class EngineWebSocketProtocol(FastServerProtocol):
-    """One WebSocket connection: a new session, or an upgrade probe for a polling one."""
+# (mypy: Autobahn's two base classes annotate peer and _transport_details differently.)
+class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: ignore[misc]
+    """One WebSocket connection: a new session, or an upgrade probe for a polling one.
+
+    Once open it sheds what Autobahn keeps for nothing (see :mod:`txsio.engineio._wslean`).
+    """
 
     name = "websocket"
     upgrades_to: tuple[str, ...] = ()
@@ -160,7 +164,12 @@ class EngineWebSocketProtocol(FastServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        """Start a new session, or offer this connection as an upgrade."""
+        """Start a new session, or offer this connection as an upgrade; then hold no more
+        than an open connection needs."""
+        self._start()
+        self.shed()
+
+    def _start(self) -> None:
         admission, self.admission = self.admission, None
         assert admission is not None
         session = admission.session
@@ -294,7 +303,7 @@ def _abort(transport: ITransport) -> None:
         transport.loseConnection()
 
 
-class EngineWebSocketFactory(WebSocketServerFactory):
+class EngineWebSocketFactory(LeanServerFactory):
     """Autobahn's factory for the WebSocket connections of one :class:`EngineServer`.
 
     Called by the resource: :meth:`take_over`.  Called by Autobahn: :meth:`buildProtocol`.

@@ -1,0 +1,166 @@
+"""What an open WebSocket connection keeps of Autobahn's protocol: shared options, no initial
+state or handshake leftovers, a list for the write queue; and the Autobahn internals that
+relies on."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import txaio.tx
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from txsio.engineio import _wslean
+
+from .test_resource import ResourceTestCase, WebSocketClient
+
+_HANDSHAKE = (
+    b"GET /ws?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n")
+
+
+def _stock_open_protocol() -> Any:
+    """A stock Autobahn server connection, opened over an in-memory transport."""
+    factory = WebSocketServerFactory()
+    factory.protocol = WebSocketServerProtocol
+    factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+    protocol: Any = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(_HANDSHAKE)
+    assert protocol.state == protocol.STATE_OPEN
+    return protocol
+
+
+class AutobahnInternalsTests(SynchronousTestCase):
+    """The Autobahn internals _wslean relies on are where it expects them."""
+
+    def test_options_copied_unless_present(self) -> None:
+        """Autobahn's options are its CONFIG_ATTRS, and it copies none the connection's class
+        already has."""
+        self.assertIn("maxMessagePayloadSize", WebSocketServerProtocol.CONFIG_ATTRS)
+        factory = WebSocketServerFactory()
+        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        cls = _wslean.options_class(WebSocketServerProtocol, factory)
+        protocol = cls()
+        protocol.factory = factory
+        protocol.makeConnection(StringTransport())
+        self.assertEqual(set(vars(protocol)) & set(cls.CONFIG_ATTRS), set())
+
+    def test_handshake_leftovers_and_idle_state(self) -> None:
+        """An open stock connection holds each handshake leftover, each listed state
+        attribute at its listed value, and its write queue as a deque."""
+        state = vars(_stock_open_protocol())
+        for name in _wslean.HANDSHAKE_LEFTOVERS:
+            self.assertIn(name, state)
+        for name, value in _wslean.IDLE_STATE.items():
+            self.assertIn(name, state)
+            self.assertEqual((name, state[name]), (name, value))
+        self.assertIsInstance(state["send_queue"], deque)
+
+    def test_every_internal_listed(self) -> None:
+        """AUTOBAHN_INTERNALS names each internal the module relies on."""
+        listed = set(_wslean.AUTOBAHN_INTERNALS)
+        self.assertTrue({"CONFIG_ATTRS", "send_queue"} <= listed)
+        self.assertTrue(set(_wslean.HANDSHAKE_LEFTOVERS) <= listed)
+        self.assertTrue(set(_wslean.IDLE_STATE) <= listed)
+
+
+class SendQueueTests(SynchronousTestCase):
+    """The write queue is a list with deque's popleft."""
+
+    def test_fifo(self) -> None:
+        """Writes come out in the order they were queued."""
+        queue = _wslean.SendQueue()
+        queue.append(1)
+        queue.append(2)
+        self.assertEqual((len(queue), queue.popleft(), queue.popleft(), len(queue)), (2, 1, 2, 0))
+
+
+class LeanConnectionTests(ResourceTestCase):
+    """An Engine.IO WebSocket connection holds no copy of the options, initial state or
+    handshake once open, and behaves as before."""
+
+    echo = False
+
+    def connect(self, headers: dict[str, str] | None = None) -> WebSocketClient:
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket", headers)
+        self.assertEqual(client.status, 101)
+        return client
+
+    def test_options_shared(self) -> None:
+        """The connection reads its factory's options from its class, not its own copies."""
+        protocol = self.connect().protocol
+        factory = protocol.factory
+        for name in protocol.CONFIG_ATTRS:
+            self.assertNotIn(name, vars(protocol))
+            self.assertEqual((name, getattr(protocol, name)), (name, getattr(factory, name)))
+        self.assertEqual(protocol.maxMessagePayloadSize,
+                         self.server.options.max_http_buffer_size)
+
+    def test_options_changed_later(self) -> None:
+        """Options changed on the factory apply to the connections made afterwards; an open
+        one keeps those it was made with, as with Autobahn."""
+        first = self.connect().protocol
+        first.factory.setProtocolOptions(maxFramePayloadSize=1234)
+        self.assertNotEqual(first.maxFramePayloadSize, 1234)
+        second = self.connect().protocol
+        self.assertIs(second.factory, first.factory)
+        self.assertEqual(second.maxFramePayloadSize, 1234)
+        first.factory.resetProtocolOptions()
+        self.assertEqual(self.connect().protocol.maxFramePayloadSize, 0)
+
+    def test_open_connection_sheds(self) -> None:
+        """Once open, the connection holds no handshake leftover and no state attribute at
+        its idle value; reading them gives None and the idle values."""
+        protocol = self.connect().protocol
+        state = vars(protocol)
+        for name in _wslean.HANDSHAKE_LEFTOVERS:
+            self.assertNotIn(name, state)
+            self.assertIsNone(getattr(protocol, name))
+        for name, value in _wslean.IDLE_STATE.items():
+            self.assertNotIn(name, state)
+            self.assertEqual(getattr(protocol, name), value)
+        self.assertNotIn("admission", state)
+        self.assertIsInstance(protocol.send_queue, _wslean.SendQueue)
+
+    def test_compression_offer(self) -> None:
+        """A client offering permessage-deflate still connects (the factory's accept function
+        is called as a function) and its session opens."""
+        client = self.connect({"Sec-WebSocket-Extensions": "permessage-deflate"})
+        self.assertEqual([text[:1] for text in client.texts()], ["0"])
+        self.assertEqual(len(self.sessions), 1)
+
+    def test_messages_after_shedding(self) -> None:
+        """Messages flow both ways after the connection shed its state, and state set
+        later (a close) is the connection's own again."""
+        client = self.connect()
+        client.texts()
+        session = self.sessions[0]
+        received: list[Any] = []
+        session.on("message", received.append)
+        client.send_text("4hello")
+        session.send("world")
+        self.assertEqual((received, client.texts()), (["hello"], ["4world"]))
+        session.close()
+        self.assertTrue(client.protocol.closedByMe)
+        self.assertFalse(type(client.protocol).closedByMe)
+
+    def test_synced_writes_through_list_queue(self) -> None:
+        """Autobahn's synced writes go through the list queue in order, one per reactor
+        turn."""
+        clock = Clock()
+        self.patch(txaio.tx.config, "loop", clock)
+        client = self.connect()
+        client.transport.clear()
+        client.protocol.sendData(b"a", sync=True)
+        client.protocol.sendData(b"b", sync=True)
+        self.assertEqual(client.transport.value(), b"a")
+        clock.advance(1)
+        self.assertEqual(client.transport.value(), b"ab")
+        clock.advance(1)
+        self.assertEqual(len(client.protocol.send_queue), 0)
