@@ -16,7 +16,8 @@ connection's memory.  This module keeps an open, idle connection to the state it
   :meth:`~LeanServerProtocol.shed` drops the connection's own copy of any attribute equal to
   its class's, and the handshake leftovers (:data:`HANDSHAKE_LEFTOVERS`), then packs what is
   left into a dict sized for it (a dict never shrinks by itself).  Attributes that change
-  later are set on the connection again by Autobahn as usual;
+  later are set on the connection again by Autobahn as usual.  The TCP transport's attributes
+  are packed the same way (Twisted's, unchanged);
 - the queue of chopped and synced writes is a list (:class:`SendQueue`), 56 bytes empty
   where a ``deque`` takes 624 plus its block.
 
@@ -136,7 +137,8 @@ class LeanServerProtocol(WebSocketServerProtocol):
 
     def shed(self) -> None:
         """Drop what an open connection holds for nothing: attributes equal to their class's
-        (options, :data:`IDLE_STATE`) and the handshake leftovers; pack the rest."""
+        (options, :data:`IDLE_STATE`) and the handshake leftovers; pack the rest, and the TCP
+        transport's attributes."""
         cls = type(self)
         kept: dict[str, Any] = {}
         for name, value in vars(self).items():
@@ -149,6 +151,11 @@ class LeanServerProtocol(WebSocketServerProtocol):
             kept[name] = value
         # A new dict sized for what is left (deleting keys would not shrink the old one).
         self.__dict__ = kept
+        # The TCP transport's dict grew while twisted.web and Autobahn set it up (to a table
+        # twice the size its ~17 attributes need): repacked, it holds the same.
+        transport = getattr(self.transport, "__dict__", None)
+        if type(transport) is dict:
+            self.transport.__dict__ = dict(transport)
 
 
 _MISSING = object()

@@ -79,6 +79,8 @@ class _SendFlow:
     """The connection's producer, registered with its TCP transport: the transport pauses it
     when its write buffer is full and resumes it once the buffer is empty."""
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: EngineWebSocketProtocol) -> None:
         self._protocol = protocol
 
