@@ -1,6 +1,6 @@
 """What an open WebSocket connection keeps of Autobahn's protocol: shared options, no initial
 state or handshake leftovers, a list for the write queue; and the Autobahn internals that
-relies on."""
+relies on; the strings handshake records share."""
 
 from __future__ import annotations
 
@@ -164,3 +164,34 @@ class LeanConnectionTests(ResourceTestCase):
         self.assertEqual(client.transport.value(), b"ab")
         clock.advance(1)
         self.assertEqual(len(client.protocol.send_queue), 0)
+
+
+class SharedRecordStringsTests(ResourceTestCase):
+    """The handshake records of many sessions share one copy of the strings that recur."""
+
+    def test_records_share_strings(self) -> None:
+        """Two sessions' records hold the same string objects for the header names, the
+        values that recur, the query and the address; not the per-request WebSocket key."""
+        for _ in range(2):
+            self.assertEqual(WebSocketClient(self.server, "EIO=4&transport=websocket").status,
+                             101)
+        first, second = (session.request for session in self.sessions)
+        for name in first.headers:
+            other = next(key for key in second.headers if key == name)
+            self.assertIs(other, name)
+        self.assertIs(first.headers["upgrade"], second.headers["upgrade"])
+        self.assertIsNot(first.headers["sec-websocket-key"],
+                         second.headers["sec-websocket-key"])
+        self.assertIs(first.query["transport"], second.query["transport"])
+        self.assertIs(first.url, second.url)
+        self.assertIs(first.address, second.address)
+
+    def test_bounded(self) -> None:
+        """Once the shared strings are at their bound, new ones are not kept."""
+        from txsio.engineio import handshake
+
+        self.patch(handshake, "_SHARED", {})
+        self.patch(handshake, "_SHARED_MAX", 1)
+        self.assertEqual(handshake._shared("a" * 3), "aaa")
+        self.assertEqual(handshake._shared("b" * 3), "bbb")
+        self.assertEqual(list(handshake._SHARED), ["aaa"])
