@@ -1,6 +1,6 @@
-"""What an open WebSocket connection keeps of Autobahn's protocol: shared options, no initial
-state or handshake leftovers, a list for the write queue; and the Autobahn internals that
-relies on; the strings handshake records share."""
+"""What an idle connection holds: of Autobahn's protocol, shared options, no initial state or
+handshake leftovers, a list for the write queue (and the Autobahn internals that relies on);
+the strings handshake records share; no set of namespaces being joined once joined."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any
 import txaio.tx
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+import txsio
 from txsio.engineio import _wslean
 
+from .sio_memory import MemoryClient
 from .test_resource import ResourceTestCase, WebSocketClient
 
 _HANDSHAKE = (
@@ -195,3 +198,21 @@ class SharedRecordStringsTests(ResourceTestCase):
         self.assertEqual(handshake._shared("a" * 3), "aaa")
         self.assertEqual(handshake._shared("b" * 3), "bbb")
         self.assertEqual(list(handshake._SHARED), ["aaa"])
+
+
+class ConnectingTests(SynchronousTestCase):
+    """A connection keeps a set of the namespaces being joined only while there are any."""
+
+    def test_joined(self) -> None:
+        """A CONNECT repeated while the first waits for a middleware is ignored; once
+        joined, the connection holds no set."""
+        io = txsio.Server(clock=Clock())
+        waiting: Deferred[None] = Deferred()
+        io.use(lambda socket: waiting)
+        client = MemoryClient(io)
+        client.connect()
+        client.connect()
+        waiting.callback(None)
+        self.assertEqual(len(io.sockets.sockets), 1)
+        conn = next(iter(io.sockets.sockets.values())).conn
+        self.assertIsNone(conn._connecting)
