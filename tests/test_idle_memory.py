@@ -1,6 +1,7 @@
 """What an idle connection holds: of Autobahn's protocol, shared options, no initial state or
 handshake leftovers, a list for the write queue (and the Autobahn internals that relies on);
-the strings handshake records share; no set of namespaces being joined once joined."""
+the strings handshake records share; no set of namespaces being joined once joined; the
+heartbeat timers of all sessions queued behind one reactor timer."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import txaio.tx
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import AlreadyCalled
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
+from txsio import _timers
 from txsio.engineio import _wslean
+from txsio.engineio.packet import PacketType as EnginePacketType
 
 from .sio_memory import MemoryClient
 from .test_resource import ResourceTestCase, WebSocketClient
@@ -216,3 +220,90 @@ class ConnectingTests(SynchronousTestCase):
         self.assertEqual(len(io.sockets.sockets), 1)
         conn = next(iter(io.sockets.sockets.values())).conn
         self.assertIsNone(conn._connecting)
+
+
+class TimerQueueTests(SynchronousTestCase):
+    """Timers of one delay fire as callLater would, behind one reactor timer."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.fired: list[tuple[str, float]] = []
+
+    def record(self, name: object) -> None:
+        self.fired.append((str(name), self.clock.seconds()))
+
+    def test_fire_in_time_and_order(self) -> None:
+        """Timers set at different times fire each at its time plus the delay, those due
+        together in the order set, behind a single reactor timer."""
+        queue = _timers.timer_queue(self.clock, 10)
+        self.assertIs(_timers.timer_queue(self.clock, 10), queue)
+        queue.call_later(self.record, "a")
+        queue.call_later(self.record, "b")
+        self.clock.advance(3)
+        timer = _timers.call_later(self.clock, 10, self.record, "c")
+        self.assertEqual(timer.getTime(), 13)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(7)
+        self.assertEqual(self.fired, [("a", 10), ("b", 10)])
+        self.assertTrue(timer.active())
+        self.clock.advance(3)
+        self.assertEqual(self.fired[2:], [("c", 13)])
+        self.assertFalse(timer.active())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancel(self) -> None:
+        """A cancelled timer does not fire, cancelling it again raises as a DelayedCall
+        does, and with its last timer cancelled the queue leaves no reactor timer."""
+        first = _timers.call_later(self.clock, 5, self.record, "a")
+        second = _timers.call_later(self.clock, 5, self.record, "b")
+        first.cancel()
+        self.assertRaises(AlreadyCalled, first.cancel)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        second.cancel()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(self.fired, [])
+
+    def test_set_while_firing(self) -> None:
+        """A timer set by a timer's callback fires a full delay later."""
+        queue = _timers.timer_queue(self.clock, 4)
+
+        def again(name: object) -> None:
+            self.record(name)
+            if name == "a":
+                queue.call_later(self.record, "b")
+
+        queue.call_later(again, "a")
+        self.clock.advance(4)
+        self.clock.advance(4)
+        self.assertEqual(self.fired, [("a", 4), ("b", 8)])
+
+    def test_failure_logged(self) -> None:
+        """A callback that raises is logged and the others due with it still fire."""
+        def broken(name: object) -> None:
+            raise RuntimeError(name)
+
+        _timers.call_later(self.clock, 1, broken, "a")
+        _timers.call_later(self.clock, 1, self.record, "b")
+        self.clock.advance(1)
+        self.assertEqual(self.fired, [("b", 1)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_sessions_share_the_ping_timer(self) -> None:
+        """Three sessions on one clock wait for their pings behind one reactor timer, and
+        each is pinged at its own time."""
+        io = txsio.Server(clock=self.clock)
+        clients = [MemoryClient(io)]
+        self.clock.advance(1)
+        clients += [MemoryClient(io), MemoryClient(io)]
+        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()
+                          if 25 <= call.getTime() < 45], [25])  # not the connect timeouts
+
+        def pings() -> list[int]:
+            return [sum(packet.type is EnginePacketType.PING for packet in client.transport.sent)
+                    for client in clients]
+
+        self.clock.advance(24)
+        self.assertEqual(pings(), [1, 0, 0])
+        self.clock.advance(1)
+        self.assertEqual(pings(), [1, 1, 1])
