@@ -34,7 +34,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-NODE_MODULES = ROOT / "tests" / "node" / "node_modules"
+#: the load generator's npm packages (``TXSIO_NODE_MODULES`` to take them from elsewhere)
+NODE_MODULES = Path(os.environ.get("TXSIO_NODE_MODULES", ROOT / "tests" / "node" / "node_modules"))
 
 sys.path.insert(0, str(HERE))
 from run import free_port, pinned, rss_kib, wait_ready  # noqa: E402

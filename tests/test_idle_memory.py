@@ -23,7 +23,7 @@ from txsio.engineio import _wslean
 from txsio.engineio.packet import PacketType as EnginePacketType
 
 from .sio_memory import MemoryClient
-from .test_resource import ResourceTestCase, WebSocketClient
+from .test_resource import ResourceTestCase, WebSocketClient, _client_frame
 
 _HANDSHAKE = (
     b"GET /ws?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -68,6 +68,9 @@ class AutobahnInternalsTests(SynchronousTestCase):
             self.assertIn(name, state)
             self.assertEqual((name, state[name]), (name, value))
         self.assertIsInstance(state["send_queue"], deque)
+        validator = state["utf8validator"]
+        validator.reset()
+        self.assertTrue(validator.validate("é".encode())[0])
 
     def test_every_internal_listed(self) -> None:
         """AUTOBAHN_INTERNALS names each internal the module relies on."""
@@ -133,6 +136,7 @@ class LeanConnectionTests(ResourceTestCase):
             self.assertNotIn(name, state)
             self.assertEqual(getattr(protocol, name), value)
         self.assertNotIn("admission", state)
+        self.assertNotIn("utf8validator", state)
         self.assertIsInstance(protocol.send_queue, _wslean.SendQueue)
 
     def test_compression_offer(self) -> None:
@@ -156,6 +160,25 @@ class LeanConnectionTests(ResourceTestCase):
         session.close()
         self.assertTrue(client.protocol.closedByMe)
         self.assertFalse(type(client.protocol).closedByMe)
+
+    def test_validator_made_on_use(self) -> None:
+        """A text message Autobahn reads itself (past the fast path's 64 KiB) is validated
+        by a validator made for it, kept for the next; invalid UTF-8 still fails the
+        connection."""
+        client = self.connect()
+        client.texts()
+        session = self.sessions[0]
+        received: list[Any] = []
+        session.on("message", received.append)
+        text = "4" + "é" * 40_000
+        client.protocol.dataReceived(_client_frame(text.encode()))
+        client.protocol.dataReceived(_client_frame(text.encode()))
+        self.assertEqual(received, [text[1:]] * 2)
+        validator = vars(client.protocol)["utf8validator"]
+        client.protocol.dataReceived(_client_frame(b"4" + b"\xff" * 70_000))
+        self.assertIs(vars(client.protocol)["utf8validator"], validator)
+        self.assertEqual(len(received), 2)
+        self.assertEqual(client.protocol.wasNotCleanReason[:24], "I dropped the WebSocket ")
 
     def test_synced_writes_through_list_queue(self) -> None:
         """Autobahn's synced writes go through the list queue in order, one per reactor

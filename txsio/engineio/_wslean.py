@@ -19,7 +19,10 @@ connection's memory.  This module keeps an open, idle connection to the state it
   later are set on the connection again by Autobahn as usual.  The TCP transport's attributes
   are packed the same way (Twisted's, unchanged);
 - the queue of chopped and synced writes is a list (:class:`SendQueue`), 56 bytes empty
-  where a ``deque`` takes 624 plus its block.
+  where a ``deque`` takes 624 plus its block;
+- the incremental UTF-8 validator (~330 bytes with its native state) is made on first use:
+  only text messages that Autobahn reads itself need it (the fast path validates by
+  decoding), and Autobahn resets it before each one.
 
 Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS`; a test
 opens a stock Autobahn connection and checks each, so an Autobahn upgrade that moves one
@@ -35,6 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
 
 __all__ = [
     "AUTOBAHN_INTERNALS",
@@ -106,6 +110,7 @@ IDLE_STATE: dict[str, object] = {
 AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "CONFIG_ATTRS",     # the options Autobahn copies from the factory, unless already there
     "send_queue",       # chopped and synced writes: append, popleft, len only
+    "utf8validator",    # reset before each text message, then validate
     *HANDSHAKE_LEFTOVERS,
     *IDLE_STATE,
 )
@@ -125,9 +130,27 @@ class SendQueue(list[Any]):
         return self.pop(0)
 
 
+class _MadeOnUse:
+    """A class attribute standing for an instance attribute that is made when first read
+    (then found on the instance: this descriptor defines no ``__set__``)."""
+
+    def __init__(self, name: str, make: Any) -> None:
+        self._name = name
+        self._make = make
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        value = self._make()
+        instance.__dict__[self._name] = value
+        return value
+
+
 class LeanServerProtocol(WebSocketServerProtocol):
     """An Autobahn server protocol that holds no copy of its factory's options and, once
     open, none of its initial state or handshake (see the module docstring)."""
+
+    utf8validator = _MadeOnUse("utf8validator", Utf8Validator)
 
     def connectionMade(self) -> None:
         """Autobahn sets up the connection; its write queue becomes a list."""
@@ -142,7 +165,7 @@ class LeanServerProtocol(WebSocketServerProtocol):
         cls = type(self)
         kept: dict[str, Any] = {}
         for name, value in vars(self).items():
-            if name in _LEFTOVER_NAMES:
+            if name in _LEFTOVER_NAMES or name in _MADE_ON_USE:
                 continue
             default = getattr(cls, name, _MISSING)
             if value is default or (type(value) is type(default) and type(value) in _SCALARS
@@ -160,6 +183,8 @@ class LeanServerProtocol(WebSocketServerProtocol):
 
 _MISSING = object()
 _LEFTOVER_NAMES = frozenset(HANDSHAKE_LEFTOVERS)
+# Made again when read (no message is in progress when the connection opens).
+_MADE_ON_USE = frozenset({"utf8validator"})
 
 for _name, _value in IDLE_STATE.items():
     setattr(LeanServerProtocol, _name, _value)
