@@ -30,7 +30,7 @@ __all__ = ["CookieOptions", "HandshakeRequest", "TrustedProxies", "request_query
            "target_query"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandshakeRequest:
     """What the request that opened a session carried, for the layers above.
 
