@@ -4,7 +4,7 @@ Usage (after ``npm ci`` in tests/node; raise the open-file limit for 10,000)::
 
     ulimit -n 65536
     python bench/idle_memory.py [--connections 1000 10000] [--runs 3]
-                                [--tree PATH ...] [--census]
+                                [--tree PATH ...] [--logging] [--census]
 
 For each tree (a checkout whose ``txsio`` package is imported; default: this one), each
 count N and each run, a fresh ``bench/txsio_server.py`` is started pinned to CPU 0, and the
@@ -15,10 +15,12 @@ connections from CPU 1 in two steps: a tenth of N, then the rest.  Two figures p
   of the performance issue (it includes what the first connections load or allocate once);
 - ``marginal``: (RSS at N - RSS at N/10) / (0.9 N), what one more connection costs.
 
-The table gives the median of the runs.  ``--census`` instead runs the server of this
-(first) tree under ``tracemalloc`` (``idle_census_server.py``) and
-prints where the bytes of the marginal connections were allocated, grouped by traceback, and
-the objects they are held in (counts and ``sys.getsizeof`` per type, ``__dict__`` included).
+The table gives the median of the runs.  ``--logging`` measures the server with logging
+begun, as deployed (``idle_logging_server.py``): without it, as ``bench/run.py`` runs it,
+Twisted's start-up buffer of log events counts too.  ``--census`` instead runs the server of
+the (first) tree under ``tracemalloc`` (``idle_census_server.py``) and prints where the bytes
+of the marginal connections were allocated, grouped by traceback, and the objects they are
+held in (counts and ``sys.getsizeof`` per type, ``__dict__`` included).
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ def wait_for(server: subprocess.Popen[str], marker: str) -> None:
     raise SystemExit("the census server ended early")
 
 
-def measure(tree: Path, count: int, census: bool = False) -> tuple[float, float]:
+def measure(tree: Path, count: int, census: bool = False,
+            logging: bool = False) -> tuple[float, float]:
     """One run: (total, marginal) KiB per connection for ``count`` connections."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(tree), "NODE_PATH": str(NODE_MODULES)}
-    script = "idle_census_server.py" if census else "txsio_server.py"
+    script = ("idle_census_server.py" if census else
+              "idle_logging_server.py" if logging else "txsio_server.py")
     server = subprocess.Popen([*pinned(0), sys.executable, str(HERE / script), str(port)],
                               env=env, text=True,
                               stdout=None if census else subprocess.DEVNULL,
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tree", type=Path, nargs="+", default=[ROOT])
+    parser.add_argument("--logging", action="store_true")
     parser.add_argument("--census", action="store_true")
     args = parser.parse_args()
     if not NODE_MODULES.is_dir():
@@ -124,7 +129,7 @@ def main() -> None:
         for count in args.connections:
             totals, marginals = [], []
             for _ in range(args.runs):
-                total, marginal = measure(tree.resolve(), count)
+                total, marginal = measure(tree.resolve(), count, logging=args.logging)
                 totals.append(total)
                 marginals.append(marginal)
                 print(f"{tree} {count:>6}: total {total:5.2f} KiB, marginal {marginal:5.2f} KiB",
