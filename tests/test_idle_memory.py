@@ -1,10 +1,11 @@
 """What an idle connection holds: of Autobahn's protocol, shared options, no initial state or
 handshake leftovers, a list for the write queue (and the Autobahn internals that relies on);
 the strings handshake records share; no set of namespaces being joined once joined; the
-heartbeat timers of all sessions queued behind one reactor timer."""
+heartbeat timers of all sessions queued behind one reactor timer; sessions in slots."""
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from typing import Any
 
@@ -330,3 +331,16 @@ class TimerQueueTests(SynchronousTestCase):
         self.assertEqual(pings(), [1, 0, 0])
         self.clock.advance(1)
         self.assertEqual(pings(), [1, 1, 1])
+
+
+class SessionSlotsTests(SynchronousTestCase):
+    """An Engine.IO session keeps its state in slots, and still takes attributes of one's
+    own and weak references."""
+
+    def test_slots(self) -> None:
+        """The session's state is not in an attribute dict; an attribute of one's own works,
+        and so does a weak reference."""
+        session = MemoryClient(txsio.Server(clock=Clock())).session
+        session.user = "someone"  # type: ignore[attr-defined]
+        self.assertEqual(vars(session), {"user": "someone"})
+        self.assertIs(weakref.ref(session)(), session)

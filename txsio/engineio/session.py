@@ -240,6 +240,13 @@ class EngineSession(EventEmitter):
     :ivar wire: the :class:`~txsio.engineio.wire.WireFormat` of ``protocol``.
     """
 
+    # A session lives as long as its client: its state in slots, no attribute dict unless
+    # someone sets an attribute of their own or it closes (``__dict__``, made then).
+    __slots__ = ("__dict__", "__weakref__", "_clock", "_close_timer", "_on_closed",
+                 "_ping_timer", "_probe", "_probed", "_queue", "_queued_bytes", "_stats",
+                 "_timeout_timer", "_upgrade_timer", "close_reason", "id", "listener",
+                 "options", "protocol", "request", "state", "transport", "upgraded", "wire")
+
     def __init__(
         self,
         sid: str,
