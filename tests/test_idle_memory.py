@@ -1,7 +1,8 @@
 """What an idle connection holds: of Autobahn's protocol, shared options, no initial state or
 handshake leftovers, a list for the write queue (and the Autobahn internals that relies on);
 the strings handshake records share; no set of namespaces being joined once joined; the
-heartbeat timers of all sessions queued behind one reactor timer; sessions in slots."""
+heartbeat timers of all sessions queued behind one reactor timer; sessions and connections in
+slots."""
 
 from __future__ import annotations
 
@@ -334,8 +335,8 @@ class TimerQueueTests(SynchronousTestCase):
 
 
 class SessionSlotsTests(SynchronousTestCase):
-    """An Engine.IO session keeps its state in slots, and still takes attributes of one's
-    own and weak references."""
+    """An Engine.IO session and a Socket.IO connection keep their state in slots, and still
+    take attributes of one's own and weak references."""
 
     def test_slots(self) -> None:
         """The session's state is not in an attribute dict; an attribute of one's own works,
@@ -344,3 +345,12 @@ class SessionSlotsTests(SynchronousTestCase):
         session.user = "someone"  # type: ignore[attr-defined]
         self.assertEqual(vars(session), {"user": "someone"})
         self.assertIs(weakref.ref(session)(), session)
+
+    def test_connection_slots(self) -> None:
+        """So does a Socket.IO connection (``socket.conn``)."""
+        io = txsio.Server(clock=Clock())
+        MemoryClient(io).connect_ok()
+        conn = next(iter(io.sockets.sockets.values())).conn
+        conn.user = "someone"  # type: ignore[attr-defined]
+        self.assertEqual(vars(conn), {"user": "someone"})
+        self.assertIs(weakref.ref(conn)(), conn)

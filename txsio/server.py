@@ -365,6 +365,11 @@ class Connection:
     :param session: the Engine.IO session.
     """
 
+    # One per client for its whole life: its state in slots, an attribute dict only for
+    # attributes of one's own (made when set).
+    __slots__ = ("__dict__", "__weakref__", "_closed", "_connecting", "_stats", "_timer",
+                 "decoder", "id", "protocol", "server", "session", "sockets")
+
     def __init__(self, server: Server, session: EngineSession) -> None:
         self.server = server
         self.session = session
