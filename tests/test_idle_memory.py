@@ -70,6 +70,8 @@ class AutobahnInternalsTests(SynchronousTestCase):
             self.assertIn(name, state)
             self.assertEqual((name, state[name]), (name, value))
         self.assertIsInstance(state["send_queue"], deque)
+        self.assertEqual((state["_valid_events"], state["_results"]),
+                         (["message"], {"message": None}))
         validator = state["utf8validator"]
         validator.reset()
         self.assertTrue(validator.validate("é".encode())[0])
@@ -139,6 +141,10 @@ class LeanConnectionTests(ResourceTestCase):
             self.assertEqual(getattr(protocol, name), value)
         self.assertNotIn("admission", state)
         self.assertNotIn("utf8validator", state)
+        self.assertNotIn("_valid_events", state)
+        self.assertNotIn("_results", state)
+        protocol.on("message", lambda *args: None)
+        self.assertRaises(RuntimeError, protocol.on, "bogus", lambda *args: None)
         self.assertIsInstance(protocol.send_queue, _wslean.SendQueue)
 
     def test_compression_offer(self) -> None:

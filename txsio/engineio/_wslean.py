@@ -20,6 +20,9 @@ connection's memory.  This module keeps an open, idle connection to the state it
   are packed the same way (Twisted's, unchanged);
 - the queue of chopped and synced writes is a list (:class:`SendQueue`), 56 bytes empty
   where a ``deque`` takes 624 plus its block;
+- the events a connection may fire (Autobahn's ``ObservableMixin``: always just
+  ``"message"``) are declared once on the class, read-only, instead of a list and a dict per
+  connection;
 - the incremental UTF-8 validator (~330 bytes with its native state) is made on first use:
   only text messages that Autobahn reads itself need it (the fast path validates by
   decoding), and Autobahn resets it before each one.
@@ -35,6 +38,7 @@ Called by the subclass once its connection is open: :meth:`LeanServerProtocol.sh
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -111,6 +115,9 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "CONFIG_ATTRS",     # the options Autobahn copies from the factory, unless already there
     "send_queue",       # chopped and synced writes: append, popleft, len only
     "utf8validator",    # reset before each text message, then validate
+    "set_valid_events", # called with ["message"] by every connection's __init__
+    "_valid_events",    # read by ObservableMixin.on/fire: `in`, join
+    "_results",         # written by ObservableMixin.fire only (not called: onMessage is ours)
     *HANDSHAKE_LEFTOVERS,
     *IDLE_STATE,
 )
@@ -128,6 +135,9 @@ class SendQueue(list[Any]):
     def popleft(self) -> Any:
         """The oldest write (the queue is short: a handful of chops at most)."""
         return self.pop(0)
+
+
+_EVENTS = ("message",)
 
 
 class _MadeOnUse:
@@ -151,6 +161,15 @@ class LeanServerProtocol(WebSocketServerProtocol):
     open, none of its initial state or handshake (see the module docstring)."""
 
     utf8validator = _MadeOnUse("utf8validator", Utf8Validator)
+    # Autobahn's fire() writes _results; it is only called by the onMessage this protocol's
+    # subclasses replace: were it called, the read-only mapping would say so.
+    _valid_events: Any = _EVENTS
+    _results: Any = MappingProxyType(dict.fromkeys(_EVENTS))
+
+    def set_valid_events(self, valid_events: Any = None) -> None:
+        """Autobahn's, sharing the class's list when it is the usual one."""
+        if valid_events is None or tuple(valid_events) != _EVENTS:
+            super().set_valid_events(valid_events)  # type: ignore[no-untyped-call]
 
     def connectionMade(self) -> None:
         """Autobahn sets up the connection; its write queue becomes a list."""
