@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
@@ -181,12 +182,12 @@ class LeanServerProtocol(WebSocketServerProtocol):
         """Drop what an open connection holds for nothing: attributes equal to their class's
         (options, :data:`IDLE_STATE`) and the handshake leftovers; pack the rest, and the TCP
         transport's attributes."""
-        cls = type(self)
+        defaults = _class_values(type(self))
         kept: dict[str, Any] = {}
         for name, value in vars(self).items():
             if name in _LEFTOVER_NAMES or name in _MADE_ON_USE:
                 continue
-            default = getattr(cls, name, _MISSING)
+            default = defaults.get(name, _MISSING)
             if value is default or (type(value) is type(default) and type(value) in _SCALARS
                                     and value == default):
                 continue
@@ -201,6 +202,19 @@ class LeanServerProtocol(WebSocketServerProtocol):
 
 
 _MISSING = object()
+_class_values_cache: WeakKeyDictionary[type, dict[str, Any]] = WeakKeyDictionary()
+
+
+def _class_values(cls: type) -> dict[str, Any]:
+    """The attributes a class defines or inherits, as its dicts hold them (a ``getattr`` of
+    each name missing from the class would cost a raised error per name and connection)."""
+    values = _class_values_cache.get(cls)
+    if values is None:
+        values = {}
+        for klass in reversed(cls.__mro__):
+            values.update(vars(klass))
+        _class_values_cache[cls] = values
+    return values
 _LEFTOVER_NAMES = frozenset(HANDSHAKE_LEFTOVERS)
 # Made again when read (no message is in progress when the connection opens).
 _MADE_ON_USE = frozenset({"utf8validator"})
