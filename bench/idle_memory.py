@@ -6,7 +6,8 @@ Usage (after ``npm ci`` in tests/node; raise the open-file limit for 10,000)::
     python bench/idle_memory.py [--connections 1000 10000] [--runs 3]
                                 [--tree PATH ...] [--logging] [--census]
 
-For each tree (a checkout whose ``txsio`` package is imported; default: this one), each
+For each tree (a checkout whose ``txsio`` package is imported; default: this one; ``node``
+for Node's socket.io 4.8, ``node_server.mjs``, in the same run), each
 count N and each run, a fresh ``bench/txsio_server.py`` is started pinned to CPU 0, and the
 load generator (``load_idle.mjs``, npm socket.io-client over WebSocket) opens idle
 connections from CPU 1 in two steps: a tenth of N, then the rest.  Two figures per run:
@@ -64,6 +65,10 @@ def settle() -> None:
     time.sleep(1.0)  # let the server finish the last handshakes (a measurement pause)
 
 
+#: the ``--tree`` standing for Node's socket.io server (``node_server.mjs``)
+NODE = Path("node")
+
+
 def wait_for(server: subprocess.Popen[str], marker: str) -> None:
     """Echo the census server's output until a line starting with ``marker``."""
     assert server.stderr is not None
@@ -81,7 +86,9 @@ def measure(tree: Path, count: int, census: bool = False,
     env = {**os.environ, "PYTHONPATH": str(tree), "NODE_PATH": str(NODE_MODULES)}
     script = ("idle_census_server.py" if census else
               "idle_logging_server.py" if logging else "txsio_server.py")
-    server = subprocess.Popen([*pinned(0), sys.executable, str(HERE / script), str(port)],
+    argv = ([sys.executable, str(HERE / script)] if tree != NODE else
+            ["node", str(HERE / "node_server.mjs")])
+    server = subprocess.Popen([*pinned(0), *argv, str(port)],
                               env=env, text=True,
                               stdout=None if census else subprocess.DEVNULL,
                               stderr=subprocess.PIPE if census else None)
@@ -129,7 +136,8 @@ def main() -> None:
         for count in args.connections:
             totals, marginals = [], []
             for _ in range(args.runs):
-                total, marginal = measure(tree.resolve(), count, logging=args.logging)
+                total, marginal = measure(tree if tree == NODE else tree.resolve(), count,
+                                          logging=args.logging)
                 totals.append(total)
                 marginals.append(marginal)
                 print(f"{tree} {count:>6}: total {total:5.2f} KiB, marginal {marginal:5.2f} KiB",
