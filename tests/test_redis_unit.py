@@ -31,6 +31,7 @@ from zope.interface import implementer
 import txsio
 import txsio.redis as redis_module
 import txsio.redis.classic as classic_module
+from txsio._timers import TimerQueue
 from txsio.adapter import BroadcastFlags, BroadcastOptions
 from txsio.engineio.session import EngineSession
 from txsio.protocol import Packet, PacketType
@@ -1207,7 +1208,7 @@ class HostilePeers(SynchronousTestCase):
         """The node's timers but the Redis connections' watchdogs and the heartbeat."""
         return [call for call in self.node.clock.getDelayedCalls()
                 if not isinstance(getattr(getattr(call, "func", None), "__self__", None),
-                                  (_RedisProtocol, EngineSession))]
+                                  (_RedisProtocol, EngineSession, TimerQueue))]
 
     def event(self, data: list[Any], rooms: list[Any] | None = None, **more: Any) -> bytes:
         """A classic broadcast (msgpack) of ``data`` to ``rooms``."""

@@ -25,6 +25,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import txsio
+from txsio._timers import TimerQueue
 from txsio.engineio import CloseReason, EngineServer, EngineSession, SessionState
 from txsio.engineio.packet import Packet, PacketType
 from txsio.engineio.websocket import _SendFlow
@@ -1148,9 +1149,11 @@ class WebSocketTakeoverTests(SynchronousTestCase):
         self.assertIsNot(transport.producer, channel)
         self.assertIsInstance(transport.producer, _SendFlow)
         self.assertEqual(len(server.sessions), 1)
-        timer = delayed_calls(clock)[0].func  # the ping timer
-        assert isinstance(timer, MethodType) and isinstance(timer.__self__, EngineSession)
-        self.assertEqual(timer.__self__.id, next(iter(server.sessions)))
+        timer = delayed_calls(clock)[0].func  # the ping timers' queue
+        assert isinstance(timer, MethodType) and isinstance(timer.__self__, TimerQueue)
+        session = timer.__self__._timers[0]._target  # the ping timer's
+        assert isinstance(session, EngineSession)
+        self.assertEqual(session.id, next(iter(server.sessions)))
 
 
 class _WebSocketCase(ResourceTestCase):

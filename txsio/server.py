@@ -417,6 +417,11 @@ class Connection:
     :param session: the Engine.IO session.
     """
 
+    # One per client for its whole life: its state in slots, an attribute dict only for
+    # attributes of one's own (made when set).
+    __slots__ = ("__dict__", "__weakref__", "_closed", "_connecting", "_encode", "_stats",
+                 "_timer", "decoder", "id", "protocol", "server", "session", "sockets")
+
     def __init__(self, server: Server, session: EngineSession) -> None:
         self.server = server
         self.session = session
@@ -427,7 +432,9 @@ class Connection:
                                              max_attachments=server.max_attachments)
         self._encode = server.parser.encode
         self.sockets: dict[str, Socket] = {}  # by namespace name
-        self._connecting: set[str] = set()
+        # Namespaces being joined: a set only while there are any (most connections never
+        # hold one for longer than their first CONNECT).
+        self._connecting: set[str] | None = None
         self._closed = False
         self._stats = server.stats
         count(self._stats.connections_opened, session.transport.name)
@@ -547,10 +554,13 @@ class Connection:
         socket._on_packet(packet)
 
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
-        if name in self.sockets or name in self._connecting:
+        connecting = self._connecting
+        if name in self.sockets or (connecting is not None and name in connecting):
             log.debug("connection {sid}: already connected to {nsp}", sid=self.id, nsp=name)
             return
-        self._connecting.add(name)
+        if connecting is None:
+            connecting = self._connecting = set()
+        connecting.add(name)
         d = Deferred.fromCoroutine(self._connect_flow(name, auth))
         d.addErrback(lambda f: log.failure("connecting {sid} to {nsp} failed", f,
                                            sid=self.id, nsp=name))
@@ -563,7 +573,11 @@ class Connection:
                 return
             await nsp._add(self, auth)
         finally:
-            self._connecting.discard(name)
+            connecting = self._connecting
+            if connecting is not None:
+                connecting.discard(name)
+                if not connecting:
+                    self._connecting = None
 
     def _add(self, socket: Socket) -> None:
         self.sockets[socket.nsp.name] = socket

@@ -61,7 +61,7 @@ RECOVERABLE_REASONS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """What the client sent when it connected, as Node's ``socket.handshake``.
 

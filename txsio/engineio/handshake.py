@@ -30,7 +30,7 @@ __all__ = ["CookieOptions", "HandshakeRequest", "TrustedProxies", "request_query
            "target_query"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandshakeRequest:
     """What the request that opened a session carried, for the layers above.
 
@@ -62,19 +62,42 @@ class HandshakeRequest:
         """
         headers: dict[str, str] = {}
         for name, values in request.requestHeaders.getAllRawHeaders():
-            headers[name.decode("latin-1").lower()] = ",".join(v.decode("latin-1")
-                                                               for v in values)
+            key = _shared(name.decode("latin-1").lower())
+            value = ",".join(v.decode("latin-1") for v in values)
+            headers[key] = value if key in _UNIQUE_HEADERS else _shared(value)
         address = getattr(request.getClientAddress(), "host", "")
         if trusted is not None:
             address = trusted.client_address(address, headers)
         return cls(
-            method=request.method.decode("ascii", "replace"),
-            url=request.uri.decode("utf-8", "replace"),
+            method=_shared(request.method.decode("ascii", "replace")),
+            url=_shared(request.uri.decode("utf-8", "replace")),
             headers=headers,
-            query=query,
-            address=address,
+            query={_shared(key): _shared(value) for key, value in query.items()},
+            address=_shared(address),
             secure=request.isSecure(),
         )
+
+
+#: One copy of each string that recurs from one session's record to the next (header names
+#: and most values, the query's keys and values, the URL of a WebSocket, the client address
+#: behind a proxy): a record lives as long as its session, and thousands of records would
+#: otherwise hold thousands of copies.  Bounded: the first strings seen are kept, and once
+#: full, later strings are not shared (which costs memory, not correctness).
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 1024
+_SHARED_LENGTH = 256
+#: Headers whose values differ on every request: not worth a place among the shared.
+_UNIQUE_HEADERS = frozenset({"sec-websocket-key", "cookie", "authorization"})
+
+
+def _shared(text: str) -> str:
+    """The shared copy of ``text`` (see :data:`_SHARED`), or ``text`` itself."""
+    kept = _SHARED.get(text)
+    if kept is not None:
+        return kept
+    if len(_SHARED) < _SHARED_MAX and len(text) <= _SHARED_LENGTH:
+        _SHARED[text] = text
+    return text
 
 
 class TrustedProxies:

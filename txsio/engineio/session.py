@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 from twisted.logger import Logger
 
 from .._events import EventEmitter
+from .._timers import call_later
 from .._twisted import cancel_call
 from ._compression import DeflateOptions, HttpCompression
 from .errors import CloseReason, TransportError
@@ -251,6 +252,14 @@ class EngineSession(EventEmitter):
         it closes (Socket.IO's connection sets itself here), or ``None``.
     :ivar wire: the :class:`~txsio.engineio.wire.WireFormat` of ``protocol``.
     """
+
+    # A session lives as long as its client: its state in slots, no attribute dict unless
+    # someone sets an attribute of their own or it closes (``__dict__``, made then).
+    __slots__ = ("__dict__", "__weakref__", "_clock", "_close_timer", "_on_closed",
+                 "_ping_timer", "_probe", "_probed", "_queue", "_queued_bytes", "_stats",
+                 "_timeout_timer", "_upgrade_timer", "close_description", "close_reason", "id",
+                 "listener", "options", "protocol", "request", "state", "transport", "upgraded",
+                 "wire")
 
     def __init__(
         self,
@@ -590,20 +599,22 @@ class EngineSession(EventEmitter):
     def _schedule_ping(self) -> None:
         cancel_call(self._ping_timer)
         self._ping_timer = None
-        self._ping_timer = self._clock.callLater(self.options.ping_interval, self._ping)
+        # Queued with every session's ping of this interval, behind one reactor timer.
+        self._ping_timer = call_later(self._clock, self.options.ping_interval, _ping, self)
 
     def _ping(self) -> None:
         self._ping_timer = None
         if self.state is not SessionState.OPEN:
             return
-        self._timeout_timer = self._clock.callLater(self.options.ping_timeout, self._timed_out)
+        self._timeout_timer = call_later(self._clock, self.options.ping_timeout, _timed_out,
+                                         self)
         self._enqueue([Packet(PacketType.PING)])
 
     def _reset_v3_timeout(self) -> None:
         cancel_call(self._timeout_timer)
         self._timeout_timer = None
-        self._timeout_timer = self._clock.callLater(
-            self.options.ping_interval + self.options.ping_timeout, self._timed_out)
+        self._timeout_timer = call_later(
+            self._clock, self.options.ping_interval + self.options.ping_timeout, _timed_out, self)
 
     def _timed_out(self) -> None:
         self._timeout_timer = None
@@ -710,3 +721,12 @@ def _call_logged(callback: Callable[[str], None], arg: str, sid: str) -> None:
         callback(arg)
     except Exception:
         log.failure("session {sid}: its listener failed", sid=sid)
+
+
+# The heartbeat timers' callbacks: plain functions, so a queued timer holds no bound method.
+def _ping(session: EngineSession) -> None:
+    session._ping()
+
+
+def _timed_out(session: EngineSession) -> None:
+    session._timed_out()

@@ -42,7 +42,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
@@ -50,6 +50,7 @@ from zope.interface import implementer
 
 from ._compression import accept_deflate
 from ._wsfast import FastServerProtocol
+from ._wslean import LeanServerFactory, LeanServerProtocol
 from .errors import ErrorCode
 from .packet import EngineIOParseError
 
@@ -87,6 +88,8 @@ class _SendFlow:
     """The connection's producer, registered with its TCP transport: the transport pauses it
     when its write buffer is full and resumes it once the buffer is empty."""
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: EngineWebSocketProtocol) -> None:
         self._protocol = protocol
 
@@ -102,8 +105,12 @@ class _SendFlow:
         """The connection is gone; :meth:`EngineWebSocketProtocol.closed` tells the session."""
 
 
-class EngineWebSocketProtocol(FastServerProtocol):
-    """One WebSocket connection: a new session, or an upgrade probe for a polling one."""
+# (mypy: Autobahn's two base classes annotate peer and _transport_details differently.)
+class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: ignore[misc]
+    """One WebSocket connection: a new session, or an upgrade probe for a polling one.
+
+    Once open it sheds what Autobahn keeps for nothing (see :mod:`txsio.engineio._wslean`).
+    """
 
     name = "websocket"
     upgrades_to: tuple[str, ...] = ()
@@ -192,7 +199,12 @@ class EngineWebSocketProtocol(FastServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        """Start a new session, or offer this connection as an upgrade."""
+        """Start a new session, or offer this connection as an upgrade; then hold no more
+        than an open connection needs."""
+        self._start()
+        self.shed()
+
+    def _start(self) -> None:
         admission, self.admission = self.admission, None
         assert admission is not None
         extension = self._perMessageCompress
@@ -342,7 +354,7 @@ def _abort(transport: ITransport) -> None:
         transport.loseConnection()
 
 
-class EngineWebSocketFactory(WebSocketServerFactory):
+class EngineWebSocketFactory(LeanServerFactory):
     """Autobahn's factory for the WebSocket connections of one :class:`EngineServer`.
 
     Called by the resource: :meth:`take_over`.  Called by Autobahn: :meth:`buildProtocol`.
