@@ -185,7 +185,7 @@ class Client(HandlerMethods):
             reactor=reactor, http=http, tls=tls, transport_factory=transport_factory,
             random=random if random is not None else _random.random, max_payload=max_payload,
             close_timeout=close_timeout, parser=resolve_parser(parser),
-            close_timeout=close_timeout, upgrade=upgrade, remember_upgrade=remember_upgrade,
+            upgrade=upgrade, remember_upgrade=remember_upgrade,
             try_all_transports=try_all_transports, auto_connect=auto_connect,
             cookie_jar=cookie_jar,
         )
