@@ -96,3 +96,47 @@ class InvalidStateTests(TestCase):
                          [(e["event"], e.get("reason")) for e in node_events])
         self.assertEqual([e["event"] for e in seen], ["socket-error", "disconnect"])
         self.assertEqual(seen[1]["reason"], "forced close")
+
+
+class PollingPostTests(TestCase):
+    """Engine.IO polling POSTs that are refused or do not parse, answered as Node's."""
+
+    async def test_too_large(self) -> None:
+        """A POST over the size bound: a bare 413 (no body, no content type) on both, and the
+        session lives on (its next POST is "ok")."""
+        node = await start_node(self, {"maxHttpBufferSize": 100})
+        ours = serve_io(self, txsio.Server(max_http_buffer_size=100))
+        answers: list[tuple[object, ...]] = []
+        for base in (node, ours):
+            url = await joined(base)
+            code, headers, body = await fetch(url, "POST", data=b'42["x","' + b"a" * 300 + b'"]',
+                                              content_type="text/plain;charset=UTF-8")
+            answers.append((code, body, headers.getRawHeaders(b"content-type")))
+            code, _, body = await fetch(url, "POST", data=b'42["x"]',
+                                        content_type="text/plain;charset=UTF-8")
+            answers.append((code, body))
+        self.assertEqual(answers[2:], answers[:2])
+        self.assertEqual(answers[:2], [(413, b"", None), (200, b"ok")])
+
+    async def test_garbage(self) -> None:
+        """An Engine.IO payload that does not parse: the POST is answered "ok" (text/html) on
+        both, the session is closed with "parse error" and the next poll gets "Session ID
+        unknown"."""
+        node_events: list[dict[str, Any]] = []
+        node = await start_node(self, {}, node_events)
+        seen: list[dict[str, Any]] = []
+        ours = serve_io(self, recording_server(seen))
+        answers: list[tuple[object, ...]] = []
+        for base in (node, ours):
+            url = await joined(base)
+            code, headers, body = await fetch(url, "POST", data=b"9garbage",
+                                              content_type="text/plain;charset=UTF-8")
+            answers.append((code, body, headers.getRawHeaders(b"content-type")))
+            code, _, body = await fetch(url)
+            answers.append((code, body))
+        self.assertEqual(answers[2:], answers[:2])
+        self.assertEqual(answers[:2], [(200, b"ok", [b"text/html"]),
+                                       (400, b'{"code":1,"message":"Session ID unknown"}')])
+        await until(lambda: node_events and seen)
+        self.assertEqual([e.get("reason") for e in seen], [e.get("reason") for e in node_events])
+        self.assertEqual(seen, [{"event": "disconnect", "reason": "parse error"}])
