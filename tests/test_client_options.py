@@ -8,11 +8,13 @@ from __future__ import annotations
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
-from txsio.engineio.client.url import cookie_header
+from txsio.engineio.client.url import EngineURL, cookie_header, store_cookies
+from txsio.engineio.client.websocket import WebSocketTransport
 from txsio.engineio.packet import Packet as EPacket
 from txsio.engineio.packet import PacketType as EType
 from txsio.protocol import Packet as SPacket
@@ -72,6 +74,28 @@ class CookieTests(EngineCase):
             jar.set_cookie(Cookie(0, name, "v-" + name, None, False, domain, False, False,
                                   "/", True, False, None, False, None, None, {}))
         self.assertEqual(cookie_header(jar, "http://127.0.0.1:9/socket.io/?EIO=4"), "io=v-io")
+
+    def test_store_cookies(self) -> None:
+        """Each Set-Cookie value is stored whole (an Expires date holds a comma); one for
+        another domain is refused by the jar's policy."""
+        jar = CookieJar()
+        url = "http://127.0.0.1:9/socket.io/?EIO=4&transport=websocket"
+        store_cookies(jar, url, ["io=abc; Path=/; HttpOnly; SameSite=Lax",
+                                 "lb=n1; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Path=/",
+                                 "x=1; Domain=other.example; Path=/"])
+        self.assertEqual(sorted((c.name, c.value) for c in jar), [("io", "abc"), ("lb", "n1")])
+        self.assertEqual(cookie_header(jar, url), "io=abc; lb=n1")
+
+    def test_websocket_response_cookies(self) -> None:
+        """The cookies the WebSocket handshake's response sets go into the transport's jar
+        (as a browser keeps them; engine.io-client in Node keeps only polling's)."""
+        jar = CookieJar()
+        transport = WebSocketTransport(
+            EngineURL.parse("http://127.0.0.1:9"), {"EIO": "4", "transport": "websocket"},
+            clock=Clock(), connector=lambda factory, url: Deferred(), cookie_jar=jar)
+        transport._ws_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               b"Set-Cookie: io=s1; Path=/\r\nset-cookie: lb=n2; Path=/\r\n\r\n")
+        self.assertEqual(sorted((c.name, c.value) for c in jar), [("io", "s1"), ("lb", "n2")])
 
 
 class ClientOptionTests(ClientCase):

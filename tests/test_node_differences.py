@@ -1,17 +1,20 @@
 """Differences from Node's socket.io 4.8 that were closed (issue 15), side by side with it.
 
-Each test runs Node's server (``tests/node/options_server.mjs``) and a ``txsio.Server`` on
-loopback, sends both the same raw polling requests, and compares the answers and the reasons
-the server's sockets disconnect with.  Node's socket.io 4.8 is the reference: where txsio's
+Each server-side test runs Node's server (``tests/node/options_server.mjs``) and a
+``txsio.Server`` on loopback, sends both the same raw polling requests, and compares the
+answers and the reasons the server's sockets disconnect with; the client's tests run against
+a ``txsio.Server``.  Node's socket.io 4.8 is the reference: where txsio's
 older tests pinned another behaviour, they now assert Node's.
 """
 
 from __future__ import annotations
 
 import json
+from http.cookiejar import CookieJar
 from typing import Any
 
 from twisted.trial.unittest import TestCase
+from twisted.web.server import Request
 
 import txsio
 
@@ -140,3 +143,32 @@ class PollingPostTests(TestCase):
         await until(lambda: node_events and seen)
         self.assertEqual([e.get("reason") for e in seen], [e.get("reason") for e in node_events])
         self.assertEqual(seen, [{"event": "disconnect", "reason": "parse error"}])
+
+
+class WebSocketCookieTests(TestCase):
+    """The client keeps the cookies a WebSocket handshake's response sets."""
+
+    async def test_cookie_from_websocket_handshake(self) -> None:
+        """A WebSocket-only client of a server whose handshake response sets a sticky cookie
+        (an ``initial_headers`` hook, as a load balancer's) has it in its jar and sends it on
+        its next connection, as a browser's socket.io-client does (Node's server sets its
+        ``io`` cookie on polling handshakes only, so txsio's server is the peer here)."""
+        io = txsio.Server()
+        cookies: list[str | None] = []
+
+        def initial(headers: dict[str, str], request: Request) -> None:
+            cookie = request.getHeader(b"cookie")
+            cookies.append(cookie.decode() if cookie is not None else None)
+            headers["Set-Cookie"] = f"lb=n{len(cookies)}; Path=/"
+
+        io.engine.on("initial_headers", initial)
+        url = serve_io(self, io)
+        jar = CookieJar()
+        client = txsio.Client(reconnection=False, timeout=5, cookie_jar=jar)
+        self.addCleanup(client.disconnect)
+        await client.connect(url, transports=["websocket"])
+        self.assertEqual([(c.name, c.value) for c in jar], [("lb", "n1")])
+        client.disconnect()
+        await client.connect(url, transports=["websocket"])
+        self.assertEqual(cookies, [None, "lb=n1"])
+        self.assertEqual([(c.name, c.value) for c in jar], [("lb", "n2")])
