@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
+from txsio.engineio._compression import marked_uncompressed, uncompressed
 from txsio.engineio.client.url import EngineURL, cookie_header, store_cookies
 from txsio.engineio.client.websocket import WebSocketTransport
 from txsio.engineio.packet import Packet as EPacket
@@ -173,3 +174,41 @@ class ServerSocketTests(SynchronousTestCase):
         self.assertFalse(socket.disconnected)
         socket.disconnect()
         self.assertTrue(socket.disconnected)
+
+
+class CompressTests(ClientCase):
+    """``socket.compress(False)``, socket.io-client's flag, reaches the transport."""
+
+    def test_flag_marks_messages(self) -> None:
+        """The messages of an emit with ``compress(False)`` (its attachments too, and one
+        buffered before the connection) are marked uncompressed; others are not."""
+        client = self.client()
+        client.compress(False).emit("early")
+        self.connected(client)
+        transport = self.transports.last
+        client.compress(False).emit("a", b"\x01")
+        client.emit("b")
+        client.compress(True).timeout(5).emit("c")
+        sent = [p.data for p in transport.sent if p.type is EType.MESSAGE]
+        self.assertEqual([marked_uncompressed(d) for d in sent[-5:]],
+                         [True, True, True, False, False])
+        self.assertEqual(sent[-5], '2["early"]')
+        self.assertEqual([p.data[0] for p in self.taken(transport)][-4:], ["early", "a", "b", "c"])
+
+    def test_websocket_does_not_deflate_them(self) -> None:
+        """The WebSocket transport sends a marked message with Autobahn's ``doNotCompress``."""
+        calls: list[tuple[bytes, bool, bool]] = []
+
+        class Protocol:
+            def sendMessage(self, payload: bytes, isBinary: bool = False,
+                            doNotCompress: bool = False) -> None:
+                calls.append((payload, isBinary, doNotCompress))
+
+        transport = WebSocketTransport(
+            EngineURL.parse("http://127.0.0.1:9"), {"EIO": "4", "transport": "websocket"},
+            clock=Clock(), connector=lambda factory, url: Deferred())
+        transport._protocol = Protocol()  # type: ignore[assignment]
+        transport._write([EPacket(EType.MESSAGE, uncompressed("x")), EPacket(EType.MESSAGE, "y"),
+                          EPacket(EType.MESSAGE, uncompressed(b"\x01"))])
+        self.assertEqual(calls, [(b"4x", False, True), (b"4y", False, False),
+                                 (b"\x01", True, True)])

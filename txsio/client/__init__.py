@@ -370,3 +370,7 @@ class Client(HandlerMethods):
         """``client.volatile.emit(...)`` on the ``"/"`` socket."""
         return self._main.volatile
 
+    def compress(self, compress: bool) -> FlaggedEmitter:
+        """``client.compress(False).emit(...)`` on the ``"/"`` socket."""
+        return self._main.compress(compress)
+

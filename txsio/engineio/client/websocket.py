@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..._twisted import default_reactor
+from .._compression import marked_uncompressed
 from ..packet import EngineIOParseError, Packet, decode_packet, encode_packet
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportState, describe_failure
 from .url import EngineURL, store_cookies
@@ -230,10 +231,13 @@ class WebSocketTransport(ClientTransport):
         if protocol is not None:
             for packet in packets:
                 frame = encode_packet(packet)
-                if isinstance(frame, bytes):
-                    protocol.sendMessage(frame, isBinary=True)
+                payload = frame if isinstance(frame, bytes) else frame.encode("utf-8")
+                if marked_uncompressed(packet.data):
+                    # Emitted with compress(False): never deflated.
+                    protocol.sendMessage(payload, isBinary=isinstance(frame, bytes),
+                                         doNotCompress=True)
                 else:
-                    protocol.sendMessage(frame.encode("utf-8"), isBinary=False)
+                    protocol.sendMessage(payload, isBinary=isinstance(frame, bytes))
         # Frames are written at once: the transport stays writable.
         self.writable = True
         self._on_drain()
