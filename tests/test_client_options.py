@@ -8,11 +8,14 @@ from __future__ import annotations
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 import txsio
-from txsio.engineio.client.url import cookie_header
+from txsio.engineio._compression import marked_uncompressed, uncompressed
+from txsio.engineio.client.url import EngineURL, cookie_header, store_cookies
+from txsio.engineio.client.websocket import WebSocketTransport
 from txsio.engineio.packet import Packet as EPacket
 from txsio.engineio.packet import PacketType as EType
 from txsio.protocol import Packet as SPacket
@@ -72,6 +75,28 @@ class CookieTests(EngineCase):
             jar.set_cookie(Cookie(0, name, "v-" + name, None, False, domain, False, False,
                                   "/", True, False, None, False, None, None, {}))
         self.assertEqual(cookie_header(jar, "http://127.0.0.1:9/socket.io/?EIO=4"), "io=v-io")
+
+    def test_store_cookies(self) -> None:
+        """Each Set-Cookie value is stored whole (an Expires date holds a comma); one for
+        another domain is refused by the jar's policy."""
+        jar = CookieJar()
+        url = "http://127.0.0.1:9/socket.io/?EIO=4&transport=websocket"
+        store_cookies(jar, url, ["io=abc; Path=/; HttpOnly; SameSite=Lax",
+                                 "lb=n1; Expires=Wed, 21 Oct 2099 07:28:00 GMT; Path=/",
+                                 "x=1; Domain=other.example; Path=/"])
+        self.assertEqual(sorted((c.name, c.value) for c in jar), [("io", "abc"), ("lb", "n1")])
+        self.assertEqual(cookie_header(jar, url), "io=abc; lb=n1")
+
+    def test_websocket_response_cookies(self) -> None:
+        """The cookies the WebSocket handshake's response sets go into the transport's jar
+        (as a browser keeps them; engine.io-client in Node keeps only polling's)."""
+        jar = CookieJar()
+        transport = WebSocketTransport(
+            EngineURL.parse("http://127.0.0.1:9"), {"EIO": "4", "transport": "websocket"},
+            clock=Clock(), connector=lambda factory, url: Deferred(), cookie_jar=jar)
+        transport._ws_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               b"Set-Cookie: io=s1; Path=/\r\nset-cookie: lb=n2; Path=/\r\n\r\n")
+        self.assertEqual(sorted((c.name, c.value) for c in jar), [("io", "s1"), ("lb", "n2")])
 
 
 class ClientOptionTests(ClientCase):
@@ -149,3 +174,41 @@ class ServerSocketTests(SynchronousTestCase):
         self.assertFalse(socket.disconnected)
         socket.disconnect()
         self.assertTrue(socket.disconnected)
+
+
+class CompressTests(ClientCase):
+    """``socket.compress(False)``, socket.io-client's flag, reaches the transport."""
+
+    def test_flag_marks_messages(self) -> None:
+        """The messages of an emit with ``compress(False)`` (its attachments too, and one
+        buffered before the connection) are marked uncompressed; others are not."""
+        client = self.client()
+        client.compress(False).emit("early")
+        self.connected(client)
+        transport = self.transports.last
+        client.compress(False).emit("a", b"\x01")
+        client.emit("b")
+        client.compress(True).timeout(5).emit("c")
+        sent = [p.data for p in transport.sent if p.type is EType.MESSAGE]
+        self.assertEqual([marked_uncompressed(d) for d in sent[-5:]],
+                         [True, True, True, False, False])
+        self.assertEqual(sent[-5], '2["early"]')
+        self.assertEqual([p.data[0] for p in self.taken(transport)][-4:], ["early", "a", "b", "c"])
+
+    def test_websocket_does_not_deflate_them(self) -> None:
+        """The WebSocket transport sends a marked message with Autobahn's ``doNotCompress``."""
+        calls: list[tuple[bytes, bool, bool]] = []
+
+        class Protocol:
+            def sendMessage(self, payload: bytes, isBinary: bool = False,
+                            doNotCompress: bool = False) -> None:
+                calls.append((payload, isBinary, doNotCompress))
+
+        transport = WebSocketTransport(
+            EngineURL.parse("http://127.0.0.1:9"), {"EIO": "4", "transport": "websocket"},
+            clock=Clock(), connector=lambda factory, url: Deferred())
+        transport._protocol = Protocol()  # type: ignore[assignment]
+        transport._write([EPacket(EType.MESSAGE, uncompressed("x")), EPacket(EType.MESSAGE, "y"),
+                          EPacket(EType.MESSAGE, uncompressed(b"\x01"))])
+        self.assertEqual(calls, [(b"4x", False, True), (b"4y", False, False),
+                                 (b"\x01", True, True)])

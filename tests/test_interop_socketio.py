@@ -15,7 +15,6 @@ not a skip).
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -596,9 +595,9 @@ class SocketIOClient4Tests(SocketIOInteropTestCase):
         )
 
     async def test_malformed_packets(self) -> None:
-        """A broken Socket.IO packet closes the connection, a broken Engine.IO packet too, both
-        with "parse error" (issue 3; Node reports "forced close" for the first); the server
-        keeps serving."""
+        """A broken Socket.IO packet closes the connection with "forced close", a broken
+        Engine.IO packet with "parse error", as Node's socket.io 4.8 (the reference); the
+        server keeps serving."""
         server = await self.start()
         results = await gather(
             run_node(CLIENT, "malformed", server.url),
@@ -615,11 +614,8 @@ class SocketIOClient4Tests(SocketIOInteropTestCase):
             sid = json.loads(frames[1][2:])["sid"]
             event = await server.log.first("disconnect", nsp="/", id=sid)
             reasons.append(event["reason"])
-        # txsio reports a malformed Socket.IO packet as "parse error", as the project asks;
-        # Node's socket.io says "forced close" there.
-        first = "forced close" if os.environ.get("TXSIO_INTEROP_SERVER") == "node" else \
-            "parse error"
-        self.assertEqual(reasons, [first, "parse error"], f"{server.log}")
+        # Node's reasons (issue 15 made txsio's the same as the reference's).
+        self.assertEqual(reasons, ["forced close", "parse error"], f"{server.log}")
 
     async def test_connect_timeout(self) -> None:
         """A client that opens a session but joins no namespace is closed after

@@ -36,6 +36,7 @@ from txsio.protocol import (
     CONNECT_ERROR,
     EVENT,
     PacketType,
+    SocketIOParseError,
 )
 
 from .sio_memory import MemoryClient
@@ -161,11 +162,15 @@ class ConnectTests(ServerTestCase):
         client.connect_ok()
 
     def test_connect_twice(self) -> None:
-        """A second CONNECT to a namespace already joined is ignored."""
+        """A second CONNECT to a namespace already joined closes the connection, as Node's
+        socket.io 4.8 does (the reference here): "forced close" on a WebSocket."""
         client, socket = self.joined()
+        reasons = self.reasons(socket)
         client.connect()
         self.assertEqual(client.raw(), [])
         self.assertEqual(self.sockets, [socket])
+        self.assertTrue(client.closed)
+        self.assertEqual(reasons, ["forced close"])
 
     def test_connection_handler_error(self) -> None:
         """An exception in a connection handler is logged and the socket stays connected."""
@@ -1791,14 +1796,18 @@ class BadInputTests(ServerTestCase):
         self.bad_reasons = self.reasons(self.bad_socket)
 
     def assertParseError(self, *messages: str | bytes) -> None:
-        """Feeding ``messages`` closes the bad client with "parse error", logged as a warning,
-        and the good client still works."""
+        """Feeding ``messages`` gives the bad socket's ``error`` handlers the parse error and
+        closes the bad client with "forced close" (Node's socket.io 4.8, the reference, closes
+        its connection so), logged as a warning, and the good client still works."""
+        errors: list[Exception] = []
+        self.bad_socket.on("error", errors.append)
         with capturedLogs() as events:
             for message in messages:
                 self.bad.send_raw(message)
         self.assertTrue(self.bad.closed)
-        self.assertEqual(self.bad.session.close_reason, CloseReason.PARSE_ERROR)
-        self.assertEqual(self.bad_reasons, ["parse error"])
+        self.assertEqual(self.bad.session.close_reason, CloseReason.FORCED_CLOSE)
+        self.assertEqual(self.bad_reasons, ["forced close"])
+        self.assertEqual([type(e) for e in errors], [SocketIOParseError])
         self.assertEqual(self.io.sockets.sockets, {self.good_socket.id: self.good_socket})
         warnings = texts(events, LogLevel.warn)
         self.assertTrue(any(self.bad.session.id in t for t in warnings), texts(events))
@@ -1812,7 +1821,7 @@ class BadInputTests(ServerTestCase):
         self.assertFalse(self.good.closed)
 
     def test_malformed(self) -> None:
-        """An unparseable packet closes the connection with "parse error"."""
+        """An unparseable packet closes the connection with "forced close"."""
         self.assertParseError('2["unterminated')
 
     def test_unknown_type(self) -> None:
@@ -1845,7 +1854,7 @@ class BadInputTests(ServerTestCase):
             client.send_raw('52-["x",{"_placeholder":true,"num":0},'
                             '{"_placeholder":true,"num":1}]')
         self.assertTrue(client.closed)
-        self.assertEqual(client.session.close_reason, "parse error")
+        self.assertEqual(client.session.close_reason, "forced close")
 
     def test_deep_json(self) -> None:
         """JSON nested 100000 deep is a parse error, not a RecursionError."""
@@ -1870,23 +1879,28 @@ class BadInputTests(ServerTestCase):
         self.assertParseError('51-["x",{"_placeholder":true,"num":5}]')
 
     def test_reserved_event(self) -> None:
-        """A reserved event name from the client never runs a lifecycle handler; it is
-        logged and the connection stays."""
-        lifecycle: list[Any] = []
-        for name in ("connect", "connect_error", "disconnect", "disconnecting",
-                     "newListener", "removeListener"):
-            self.bad_socket.on(name, lambda *a, name=name: lifecycle.append((name, a)))
-        self.bad_socket.on_any(lambda *a: lifecycle.append(("any", a)))
-        with capturedLogs() as events:
-            for name in ("disconnect", "disconnecting", "connect", "connect_error",
-                         "newListener", "removeListener"):
-                self.bad.send_raw(json_event(name, "x"))
-            self.bad.send_raw('21["disconnect"]')
-        self.assertEqual(lifecycle, [])
-        self.assertTrue(self.bad_socket.connected)
-        self.assertFalse(self.bad.closed)
-        self.assertEqual(self.bad.raw(), [])
-        self.assertEqual(len(texts(events, LogLevel.warn)), 7)
+        """A reserved event name from the client never runs a lifecycle handler: Node's parser
+        refuses it as an invalid payload, so the connection closes as for a parse error."""
+        names = ["disconnect", "disconnecting", "connect", "connect_error", "newListener",
+                 "removeListener"]
+        for text in [json_event(name, "x") for name in names] + ['21["disconnect"]']:
+            client, socket = self.joined()
+            lifecycle: list[Any] = []
+            record = lifecycle.append
+            for name in names:
+                socket.on(name, lambda *a, name=name, record=record: record((name, a)))
+            socket.on_any(lambda *a, record=record: record(("any", a)))
+            errors: list[Exception] = []
+            socket.on("error", errors.append)
+            with capturedLogs() as events:
+                client.send_raw(text)
+            self.assertEqual([(n, a[0]) for n, a in lifecycle],
+                             [("disconnecting", "forced close"),
+                              ("disconnect", "forced close")], text)
+            self.assertEqual([type(e) for e in errors], [SocketIOParseError], text)
+            self.assertTrue(client.closed, text)
+            self.assertEqual(client.raw(), [])
+            self.assertEqual(len(texts(events, LogLevel.warn)), 1)
         self.assertGoodUnaffected()
 
     def test_ack_unknown_id(self) -> None:
@@ -1901,26 +1915,36 @@ class BadInputTests(ServerTestCase):
         self.assertGoodUnaffected()
 
     def test_namespace_not_joined(self) -> None:
-        """A packet for a namespace the client has not joined is ignored."""
+        """A packet for a namespace the client has not joined closes the connection, as Node's
+        socket.io 4.8 does (the reference): no ``error``, the reason "forced close" on a
+        WebSocket; the good client stays."""
         seen: list[Any] = []
         self.io.of("/chat").on("connection", lambda s: s.on("x", seen.append))
-        with capturedLogs() as events:
-            self.bad.send_raw('2/chat,["x",1]')
-            self.bad.send_raw('2/nowhere,["x",1]')
-            self.bad.send_raw("3/chat,1[]")
-            self.bad.send_raw("1/chat,")
-        self.assertEqual(len([t for t in texts(events, LogLevel.debug) if "not joined" in t]), 4)
+        for text in ['2/chat,["x",1]', '2/nowhere,["x",1]', "3/chat,1[]", "1/chat,"]:
+            client, socket = self.joined()
+            reasons = self.reasons(socket)
+            errors: list[Exception] = []
+            socket.on("error", errors.append)
+            with capturedLogs() as events:
+                client.send_raw(text)
+            self.assertEqual(len([t for t in texts(events, LogLevel.info)
+                                  if "not joined" in t]), 1, text)
+            self.assertTrue(client.closed, text)
+            self.assertEqual(reasons, ["forced close"], text)
+            self.assertEqual(errors, [])
+            self.assertEqual(client.raw(), [])
         self.assertEqual(seen, [])
-        self.assertFalse(self.bad.closed)
-        self.assertEqual(self.bad.raw(), [])
-        self.assertTrue(self.bad_socket.connected)
+        self.assertGoodUnaffected()
 
     def test_connect_error_from_client(self) -> None:
-        """A CONNECT_ERROR from the client is logged and ignored."""
+        """A CONNECT_ERROR from the client (the server's to send) closes the connection, as
+        Node's socket.io 4.8 does (the reference)."""
         with capturedLogs() as events:
             self.bad.send_raw('4{"message":"x"}')
-        self.assertFalse(self.bad.closed)
-        self.assertTrue(texts(events, LogLevel.warn))
+        self.assertTrue(self.bad.closed)
+        self.assertEqual(self.bad_reasons, ["forced close"])
+        self.assertTrue(texts(events, LogLevel.info))
+        self.assertGoodUnaffected()
 
     def test_non_dict_auth(self) -> None:
         """A CONNECT payload that is not an object is a parse error."""

@@ -64,6 +64,7 @@ log = Logger()
 # Read on every packet: a module global costs a fraction of PacketType.CONNECT (an enum
 # member read through its class).
 _CONNECT = PacketType.CONNECT
+_CONNECT_ERROR = PacketType.CONNECT_ERROR
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -531,32 +532,43 @@ class Connection:
         try:
             packet = self.decoder.feed(data)
         except SocketIOParseError as e:
-            log.warn("closing connection {sid}: bad Socket.IO packet: {why}", sid=self.id, why=e)
-            # As Node: every socket's "error" handlers get the parse error, and the session
-            # closes gracefully (a polling client gets the close packet on its next GET, not
-            # "Session ID unknown"; what it sends meanwhile is dropped).  The reason stays
-            # "parse error" (Node says "forced close"): see docs/migration.rst.
-            for joined in list(self.sockets.values()):
-                joined.listeners.emit_local("error", e)
-            self.session.close(CloseReason.PARSE_ERROR)
+            self.invalid_packet(e)
             return
         if packet is None:
             return
         self._stats.packets_received += 1
-        if packet.type is _CONNECT:
+        ptype = packet.type
+        socket = self.sockets.get(packet.nsp)
+        if ptype is _CONNECT and socket is None:
             self._connect(packet.nsp, packet.data if isinstance(packet.data, dict) else {})
             return
-        socket = self.sockets.get(packet.nsp)
-        if socket is None:
-            log.debug("connection {sid}: packet for namespace {nsp} it has not joined",
-                      sid=self.id, nsp=packet.nsp)
+        if socket is None or ptype is _CONNECT or ptype is _CONNECT_ERROR:
+            # As Node's Client ("invalid state"): a packet for a namespace not joined, a
+            # second CONNECT, or a CONNECT_ERROR (the server's to send) closes the connection.
+            log.info("closing connection {sid}: {ptype} packet for namespace {nsp}, which it "
+                     "has {joined}joined", sid=self.id, ptype=ptype.name, nsp=packet.nsp,
+                     joined="" if socket is not None else "not ")
+            self._force_close()
             return
         socket._on_packet(packet)
 
+    def invalid_packet(self, error: Exception) -> None:
+        """A packet that does not decode (or that Node's parser refuses, e.g. a reserved event
+        name): every socket's ``error`` handlers get ``error``, then the session closes
+        gracefully, as Node's (reason ``"forced close"``; a polling client gets the close packet
+        on its next GET, not "Session ID unknown"; what it sends meanwhile is dropped)."""
+        log.warn("closing connection {sid}: bad Socket.IO packet: {why}", sid=self.id,
+                 why=error)
+        for joined in list(self.sockets.values()):
+            joined.listeners.emit_local("error", error)
+        self.session.close()
+
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
         connecting = self._connecting
-        if name in self.sockets or (connecting is not None and name in connecting):
-            log.debug("connection {sid}: already connected to {nsp}", sid=self.id, nsp=name)
+        if connecting is not None and name in connecting:
+            # Node would add a second socket (its table of joined namespaces is filled when
+            # the first one's middlewares are done); one socket per namespace here.
+            log.debug("connection {sid}: already connecting to {nsp}", sid=self.id, nsp=name)
             return
         if connecting is None:
             connecting = self._connecting = set()
@@ -601,6 +613,13 @@ class Connection:
         for socket in list(self.sockets.values()):
             socket.disconnect()
         self.session.close()
+
+    def _force_close(self) -> None:
+        # Node's Client.close(): the session closes gracefully; when it closed at once (a
+        # WebSocket, a GET pending) the sockets went with "forced close", else they go now
+        # with "forced server close" and the client gets the close packet on its next GET.
+        self.session.close()
+        self.on_close("forced server close")
 
     def close(self, reason: str) -> None:
         """Disconnect every socket with ``reason`` and close the session now."""

@@ -39,7 +39,7 @@ from ._handlers import (
 from .adapter import BroadcastFlags, BroadcastOptions, EncodedPacket, PersistedSession, room_names
 from .broadcast import BroadcastOperator, Selecting
 from .exceptions import DisconnectedError
-from .protocol import RESERVED_EVENTS, Packet, PacketType, trusted_packet
+from .protocol import RESERVED_EVENTS, Packet, PacketType, SocketIOParseError, trusted_packet
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -317,9 +317,10 @@ class Socket(Selecting, HandlerMethods):
     def _on_event(self, args: list[Any], ack_id: int | None) -> None:
         raw = args[0]
         if isinstance(raw, str) and raw in RESERVED_EVENTS:
-            # A client may not trigger lifecycle handlers (Node's parser refuses these).
-            log.warn("socket {sid}: the client emitted the reserved event {event!r}",
-                     sid=self.id, event=raw)
+            # A client may not trigger lifecycle handlers: Node's parser refuses these as an
+            # invalid payload, which closes the connection.
+            self.conn.invalid_packet(SocketIOParseError(
+                f"invalid payload: the reserved event name {raw!r}"))
             return
         event = raw if raw.__class__ is str else event_name(raw)
         params = args[1:]

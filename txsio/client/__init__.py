@@ -143,8 +143,9 @@ class Client(HandlerMethods):
         (Node's ``autoConnect``, default true); with ``False`` a socket made later joins on
         its own ``connect()``.
     :param cookie_jar: an ``http.cookiejar.CookieJar`` for the cookies the server sets (a
-        load balancer's sticky one), sent with polling and the WebSocket handshake alike, on
-        every reconnection too; default: a new one.
+        load balancer's sticky one) on polling answers or the WebSocket handshake's, sent with
+        polling and the WebSocket handshake alike, on every reconnection too; default: a new
+        one.
     """
 
     def __init__(
@@ -368,4 +369,8 @@ class Client(HandlerMethods):
     def volatile(self) -> FlaggedEmitter:
         """``client.volatile.emit(...)`` on the ``"/"`` socket."""
         return self._main.volatile
+
+    def compress(self, compress: bool) -> FlaggedEmitter:
+        """``client.compress(False).emit(...)`` on the ``"/"`` socket."""
+        return self._main.compress(compress)
 

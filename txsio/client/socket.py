@@ -2,8 +2,8 @@
 buffers, its pending acks and its retry queue.
 
 Made by the :class:`~txsio.client.Manager` (``manager.socket(nsp)``).  Called by the user: the
-public methods (``on``, ``emit``, ``emit_with_ack``, ``timeout``, ``volatile``, ``connect``,
-``disconnect``).  Called by the manager: ``_open``, ``_on_open``, ``_on_packet``,
+public methods (``on``, ``emit``, ``emit_with_ack``, ``timeout``, ``volatile``, ``compress``,
+``connect``, ``disconnect``).  Called by the manager: ``_open``, ``_on_open``, ``_on_packet``,
 ``_on_error``, ``_on_close``, ``_fire_waiters``.  It writes through the manager's ``_write``
 and reads its ``state``, ``clock``, options and ``_generation``.
 """
@@ -30,6 +30,7 @@ from .._handlers import (
     call_handler,
     event_name,
 )
+from ..engineio._compression import uncompressed
 from ..exceptions import ConnectError, DisconnectedError
 from ..protocol import RESERVED_EVENTS, Packet, PacketType
 
@@ -223,6 +224,11 @@ class ClientSocket(HandlerMethods):
         """``socket.volatile.emit(...)``: dropped unless it can be written now."""
         return self._flagged(EmitFlags(volatile=True))
 
+    def compress(self, compress: bool) -> FlaggedEmitter:
+        """``socket.compress(False).emit(...)``: socket.io-client's flag, passed to the
+        transport; a WebSocket then sends the message without permessage-deflate."""
+        return self._flagged(EmitFlags(compress=bool(compress)))
+
     def _flagged(self, flags: EmitFlags) -> FlaggedEmitter:
         return FlaggedEmitter(lambda event, args, f: self._emit(event, args, f, None),
                               self._emit_with_ack, flags)
@@ -259,6 +265,9 @@ class ClientSocket(HandlerMethods):
             ack_id = self._ids
         encoded = self.io.parser.encode(Packet(PacketType.EVENT, self.nsp, [event, *args],
                                                ack_id))
+        if not flags.compress:
+            # The mark travels with each message down to the transport (see _compression).
+            encoded = [uncompressed(part) for part in encoded]
         if ack is not None:
             self._ids += 1
             assert ack_id is not None

@@ -182,15 +182,23 @@ class PollingTransport:
         assert session is not None
         body = None if body_too_large(request) else _read_body(request, self._max_body)
         if body is None:
-            session.transport_error(self, "POST body larger than max_http_buffer_size")
-            return EngineRequestError(ErrorCode.BAD_REQUEST, 413, "Payload too large").render(
-                request)
+            # As Node's engine.io: a bare 413 (no body, no headers of its own), and the session
+            # lives on; what the POST carried is dropped (its client sees the POST fail).
+            log.info("session {sid}: POST body larger than max_http_buffer_size, refused",
+                     sid=session.id)
+            request.setResponseCode(413)
+            request.responseHeaders.removeHeader(b"cache-control")
+            return b""
         try:
             packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
                                             max_packets=self._max_packets)
         except EngineIOParseError as e:
+            # As Node's engine.io: the session closes with "parse error" (a pending GET gets
+            # the close packet, a later one "Session ID unknown"), and the POST is answered
+            # "ok" all the same.
             session.parse_error(self, e)
-            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+            request.setHeader(b"content-type", b"text/html")
+            return b"ok"
         stats = self._stats
         stats.packets_in += len(packets)
         stats.bytes_in += len(body)

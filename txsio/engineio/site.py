@@ -5,8 +5,8 @@ twisted.web reads a whole request body before it calls ``render`` (spooling it t
 file past 100 kB), with no limit.  Mounted in any ``Site``, the Engine.IO resource still checks
 a body's length before reading it, but the bytes have been received and stored by then.  In an
 :class:`EngineSite`, each request counts its body bytes as they arrive and stops storing them
-past ``max_request_body``; the Engine.IO resource then refuses the request (413) and closes the
-session, as Node does.  Memory and disk stay bounded whatever the client sends.
+past ``max_request_body``; the Engine.IO resource then refuses the request with a bare 413 and
+the session lives on, as Node's.  Memory and disk stay bounded whatever the client sends.
 
 The site also notes which polling sessions have a POST *arriving* (headers received, body
 not yet complete), so that a second POST on a session whose first one is still arriving is

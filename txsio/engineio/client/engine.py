@@ -84,8 +84,9 @@ class EngineClient(EventEmitter):
     :param try_all_transports: when the first transport fails to open, open the next one
         instead of failing (engine.io-client's ``tryAllTransports``; off by default).
     :param cookie_jar: the cookies (an ``http.cookiejar.CookieJar``) sent with every polling
-        request (and stored from their answers) and with the WebSocket handshake, so a
-        cookie-sticky load balancer sees them on the upgrade too; default: a jar of this
+        request (and stored from their answers) and with the WebSocket handshake (and stored
+        from its answer, as a browser does), so a cookie-sticky load balancer sees them on the
+        upgrade and on reconnections, over either transport; default: a jar of this
         connection's own.  Polling uses it only on the HTTP client txsio makes (not one
         given as ``http``).
     :param max_payload: the largest polling response or WebSocket message accepted, in bytes.
@@ -272,7 +273,7 @@ class EngineClient(EventEmitter):
             transport = WebSocketTransport(
                 self.url, query, clock=self._clock, connector=connector,
                 headers=headers, max_payload=self._max_payload_in,
-                close_timeout=self._close_timeout,
+                close_timeout=self._close_timeout, cookie_jar=self.cookie_jar,
             )
         self._all_transports.append(transport)
         return transport

@@ -4,19 +4,22 @@ Made by :class:`~txsio.engineio.client.EngineClient` (and checked early by the S
 client's manager) from the user's URL; the transports call :meth:`EngineURL.http` and
 :meth:`EngineURL.ws` for each request or connection, and the WebSocket connector reads its
 host, port and ``secure``.  :func:`cookie_header` gives the WebSocket handshake the cookies
-of the engine's jar.
+of the engine's jar, and :func:`store_cookies` puts those its response sets there.
 """
 
 from __future__ import annotations
 
+import email.message
+import io
 import urllib.request
-from collections.abc import Mapping
+import urllib.response
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 
 from hyperlink import URL, DecodedURL
 
-__all__ = ["EngineURL", "cookie_header"]
+__all__ = ["EngineURL", "cookie_header", "store_cookies"]
 
 _SCHEMES = ("http", "https", "ws", "wss")
 
@@ -104,3 +107,14 @@ def cookie_header(jar: CookieJar, url: str) -> str | None:
     jar.add_cookie_header(request)
     value = request.get_header("Cookie")
     return value if isinstance(value, str) else None
+
+
+def store_cookies(jar: CookieJar, url: str, set_cookies: Iterable[str]) -> None:
+    """Store the ``Set-Cookie`` values of a response to ``url`` (an ``http(s)`` URL, as for
+    :func:`cookie_header`) in ``jar``, by the jar's own policy (domain, path, expiry)."""
+    message = email.message.Message()
+    for value in set_cookies:
+        message["Set-Cookie"] = value  # a Message keeps repeated fields, each whole
+    if message.get_all("Set-Cookie"):
+        response = urllib.response.addinfourl(io.BytesIO(), message, url)
+        jar.extract_cookies(response, urllib.request.Request(url))  # type: ignore[arg-type]

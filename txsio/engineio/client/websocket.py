@@ -19,11 +19,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..._twisted import default_reactor
+from .._compression import marked_uncompressed
 from ..packet import EngineIOParseError, Packet, decode_packet, encode_packet
 from .transport import DEFAULT_MAX_PAYLOAD, ClientTransport, TransportState, describe_failure
-from .url import EngineURL
+from .url import EngineURL, store_cookies
 
 if TYPE_CHECKING:
+    from http.cookiejar import CookieJar
+
     from twisted.internet.interfaces import IReactorTime
     from twisted.web.iweb import IPolicyForHTTPS
 
@@ -40,6 +43,13 @@ class _WebSocketClientProtocol(WebSocketClientProtocol):
     """
 
     factory: _WebSocketClientFactory
+
+    def onConnect(self, response: Any) -> None:
+        # The handshake's raw response: its Set-Cookie fields one by one (Autobahn's parsed
+        # headers join repeated fields with ", ", which cookie dates contain).
+        owner = self.factory.owner
+        if owner is not None:
+            owner._ws_response(getattr(self, "http_response_data", b""))
 
     def onOpen(self) -> None:
         owner = self.factory.owner
@@ -113,6 +123,8 @@ class WebSocketTransport(ClientTransport):
     :param headers: extra HTTP headers for the opening handshake.
     :param max_payload: the largest message accepted, in bytes.
     :param close_timeout: see :class:`ClientTransport`.
+    :param cookie_jar: where the cookies the handshake's response sets go (the engine's jar,
+        which polling fills too), as a browser keeps them; none: they are not kept.
     """
 
     name = "websocket"
@@ -127,8 +139,10 @@ class WebSocketTransport(ClientTransport):
         headers: Mapping[str, str] | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         close_timeout: float = 2.0,
+        cookie_jar: CookieJar | None = None,
     ) -> None:
         super().__init__(query, clock=clock, close_timeout=close_timeout)
+        self._cookie_jar = cookie_jar
         if connector is None:
             connector = default_ws_connector(default_reactor())
         self._url = url
@@ -173,6 +187,15 @@ class WebSocketTransport(ClientTransport):
 
     # -- called by the protocol ------------------------------------------------------------
 
+    def _ws_response(self, raw: bytes) -> None:
+        if self._cookie_jar is None:
+            return
+        lines = raw.split(b"\r\n")[1:]
+        values = [line.partition(b":")[2].strip().decode("latin-1") for line in lines
+                  if line.partition(b":")[0].strip().lower() == b"set-cookie"]
+        if values:
+            store_cookies(self._cookie_jar, self._url.http(self.query), values)
+
     def _ws_open(self, protocol: _WebSocketClientProtocol) -> None:
         self._protocol = protocol
         if self.state is TransportState.OPENING:
@@ -208,10 +231,13 @@ class WebSocketTransport(ClientTransport):
         if protocol is not None:
             for packet in packets:
                 frame = encode_packet(packet)
-                if isinstance(frame, bytes):
-                    protocol.sendMessage(frame, isBinary=True)
+                payload = frame if isinstance(frame, bytes) else frame.encode("utf-8")
+                if marked_uncompressed(packet.data):
+                    # Emitted with compress(False): never deflated.
+                    protocol.sendMessage(payload, isBinary=isinstance(frame, bytes),
+                                         doNotCompress=True)
                 else:
-                    protocol.sendMessage(frame.encode("utf-8"), isBinary=False)
+                    protocol.sendMessage(payload, isBinary=isinstance(frame, bytes))
         # Frames are written at once: the transport stays writable.
         self.writable = True
         self._on_drain()
