@@ -425,9 +425,7 @@ class _DeadlineChannel(HTTPChannel):
         # answers that one (twisted.web's own 100 or 400, a WebSocket taking the transport
         # over) comes after it.  So the writer keeps bytes only while a request is answered,
         # and twisted.web reads no request then.
-        direct = self._direct
-        if direct is not None:
-            direct.flush()
+        self._flush()
         # Idle before twisted.web replays what arrived meanwhile (the next request's bytes
         # move the channel on to HEADERS at once).
         if self._keeper is not None and self._waiting is None and self.persistent:
