@@ -13,7 +13,10 @@ buffered it all and sent the first part.
 Called by the WebSocket frame writer (:class:`~txsio.engineio._wsfast.FastServerProtocol`):
 :func:`direct_writer` once per connection, then :meth:`DirectWriter.write` for each frame and
 :meth:`DirectWriter.flush` before anything else writes to, or closes, the transport.  Called
-by the reactor: the turn's flush (:class:`_Turn`), one ``callLater(0)`` for all connections.
+the same way by :class:`~txsio.engineio.EngineSite`'s HTTP channel for its responses (a
+polling answer, headers and body, in one ``send()``), which flushes when a response is done.
+Called by the reactor: the turn's flush (:class:`_Turn`), one ``callLater(0)`` for all
+connections.
 
 Theory of operation
 -------------------

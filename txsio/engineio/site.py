@@ -70,9 +70,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from ._writepath import DirectWriter, direct_writer
 from .errors import EngineRequestError
 from .handshake import target_query
 
@@ -301,10 +303,25 @@ _EXPIRY: dict[_Wait, tuple[str, bytes | None]] = {
 
 
 class _DeadlineChannel(HTTPChannel):
-    """An HTTP/1.1 channel that tells its site's :class:`_Deadlines` what it waits for.
+    """An HTTP/1.1 channel that tells its site's :class:`_Deadlines` what it waits for, and
+    writes its responses through the direct write path.
 
     twisted.web calls the methods below, in this order for each request; a WebSocket takeover
     leaves the channel in the middle (handling its request) for good.
+
+    Responses: on a plain TCP connection, what a request writes (``writeHeaders``, ``write``,
+    ``writeSequence``) goes to the connection's :class:`~txsio.engineio._writepath.DirectWriter`,
+    so that a response (a polling answer: headers and body) leaves in one ``send()`` without
+    the reactor's writer registration.  Anything else that writes to or closes the transport
+    comes after what the writer kept: the channel flushes it when the response is complete
+    (``requestDone``), before twisted.web reads the next request (twisted.web answers some
+    itself, ``100 Continue`` or ``400``, straight to the transport; and the next request may
+    be a WebSocket upgrade, after which the transport is the WebSocket's, with its own
+    writer), and before it closes the connection (``Connection: close``, HTTP/1.0, a
+    deadline).  A response written over several reactor turns (a stream) leaves once per
+    turn.
+    Producers need nothing more: the channel is the transport's producer, and the writer
+    pauses it as Twisted's buffer would (see :mod:`~txsio.engineio._writepath`).
     """
 
     #: the site's deadline keeper (set when connected, in an EngineSite)
@@ -313,6 +330,62 @@ class _DeadlineChannel(HTTPChannel):
     _waiting: _Wait | None = None
     #: the connection's local address, once asked for
     _host: Any = None
+    #: the connection's direct write path, made with its first response (a connection taken
+    #: over by a WebSocket never needs one); ``None`` where the transport cannot take it
+    _direct: DirectWriter | None = None
+    #: whether :attr:`_direct` was looked for
+    _direct_known = False
+
+    def _writer(self) -> DirectWriter | None:
+        """The direct write path for a response, or ``None``: the transport's own
+        ``write`` (TLS, a wrapper; and a transport taken over, which the channel no longer
+        has)."""
+        if self._direct_known:
+            return self._direct if self.transport is not None else None
+        self._direct_known = True
+        if self.transport is not None:
+            self._direct = direct_writer(self.transport)
+        return self._direct
+
+    def _flush(self) -> None:
+        """Send what the direct write path kept, before anything else writes or closes."""
+        direct = self._direct
+        if direct is not None:
+            direct.flush()
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        direct = self._writer()
+        if direct is None or not isinstance(headers, Headers):
+            # (twisted.web's Request always gives Headers; anything else is sanitised by
+            # twisted.web's own method, behind what was kept)
+            self._flush()
+            super().writeHeaders(version, code, reason, headers)
+            return
+        head = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        direct.write(b"".join(head))
+
+    def write(self, data: bytes) -> None:
+        direct = self._writer()
+        if direct is None:
+            super().write(data)
+        else:
+            direct.write(data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        direct = self._writer()
+        if direct is None:
+            super().writeSequence(iovec)
+        else:
+            direct.write(b"".join(iovec))
+
+    def loseConnection(self) -> None:
+        # Twisted closes once its own buffer is empty: what was kept must be in it by then.
+        self._flush()
+        super().loseConnection()
 
     def getHost(self) -> Any:
         # Every request asks (twisted.web's Request reads it when it is made), and each ask is
@@ -347,6 +420,12 @@ class _DeadlineChannel(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
+        # The response is complete: send it now, before twisted.web reads the next request
+        # (pipelined in the same segment, or replayed from its buffer), so that whatever
+        # answers that one (twisted.web's own 100 or 400, a WebSocket taking the transport
+        # over) comes after it.  So the writer keeps bytes only while a request is answered,
+        # and twisted.web reads no request then.
+        self._flush()
         # Idle before twisted.web replays what arrived meanwhile (the next request's bytes
         # move the channel on to HEADERS at once).
         if self._keeper is not None and self._waiting is None and self.persistent:
@@ -493,6 +572,7 @@ class _Deadlines:
             # Taken over (HTTP/2 replaced this channel): no longer an HTTP/1.1 connection.
             self.forget(channel)
             return
+        channel._flush()  # the answer comes after a response already written
         if answer is not None and not getattr(transport, "disconnecting", False):
             transport.write(answer)
         self._count(cause)
@@ -502,6 +582,8 @@ class _Deadlines:
     def _abort(self, channel: _DeadlineChannel) -> None:
         self.forget(channel)
         transport = channel.transport
+        if channel._direct is not None:
+            channel._direct.drop()  # as Twisted drops its buffer
         if transport is not None:
             self._count("aborted")
             getattr(transport, "abortConnection", transport.loseConnection)()
