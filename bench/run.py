@@ -207,6 +207,33 @@ class Lines:
         return line
 
 
+def wait_ready(process: subprocess.Popen[str], port: int, timeout: float = 15.0) -> None:
+    """Return once ``process`` accepts connections on ``port``; raise ``RuntimeError`` if it
+    exits or ``timeout`` seconds pass first (the scripts beside this one use it too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early ({process.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def run_load(script: str, port: int, env: dict[str, str], *args: object,
+             timeout: float = 120) -> dict[str, float]:
+    """Run the Node load generator ``script`` (in bench/) against ``port`` on CPU 1; return
+    the JSON object its last line prints."""
+    out = subprocess.run(
+        [*pinned(1), "node", str(HERE / script), f"http://127.0.0.1:{port}",
+         *[str(a) for a in args]],
+        env=env, text=True, capture_output=True, timeout=timeout, check=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 class ServerProcess:
     """A benchmark server started on a free port, pinned to CPU 0; stopped on exit."""
 
@@ -219,17 +246,11 @@ class ServerProcess:
         self.pid = self.process.pid
 
     def __enter__(self) -> ServerProcess:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early ({self.process.returncode}): "
-                                   f"{self.stderr()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        try:
+            wait_ready(self.process, self.port, timeout=30)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.stderr()}") from None
+        return self
 
     def __exit__(self, *exc: object) -> None:
         # Nothing of a benchmark server's state matters once measured: no graceful stop
