@@ -323,6 +323,24 @@ class BadRequestTests(ResourceTestCase):
         self.assertBare(response)
         self.assertEqual(self.closed, {sid: CloseReason.TRANSPORT_ERROR})
 
+    def test_good_packets_before_garbage(self) -> None:
+        """The packets of a POST before a bad record are received, then the session closes
+        with "parse error" (Node's engine.io 6 / engine.io-parser 5 is the reference; txsio
+        dropped the whole body before)."""
+        received: list[object] = []
+        sid, _ = self.handshake()
+        self.sessions[0].on("message", received.append)
+        self.assertEqual(self.post(sid, "4a\x1e4b\x1ex\x1e4c").text, "ok")
+        self.assertEqual(received, ["a", "b"])
+        self.assertEqual(self.closed, {sid: CloseReason.PARSE_ERROR})
+
+    def test_close_before_garbage(self) -> None:
+        """A close packet before a bad record closes the session as the client's close, as
+        Node's (the bad record is not read once the session is closed)."""
+        sid, _ = self.handshake()
+        self.assertEqual(self.post(sid, "1\x1ex").text, "ok")
+        self.assertEqual(self.closed, {sid: CloseReason.TRANSPORT_CLOSE})
+
     def test_others_unaffected(self) -> None:
         """One session's bad input closes that session only."""
         good, _ = self.handshake()

@@ -30,7 +30,7 @@ session whose POST goes before it is answered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -192,22 +192,29 @@ class PollingTransport:
             packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
                                             max_packets=self._max_packets)
         except EngineIOParseError as e:
-            # As Node's engine.io: the session closes with "parse error" (a pending GET gets
-            # the close packet, a later one "Session ID unknown"), and the POST is answered
-            # "ok" all the same.
+            # As Node's engine.io: the packets before the bad record are delivered, then the
+            # session closes with "parse error" (a pending GET gets the close packet, a later
+            # one "Session ID unknown"), and the POST is answered "ok" all the same.
+            if e.packets:
+                self._deliver(e.packets, len(body))
             session.parse_error(self, e)
-            request.setHeader(b"content-type", b"text/html")
-            return b"ok"
+        else:
+            self._deliver(packets, len(body))
+        request.setHeader(b"content-type", b"text/html")
+        return b"ok"
+
+    def _deliver(self, packets: Sequence[Packet], size: int) -> None:
+        # Hand a POST's packets (``size`` bytes of body) to the session, in order.
+        session = self.session
+        assert session is not None
         stats = self._stats
         stats.packets_in += len(packets)
-        stats.bytes_in += len(body)
+        stats.bytes_in += size
         for packet in packets:
             if packet.type is PacketType.CLOSE and self._get is not None:
                 # The client closes: release its pending poll, as Node does.
                 self.send([_NOOP])
             session.receive(packet, self)
-        request.setHeader(b"content-type", b"text/html")
-        return b"ok"
 
     def _release(self) -> None:
         # A GET took the queue: the held POST is read now, unless the queue is congested
