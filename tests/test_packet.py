@@ -232,6 +232,21 @@ class V4PayloadTests(SynchronousTestCase):
             with self.subTest(body=body):
                 self.assertRaises(EngineIOParseError, decode_payload, body)
 
+    def test_packets_before_the_error(self) -> None:
+        """A parse error carries the packets of the records before the bad one, as Node's
+        engine.io-parser 5 decodes them in order and stops at the first bad one (Node's
+        engine.io 6 is the reference); a payload over the bound carries none."""
+        with self.assertRaises(EngineIOParseError) as caught:
+            decode_payload("4a\x1ebAQID\x1e9x\x1e4b")
+        self.assertEqual(list(caught.exception.packets),
+                         [Packet(MESSAGE, "a"), Packet(MESSAGE, b"\x01\x02\x03")])
+        with self.assertRaises(EngineIOParseError) as caught:
+            decode_payload("x\x1e4a")
+        self.assertEqual(list(caught.exception.packets), [])
+        with self.assertRaises(EngineIOParseError) as caught:
+            decode_payload("4a\x1e4b\x1ex", max_packets=2)
+        self.assertEqual(list(caught.exception.packets), [])
+
     def test_max_packets(self) -> None:
         """A payload may hold max_packets packets and no more."""
         self.assertEqual(len(decode_payload("\x1e".join(["3"] * 5), max_packets=5)), 5)
@@ -386,6 +401,19 @@ class V3StringPayloadTests(SynchronousTestCase):
         for body in bodies:
             with self.subTest(body=body):
                 self.assertRaises(EngineIOParseError, decode_payload_v3, body)
+
+    def test_packets_before_the_error(self) -> None:
+        """A parse error carries the packets of the records before the bad one, as Node's v3
+        parser hands them on as it reads them; a payload over the bound carries none."""
+        for body in ["2:4a1:320:4truncated", "2:4a1:3x:4b", "2:4a1:31:9"]:
+            with self.subTest(body=body):
+                with self.assertRaises(EngineIOParseError) as caught:
+                    decode_payload_v3(body)
+                self.assertEqual(list(caught.exception.packets),
+                                 [Packet(MESSAGE, "a"), Packet(PONG)])
+        with self.assertRaises(EngineIOParseError) as caught:
+            decode_payload_v3("2:4a1:31:3", max_packets=2)
+        self.assertEqual(list(caught.exception.packets), [])
 
     def test_max_packets(self) -> None:
         """A payload may hold max_packets records and no more."""

@@ -114,16 +114,15 @@ class EngineSiteTests(_EngineSiteCase):
         self.assertEqual(self.closed, [])
 
     def test_overlapping_posts(self) -> None:
-        """A POST completing while another POST of the session is still arriving gets 400."""
+        """A POST completing while another POST of the session is still arriving gets a bare
+        400 (Node's engine.io 6 is the reference; a JSON body with code 3 before)."""
         sid = self._open()
         slow = _Peer(self.site)
         slow.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"4abc",
                            length=10))
         fast = _Peer(self.site)
         fast.send(_request("POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"4def"))
-        status, body = fast.response()
-        self.assertEqual(status, 400)
-        self.assertEqual(json.loads(body)["code"], 3)
+        self.assertEqual(fast.response(), (400, b""))
         self.assertEqual(self.closed, ["transport error"])
         self.assertEqual(self.messages, [])
 

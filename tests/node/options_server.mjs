@@ -8,7 +8,9 @@
 // {"event":"listening","port":N} on stdout, then for each socket of "/" that goes
 // {"event":"disconnect","id":...,"reason":...,"description":{"message","type","description"}
 // or null}, {"event":"socket-error","id":...,"message":...} for a socket's "error", and
-// {"event":"upgrade-cookie","sid":...,"cookie":...} for each WebSocket upgrade;
+// {"event":"upgrade-cookie","sid":...,"cookie":...} for each WebSocket upgrade, and with
+// "record": true (a test's, not an option of Node's) {"event":"message","name":...,"args":[...]}
+// for each event a socket of "/" receives;
 // exits when stdin closes or on SIGTERM.
 import http from "node:http";
 import { Server } from "socket.io";
@@ -22,7 +24,7 @@ function revive(value) {
   return value;
 }
 
-const { dynamic, ...options } = revive(JSON.parse(process.argv[2] || "{}"));
+const { dynamic, record, ...options } = revive(JSON.parse(process.argv[2] || "{}"));
 const httpServer = http.createServer();
 const io = new Server(httpServer, options);
 // "dynamic": a regex of dynamic namespaces (not an option of Node's: a test's), accepted.
@@ -35,6 +37,11 @@ io.engine.on("headers", (headers, req) => {
   }
 });
 io.on("connection", (socket) => {
+  if (record) {
+    socket.onAny((name, ...args) => {
+      process.stdout.write(JSON.stringify({ event: "message", name, args }) + "\n");
+    });
+  }
   socket.on("error", (error) => {
     process.stdout.write(JSON.stringify({ event: "socket-error", id: socket.id,
                                           message: String(error && error.message) }) + "\n");

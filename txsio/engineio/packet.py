@@ -91,9 +91,13 @@ class EngineIOParseError(ValueError):
     """The one exception every decoder raises on bad input.
 
     It means the peer broke the protocol: the session that read the input is closed with a
-    parse error (HTTP 400 on a polling request).  Its message names the fault, never the
-    payload.
+    parse error.  Its message names the fault, never the payload.
     """
+
+    #: the packets of a polling payload decoded before the faulty record, in order (empty for
+    #: anything else, and when a bound refused the whole payload): Node's parsers hand them on
+    #: before they stop, and so does the polling transport
+    packets: Sequence[Packet] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +272,9 @@ def decode_payload(body: str, *, max_packets: int = DEFAULT_MAX_PACKETS) -> list
     :param max_packets: the most packets accepted; more is an error.  At most this many
         records are split off before the count is checked.
     :returns: the packets, in order (at least one).
-    :raises EngineIOParseError: if a record is empty, has an unknown type or invalid base64, or
-        if there are more than ``max_packets`` records.
+    :raises EngineIOParseError: if a record is empty, has an unknown type or invalid base64
+        (its :attr:`~EngineIOParseError.packets` are those of the records before), or if there
+        are more than ``max_packets`` records (none decoded).
     :raises ValueError: if ``max_packets`` is less than 1.
     """
     if max_packets < 1:
@@ -277,7 +282,14 @@ def decode_payload(body: str, *, max_packets: int = DEFAULT_MAX_PACKETS) -> list
     records = body.split(_SEPARATOR, max_packets)
     if len(records) > max_packets:
         raise EngineIOParseError(f"more than {max_packets} packets in a payload")
-    return [_decode_text(record) for record in records]
+    packets: list[Packet] = []
+    try:
+        for record in records:
+            packets.append(_decode_text(record))
+    except EngineIOParseError as e:
+        e.packets = packets  # the good records before the bad one, as Node's decodePayload
+        raise
+    return packets
 
 
 # ---- v3 ----------------------------------------------------------------------------------
@@ -396,25 +408,32 @@ def _decode_string_payload_v3(body: str, max_packets: int) -> list[Packet]:
     packets: list[Packet] = []
     pos = 0
     records = 0
-    while pos < end:
-        records += 1
-        if records > max_packets:
-            raise EngineIOParseError(f"more than {max_packets} packets in a payload")
-        colon = units.find(":", pos, pos + _MAX_LENGTH_DIGITS + 1)
-        digits = units[pos:colon] if colon >= 0 else ""
-        if not (digits.isascii() and digits.isdigit()):
-            raise EngineIOParseError("bad length prefix in a payload")
-        start = colon + 1
-        pos = start + int(digits)
-        if pos > end:
-            raise EngineIOParseError("truncated packet in a payload")
-        if pos > start:  # Node skips a zero-length record ("0:" is an empty payload)
-            record = units[start:pos]
-            if rejoin:
-                record = record.encode("utf-16-le", "surrogatepass").decode(
-                    "utf-16-le", "surrogatepass"
-                )
-            packets.append(decode_packet_v3(record))
+    try:
+        while pos < end:
+            records += 1
+            if records > max_packets:
+                raise EngineIOParseError(f"more than {max_packets} packets in a payload")
+            colon = units.find(":", pos, pos + _MAX_LENGTH_DIGITS + 1)
+            digits = units[pos:colon] if colon >= 0 else ""
+            if not (digits.isascii() and digits.isdigit()):
+                raise EngineIOParseError("bad length prefix in a payload")
+            start = colon + 1
+            pos = start + int(digits)
+            if pos > end:
+                raise EngineIOParseError("truncated packet in a payload")
+            if pos > start:  # Node skips a zero-length record ("0:" is an empty payload)
+                record = units[start:pos]
+                if rejoin:
+                    record = record.encode("utf-16-le", "surrogatepass").decode(
+                        "utf-16-le", "surrogatepass"
+                    )
+                packets.append(decode_packet_v3(record))
+    except EngineIOParseError as e:
+        if records <= max_packets:
+            # Node's v3 parser hands on each record as it reads it, up to the bad one; past
+            # the bound nothing is handed on.
+            e.packets = packets
+        raise
     return packets
 
 
@@ -462,7 +481,9 @@ def decode_payload_v3(body: str | bytes, *, max_packets: int = DEFAULT_MAX_PACKE
     :returns: the packets, in order.
     :raises EngineIOParseError: if a length prefix is not 1 to 15 ASCII digits (byte values 0-9
         in the binary form), a record is truncated or does not decode as a packet, a record
-        flag is not 0 or 1, text is not UTF-8, or there are more than ``max_packets`` records.
+        flag is not 0 or 1, text is not UTF-8, or there are more than ``max_packets`` records;
+        in the string form, its :attr:`~EngineIOParseError.packets` are those of the records
+        before the fault (none past the bound).
     :raises ValueError: if ``max_packets`` is less than 1.
     :raises TypeError: if ``body`` is neither ``str`` nor ``bytes``.
     """

@@ -11,9 +11,10 @@ Called by the session: :attr:`~PollingTransport.writable`, :meth:`~PollingTransp
 :meth:`~PollingTransport.close`.
 
 At most one GET (the long poll) and one POST are in flight: a second GET is a protocol
-violation (the new request gets 400 and the session closes with ``"transport error"``), and
-so is a POST while another POST of the session is still arriving, which only an
-:class:`~txsio.engineio.site.EngineSite` can see (see :mod:`txsio.engineio.site`).  A GET
+violation (the new request gets a bare 400, no body, as Node's engine.io 6 answers it, and the
+session closes with ``"transport error"``), and so is a POST while another POST of the session
+is still arriving, which only an :class:`~txsio.engineio.site.EngineSite` can see (see
+:mod:`txsio.engineio.site`), and a binary POST from an EIO4 client.  A GET
 whose client goes away closes the session as well, as Node does; nothing is written to a
 request after it finished.  The session's :class:`~txsio.engineio.wire.WireFormat` reads and
 writes the bodies.
@@ -29,7 +30,7 @@ session whose POST goes before it is answered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -143,7 +144,7 @@ class PollingTransport:
         assert session is not None
         if self._get is not None:
             session.transport_error(self, "overlapping GET requests")
-            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+            return _bare(request, 400)
         self._get = request
         self._get_query = query
         request.notifyFinish().addBoth(self._get_finished, request)
@@ -166,10 +167,10 @@ class PollingTransport:
         binary = content_type.split(b";")[0].strip().lower() == b"application/octet-stream"
         if binary and not self.wire.binary_polling:
             session.transport_error(self, "binary POST body from an EIO4 client")
-            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+            return _bare(request, 400)
         if self._held is not None or posts_arriving(request, session.id) > 1:
             session.transport_error(self, "overlapping POST requests")
-            return EngineRequestError(ErrorCode.BAD_REQUEST).render(request)
+            return _bare(request, 400)
         if session.congested:
             # The client does not take what the server answers: wait for a GET to take it.
             self._held = (request, query, binary)
@@ -186,29 +187,34 @@ class PollingTransport:
             # lives on; what the POST carried is dropped (its client sees the POST fail).
             log.info("session {sid}: POST body larger than max_http_buffer_size, refused",
                      sid=session.id)
-            request.setResponseCode(413)
-            request.responseHeaders.removeHeader(b"cache-control")
-            return b""
+            return _bare(request, 413)
         try:
             packets = self.wire.decode_poll(body, binary=binary, jsonp="j" in query,
                                             max_packets=self._max_packets)
         except EngineIOParseError as e:
-            # As Node's engine.io: the session closes with "parse error" (a pending GET gets
-            # the close packet, a later one "Session ID unknown"), and the POST is answered
-            # "ok" all the same.
+            # As Node's engine.io: the packets before the bad record are delivered, then the
+            # session closes with "parse error" (a pending GET gets the close packet, a later
+            # one "Session ID unknown"), and the POST is answered "ok" all the same.
+            if e.packets:
+                self._deliver(e.packets, len(body))
             session.parse_error(self, e)
-            request.setHeader(b"content-type", b"text/html")
-            return b"ok"
+        else:
+            self._deliver(packets, len(body))
+        request.setHeader(b"content-type", b"text/html")
+        return b"ok"
+
+    def _deliver(self, packets: Sequence[Packet], size: int) -> None:
+        # Hand a POST's packets (``size`` bytes of body) to the session, in order.
+        session = self.session
+        assert session is not None
         stats = self._stats
         stats.packets_in += len(packets)
-        stats.bytes_in += len(body)
+        stats.bytes_in += size
         for packet in packets:
             if packet.type is PacketType.CLOSE and self._get is not None:
                 # The client closes: release its pending poll, as Node does.
                 self.send([_NOOP])
             session.receive(packet, self)
-        request.setHeader(b"content-type", b"text/html")
-        return b"ok"
 
     def _release(self) -> None:
         # A GET took the queue: the held POST is read now, unless the queue is congested
@@ -262,6 +268,14 @@ class PollingTransport:
             # The client went away while its poll was pending (Node: "poll connection closed
             # prematurely").
             self.session.transport_error(self, "poll connection closed prematurely")
+
+
+def _bare(request: Request, code: int) -> bytes:
+    # A refusal as Node's engine.io writes it (writeHead(code).end()): the status only, no
+    # body and no headers of the transport's (no content type, no cache-control).
+    request.setResponseCode(code)
+    request.responseHeaders.removeHeader(b"cache-control")
+    return b""
 
 
 def _answer(request: Request, body: bytes) -> None:
