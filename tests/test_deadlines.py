@@ -506,10 +506,11 @@ class _Attacker(Protocol):
         self.opened.callback(None)
 
     def trickle(self) -> None:
-        """Send the next byte, if this kind trickles and is still connected."""
-        if self._rest and not self.gone.called:
+        """Send the next byte, if this kind trickles and is connected (a peer whose
+        connection is not made yet, on a busy machine, waits for the next tick)."""
+        if self._rest and self.transport is not None and not self.gone.called:
             byte, self._rest = self._rest[:1], self._rest[1:]
-            self.transport.write(byte)  # type: ignore[union-attr]
+            self.transport.write(byte)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed_at = self.clock.seconds()

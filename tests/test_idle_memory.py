@@ -6,6 +6,7 @@ slots."""
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections import deque
 from typing import Any
@@ -262,6 +263,19 @@ class TimerQueueTests(SynchronousTestCase):
 
     def record(self, name: object) -> None:
         self.fired.append((str(name), self.clock.seconds()))
+
+    def test_clock_not_kept(self) -> None:
+        """The table of queues does not keep a clock alive: once the last reference to a
+        clock goes (its timers fired or cancelled), so does its entry."""
+        clock = Clock()
+        _timers.call_later(clock, 5, self.record, "a").cancel()
+        fired = _timers.call_later(clock, 7, self.record, "b")
+        clock.advance(7)
+        self.assertIsNone(fired.getTime() if fired.active() else None)
+        gone = weakref.ref(clock)
+        del clock
+        gc.collect()
+        self.assertIsNone(gone())
 
     def test_fire_in_time_and_order(self) -> None:
         """Timers set at different times fire each at its time plus the delay, those due

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from twisted.internet.error import AlreadyCalled
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -79,7 +79,9 @@ class TimerQueue:
     docstring)."""
 
     def __init__(self, clock: IReactorTime, delay: float) -> None:
-        self._clock = clock
+        # Held weakly: the module's table of queues is keyed weakly by the clock, and a queue
+        # holding its clock would keep the entry (and every test's Clock) alive for good.
+        self._clock_ref = ref(clock)
         self._delay = delay
         self._timers: deque[Timer] = deque()
         self._active = 0
@@ -91,7 +93,7 @@ class TimerQueue:
     def call_later(self, func: Callable[[Any], object], target: object) -> Timer:
         """``func(target)`` after the queue's delay (``func`` unbound: no bound method is
         kept per timer)."""
-        due = self._clock.seconds() + self._delay
+        due = self._clock().seconds() + self._delay
         timer = Timer(self, due, func, target)
         self._timers.append(timer)
         self._active += 1
@@ -99,16 +101,21 @@ class TimerQueue:
             self._schedule(due, self._delay)
         return timer
 
+    def _clock(self) -> IReactorTime:
+        clock = self._clock_ref()
+        assert clock is not None  # a queue is only reached through its living clock
+        return clock
+
     def _schedule(self, due: float, delay: float) -> None:
         self._next = due
-        self._call = self._clock.callLater(delay, self._fire)
+        self._call = self._clock().callLater(delay, self._fire)
 
     def _fire(self) -> None:
         self._call = None
         self._firing = True
         timers = self._timers
         # What the reactor timer was set for is due, whatever rounding the clock did.
-        limit = max(self._clock.seconds(), self._next)
+        limit = max(self._clock().seconds(), self._next)
         try:
             while timers and timers[0]._due <= limit:
                 timer = timers.popleft()
@@ -127,7 +134,7 @@ class TimerQueue:
             timers.popleft()
         if timers and self._call is None:
             due = timers[0]._due
-            self._schedule(due, max(due - self._clock.seconds(), 0.0))
+            self._schedule(due, max(due - self._clock().seconds(), 0.0))
 
     def _cancelled(self) -> None:
         self._active -= 1

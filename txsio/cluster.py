@@ -284,7 +284,7 @@ class RemoteSocket:
 
     def _options(self, flags: EmitFlags = NO_FLAGS) -> BroadcastOptions:
         return BroadcastOptions(frozenset((self.id,)), flags=BroadcastFlags(
-            volatile=flags.volatile, timeout=flags.timeout))
+            volatile=flags.volatile, timeout=flags.timeout, compress=flags.compress))
 
     def emit(self, event: str, *args: Any) -> None:
         """Emit ``event`` to this socket's client.

@@ -32,8 +32,9 @@ dropping it at once (``failByDrop``), without a word; as Node's ``ws`` does, the
 with the code (1002, 1007, 1009) is written first and the TCP connection closed after it, so
 the peer learns why (RFC 6455 section 7.1.7).
 
-Writing: with no compression, nothing queued, no frame logging and no auto-fragmentation, a
-message is written as one unmasked frame straight to the transport; otherwise Autobahn's
+Writing: for a message not to be compressed (no permessage-deflate, or marked not to),
+with nothing queued, no frame logging and no auto-fragmentation, a message is written as one
+unmasked frame straight to the transport; otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
 logging on the same common case.  On a plain TCP connection both write through a
 :class:`~txsio.engineio._writepath.DirectWriter` (sent at the end of the reactor turn, without
