@@ -16,9 +16,9 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
@@ -161,6 +161,17 @@ class CorsTests(TestCase):
 
 
 CLIENT_DIST = NODE_DIR / "node_modules" / "socket.io-client" / "dist"
+
+
+class CorsAllowsTests(SynchronousTestCase):
+    """``EngineServer.cors_allows`` with an origin function answering a Deferred."""
+
+    def test_answer_kept(self) -> None:
+        """Asking leaves the function's Deferred with its answer for whoever else waits."""
+        answer: Deferred[bool] = succeed(True)
+        io = txsio.Server(cors={"origin": lambda origin: answer})
+        self.assertTrue(io.engine.cors_allows("https://a.example"))
+        self.assertIs(self.successResultOf(answer), True)
 
 
 class ServeClientTests(TestCase):

@@ -60,18 +60,17 @@ class Mount:
 
 
 class _Root(Resource):
-    """Routes ``<path>/socket.io.js`` to the client file, the rest of ``<path>`` to the
-    Engine.IO resource (a leaf), ``--health``'s and ``--metrics``' paths to the health check
-    and the metrics, and everything else to the site's own root."""
+    """Routes ``<path>`` to the Engine.IO resource (a leaf, which serves the client file of
+    ``serve_client`` too), ``--health``'s and ``--metrics``' paths to the health check and
+    the metrics, and everything else to the site's own root."""
 
     def __init__(self, engine: IResource, path: str, site_root: IResource,
-                 client_js: IResource | None, health: Health | None = None,
+                 health: Health | None = None,
                  metrics: Mount | None = None) -> None:
         super().__init__()
         self._engine = engine
         self._segments = _segments(path)
         self._site_root = site_root
-        self._client_js = client_js
         self._health = health
         self._metrics = metrics
 
@@ -96,9 +95,6 @@ class _Root(Resource):
         if segments != self._segments:
             return self._site_root.getChildWithDefault(path, request)
         _consume(request, n - 1)
-        if self._client_js is not None and request.postpath == [b"socket.io.js"]:
-            _consume(request, 1)
-            return self._client_js
         return self._engine
 
     def render(self, request: Request) -> bytes | int:

@@ -582,7 +582,7 @@ def makeService(
     health = Health(options["health"]) if options["health"] is not None else None
     metrics, metrics_listener = serve_metrics(options, io, reactor)
     # <path>/socket.io.js (--client-js) is the server's serve_client, answered by its resource.
-    root = _Root(io.resource(), options["path"], site_root, None, health, metrics)
+    root = _Root(io.resource(), options["path"], site_root, health, metrics)
     site = _TapSite(root, max_request_body=options["max-http-buffer-size"],
                     access_log=bool(options["access-log"]), reactor=reactor,
                     idle_timeout=options["idle-timeout"],

@@ -256,7 +256,12 @@ class EngineServer(EventEmitter):
         answer = self.cors.allows(origin) if self.cors is not None else False
         if isinstance(answer, Deferred):
             result: list[bool] = []
-            answer.addCallback(result.append)
+
+            def seen(ok: bool) -> bool:
+                result.append(ok)
+                return ok  # the Deferred's result stays the answer, for whoever else waits
+
+            answer.addCallback(seen)
             return bool(result and result[0])
         return answer
 
