@@ -40,6 +40,7 @@ from txsio.engineio._writepath import DirectWriter, direct_writer
 from . import test_backpressure
 from .support import listen_loopback
 from .test_backpressure import _Peer
+from .test_resource import _client_frame
 
 
 class _Collector(Protocol):
@@ -162,13 +163,14 @@ class DirectWriterTests(TestCase):
     def connect(self, wrap: bool = False) -> Any:
         return _connect(self, wrap)
 
-    def writer(self, transport: Any) -> tuple[DirectWriter, _CountingSocket, list[int]]:
+    def writer(self, transport: Any, eager: bool = False,
+               ) -> tuple[DirectWriter, _CountingSocket, list[int]]:
         """A writer for ``transport``, its counted socket, and the count of the transport's
         writer registrations."""
-        writer = direct_writer(transport)
+        writer = direct_writer(transport, eager=eager)
         assert writer is not None
         counting = _CountingSocket(transport.getHandle())
-        self.patch(transport, "getHandle", lambda: counting)
+        writer._socket = counting
         registered = [0]
         start = transport.startWriting
 
@@ -200,6 +202,62 @@ class DirectWriterTests(TestCase):
         self.assertEqual(bytes(peer.data), b"one two three")
         self.assertEqual((counting.sends, registered[0]), (1, 0))
         self.assertEqual(len(transport.dataBuffer) + transport._tempDataLen, 0)
+
+    async def test_eager_first_write_at_once(self) -> None:
+        """An eager writer sends its first write of a turn at once; the turn's later writes
+        leave together in one send() at its end; the next turn's first write goes at once
+        again.  Never a writer registration."""
+        transport, peer, _ = await self.connect()
+        writer, counting, registered = self.writer(transport, eager=True)
+        writer.write(b"first ")
+        self.assertEqual(counting.sends, 1)  # at once, before the turn ends
+        writer.write(b"second ")
+        writer.write(b"third ")
+        self.assertEqual(counting.sends, 1)  # kept for the turn's flush
+        await peer.received(19)
+        self.assertEqual(bytes(peer.data), b"first second third ")
+        self.assertEqual(counting.sends, 2)
+        writer.write(b"next turn")
+        self.assertEqual(counting.sends, 3)
+        await peer.received(28)
+        self.assertEqual(bytes(peer.data), b"first second third next turn")
+        self.assertEqual(registered[0], 0)
+
+    async def test_held_writes_leave_on_release(self) -> None:
+        """While held, an eager writer keeps its writes; release sends them in one send(),
+        at once; writes after it in the same turn wait for the turn's flush."""
+        transport, peer, _ = await self.connect()
+        writer, counting, registered = self.writer(transport, eager=True)
+        writer.hold()
+        writer.write(b"answer one, ")
+        writer.write(b"answer two")
+        self.assertEqual(counting.sends, 0)
+        writer.release()
+        self.assertEqual(counting.sends, 1)
+        writer.write(b"; later")
+        self.assertEqual(counting.sends, 1)
+        await peer.received(29)
+        self.assertEqual(bytes(peer.data), b"answer one, answer two; later")
+        self.assertEqual((counting.sends, registered[0]), (2, 0))
+
+    async def test_eager_behind_twisted_buffer(self) -> None:
+        """An eager writer sends nothing at once while Twisted holds bytes for the connection:
+        its writes go behind them, in order."""
+        transport, peer, _ = await self.connect()
+        self.small_buffers(transport, peer)
+        writer, counting, _ = self.writer(transport, eager=True)
+        big = _pattern(400_000, 0)
+        writer.write(big)  # at once: what the kernel leaves goes to Twisted
+        self.assertEqual(counting.sends, 1)
+        self.assertGreater(len(transport.dataBuffer) + transport._tempDataLen, 0)
+        await deferLater(transport.reactor, 0)  # a new turn: eager again, but Twisted holds
+        tail = _pattern(1000, 10**6)
+        writer.write(tail)
+        self.assertEqual(counting.sends, 1)
+        assert peer.transport is not None
+        peer.transport.resumeProducing()
+        await peer.received(len(big) + len(tail))
+        self.assertEqual(bytes(peer.data), big + tail)
 
     async def test_partial_send_falls_back(self) -> None:
         """What the kernel does not take goes to Twisted's buffer (the socket registered as a
@@ -482,6 +540,58 @@ class WebSocketTests(TestCase):
         self.assertLess(tail.index(b"41"), tail.index(b"\x88"))
 
 
+    async def test_answers_to_one_read_in_one_send(self) -> None:
+        """Three events asking for acks in one TCP segment are answered in one send(), as
+        soon as the read is handled; a broadcast one of them causes reaches another
+        connection at once, while the read is still being handled."""
+        from twisted.internet import reactor
+
+        io = txsio.Server(clock=Clock())
+        sends_at_broadcast: list[int] = []
+
+        @io.on("connection")
+        def connected(socket: txsio.Socket) -> None:
+            socket.on("echo", lambda data: data)
+
+            @socket.on("shout")
+            def shout() -> str:
+                socket.broadcast.emit("heard", 1)
+                sends_at_broadcast.append(counted[1].sends)
+                return "shouted"
+
+        root = Resource()
+        root.putChild(b"socket.io", io.resource())
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore
+        self.addCleanup(port.stopListening)
+        address: Any = port.getHost()
+        peers = []
+        for _ in range(2):
+            peer = _WSPeer()
+            await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), peer)
+            self.addCleanup(_abort, peer)
+            await peer.wait_for(lambda p=peer: b'40{"sid"' in p.raw)  # type: ignore[misc]
+            peers.append(peer)
+        counted = []
+        for peer in peers:
+            transport: Any = io.engine.sessions[peer.sid].transport.transport  # type: ignore
+            counting = _CountingSocket(transport.getHandle())
+            transport.protocol._direct._socket = counting
+            counted.append(counting)
+        mark = len(peers[0].raw)
+        assert peers[0].transport is not None
+        peers[0].transport.write(b"".join(
+            _client_frame(text)
+            for text in (b'421["echo","a"]', b'422["shout"]', b'423["echo","b"]')))
+        await peers[0].wait_for(lambda: peers[0].raw.count(b"43", mark) >= 3)
+        await peers[1].wait_for(lambda: peers[1].events == 1)
+        tail = bytes(peers[0].raw[mark:])
+        self.assertLess(tail.index(b'431["a"]'), tail.index(b'432["shouted"]'))
+        self.assertLess(tail.index(b'432["shouted"]'), tail.index(b'433["b"]'))
+        self.assertEqual(counted[0].sends, 1)  # the three acks, together
+        self.assertEqual(sends_at_broadcast, [1])  # the other connection's frame: at once
+        self.assertEqual(counted[1].sends, 1)
+
+
 async def _abort(peer: _Peer) -> None:
     transport: Any = peer.transport
     if transport is not None and transport.connected:
@@ -554,3 +664,22 @@ class TurnTests(SynchronousTestCase):
         del clock
         gc.collect()
         self.assertEqual(len(_writepath._turns), before - 1)
+
+    def test_generation_counts_turns(self) -> None:
+        """An eager send schedules the turn's end, which counts a generation; a send made
+        by the turn's own flush schedules nothing more."""
+        clock = Clock()
+        turn = _writepath._Turn(clock)
+        turn.sent()
+        turn.sent()
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0)
+        self.assertEqual((turn.generation, clock.getDelayedCalls()), (1, []))
+
+        class Sending:
+            def flush(self) -> None:
+                turn.sent()  # as a writer's flush from the turn's end does
+
+        turn.add(Sending())  # type: ignore[arg-type]
+        clock.advance(0)
+        self.assertEqual((turn.generation, clock.getDelayedCalls()), (2, []))

@@ -370,9 +370,22 @@ class Adapter(EventMethods):
         encoded = EncodedPacket.of(packet, compress=opts.flags.compress, parser=self.nsp.parser)
         volatile = opts.flags.volatile
         recipients = 0
-        for socket in self._select(opts):
-            socket.write_encoded(encoded, volatile)
-            recipients += 1
+        rooms = opts.rooms
+        if len(rooms) == 1 and not opts.except_rooms:
+            # One room, no exceptions (a plain ``to(room).emit``): the members, each looked
+            # up when it is reached, with no generator between (one step per recipient).
+            members = self.rooms.get(next(iter(rooms)))
+            if members:
+                sockets = self.nsp.sockets
+                for sid in tuple(members):
+                    socket = sockets.get(sid)
+                    if socket is not None:
+                        socket.write_encoded(encoded, volatile)
+                        recipients += 1
+        else:
+            for socket in self._select(opts):
+                socket.write_encoded(encoded, volatile)
+                recipients += 1
         self._stats.fanout.observe(recipients)
 
     def broadcast_with_ack(

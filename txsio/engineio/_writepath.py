@@ -27,6 +27,13 @@ poll's events are handled (a frame read, a broadcast it triggers) runs in the ve
 connection — a burst of messages — leaves in one ``send()``.  One made by a timed call runs
 after one more poll, with a zero timeout.
 
+Eager writers (the WebSocket's): a connection written to from elsewhere (one recipient of a
+broadcast) sends its first bytes of the turn at once rather than after the whole broadcast,
+so that its peer reads while the server writes to the others, and keeps the rest of the turn's
+for the flush (a burst of messages costs two ``send()`` calls).  While the connection handles
+what it read (:meth:`DirectWriter.hold`), its own answers are kept and leave in one ``send()``
+when the read is handled (:meth:`DirectWriter.release`).
+
 Order: bytes never overtake one another.  A connection keeps bytes only while Twisted's buffer
 is empty; once Twisted holds bytes for it (the kernel did not take everything), every write
 goes to Twisted's ``write`` behind them until its ``doWrite`` has drained the buffer.  Other
@@ -96,9 +103,12 @@ _TWISTED_WRITING = tuple((name, getattr(tcp.Connection, name))
                          for name in ("write", "writeSomeData", "doWrite"))
 
 
-def direct_writer(transport: object) -> DirectWriter | None:
+def direct_writer(transport: object, *, eager: bool = False) -> DirectWriter | None:
     """A :class:`DirectWriter` for ``transport``, or ``None`` if the direct path is not safe
-    for it (anything but Twisted's own plain TCP connection on a POSIX reactor)."""
+    for it (anything but Twisted's own plain TCP connection on a POSIX reactor).
+
+    :param eager: send a connection's first write of a turn at once (see :class:`DirectWriter`).
+    """
     if not isinstance(transport, tcp.Connection) or platform.getType() != "posix":
         return None
     cls = type(transport)
@@ -107,39 +117,57 @@ def direct_writer(transport: object) -> DirectWriter | None:
             return None
     if transport.TLS:
         return None
-    return DirectWriter(transport, _turn_of(transport.reactor))
+    return DirectWriter(transport, _turn_of(transport.reactor), eager)
 
 
 class _Turn:
     """The flush at the end of the reactor's turn: one ``callLater(0)`` for every connection
     that kept bytes during the turn."""
 
-    __slots__ = ("_call", "_reactor", "_writers")
+    __slots__ = ("_call", "_flushing", "_reactor", "_writers", "generation")
 
     def __init__(self, reactor: Any) -> None:
         # Weakly: the turns are kept by reactor, weakly (a test's reactor goes with the test).
         self._reactor = ref(reactor)
         self._writers: list[DirectWriter] = []
         self._call: Any = None
+        #: counts the turn's flushes: a writer that sent during one notes it, and keeps its
+        #: next bytes for the flush (an eager writer sends once per generation at most)
+        self.generation = 0
+        self._flushing = False
 
     def add(self, writer: DirectWriter) -> None:
         """``writer`` kept bytes: flush it at the end of this turn."""
         self._writers.append(writer)
         if self._call is None:
-            reactor = self._reactor()
-            if reactor is not None:  # always, while a connection on it writes
-                self._call = reactor.callLater(0, self._run)
+            self._schedule()
+
+    def sent(self) -> None:
+        """An eager writer sent during this turn: the turn's end must still come (and
+        count), so that its next turn's first bytes go at once again."""
+        if self._call is None and not self._flushing:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        reactor = self._reactor()
+        if reactor is not None:  # always, while a connection on it writes
+            self._call = reactor.callLater(0, self._run)
 
     def _run(self) -> None:
         self._call = None
         writers, self._writers = self._writers, []
-        for writer in writers:
-            try:
-                writer.flush()
-            except Exception:
-                # One connection's failure (a producer's callback raising) must not keep
-                # the others' bytes.
-                log.failure("flushing a connection's writes")
+        self._flushing = True  # the sends below are this turn's end: nothing to schedule
+        try:
+            for writer in writers:
+                try:
+                    writer.flush()
+                except Exception:
+                    # One connection's failure (a producer's callback raising) must not
+                    # keep the others' bytes.
+                    log.failure("flushing a connection's writes")
+        finally:
+            self._flushing = False
+        self.generation += 1
 
 
 #: One turn per reactor (weakly: a test's reactor goes with the test).
@@ -159,20 +187,38 @@ class DirectWriter:
     :meth:`write` takes the bytes a caller would give ``transport.write``; :meth:`flush` sends
     what it kept now (the turn's flush calls it; so must anyone about to write to, or close,
     the transport otherwise).
+
+    An *eager* writer (a WebSocket's) sends its first bytes of a turn at once instead of
+    keeping them: a broadcast's frame reaches the first recipients while it is still being
+    written to the others, whose peers then read it in parallel; later writes of the same turn
+    are kept and leave together at the turn's flush (a burst costs two ``send()`` calls, not
+    one per message).  While :meth:`hold` is in effect (the connection is handling what it
+    read) its writes are kept whatever the mode, and :meth:`release` sends them in one
+    ``send()``: the answers to one read leave together, as soon as the read is handled.
     """
 
-    __slots__ = ("_kept", "_kept_size", "_transport", "_turn")
+    __slots__ = ("_eager", "_held", "_kept", "_kept_size", "_sent_in", "_socket", "_transport",
+                 "_turn")
 
-    def __init__(self, transport: tcp.Connection, turn: _Turn) -> None:
+    def __init__(self, transport: tcp.Connection, turn: _Turn, eager: bool = False) -> None:
         # Any: Twisted's FileDescriptor methods are untyped.
         self._transport: Any = transport
+        #: the connection's socket (its handle for the life of the connection)
+        self._socket: Any = transport.getHandle()
         self._turn = turn
+        self._eager = eager
+        #: whether writes are kept until :meth:`release`
+        self._held = False
+        #: the turn generation of this writer's last send (it keeps bytes for the turn's
+        #: flush once it sent in the current one)
+        self._sent_in = -1
         #: the bytes kept this turn (None: none)
         self._kept: list[bytes] | None = None
         self._kept_size = 0
 
     def write(self, data: bytes) -> None:
-        """Write ``data``: kept for the end of the turn while Twisted holds nothing for the
+        """Write ``data``: kept for the end of the turn (or sent at once, by an eager writer
+        not held that has not sent this turn) while Twisted holds nothing for the
         connection, else given to Twisted's ``write`` behind what it holds."""
         kept = self._kept
         if kept is not None:
@@ -182,15 +228,44 @@ class DirectWriter:
                 self.flush()  # as much as Twisted buffers before it pauses its producer
             return
         transport = self._transport
-        if transport.dataBuffer or transport._tempDataLen or not _open(transport):
+        if (transport.dataBuffer or transport._tempDataLen or not transport.connected
+                or transport.disconnecting or transport._writeDisconnecting
+                or transport._aborting or transport.TLS):  # not _open(transport), inline
             transport.write(data)
             return
+        if self._eager and not self._held:
+            turn = self._turn
+            if self._sent_in != turn.generation:
+                # The first bytes of the turn: at once (_send, inline: once per recipient of
+                # every broadcast).
+                self._sent_in = turn.generation
+                if turn._call is None and not turn._flushing:
+                    turn._schedule()  # turn.sent(), inline
+                try:
+                    sent = self._socket.send(data)
+                except OSError as e:
+                    if e.errno not in _NO_ROOM:
+                        transport.stopReading()  # the connection is gone: see _send
+                    sent = 0
+                if sent < len(data):
+                    transport.write(data[sent:] if sent else data)
+                return
         self._kept = [data]
         self._kept_size = len(data)
         if len(data) > transport.bufferSize:
             self.flush()
-        else:
+        elif not self._held:
             self._turn.add(self)
+
+    def hold(self) -> None:
+        """Keep every write until :meth:`release` (the connection handles what it read)."""
+        self._held = True
+
+    def release(self) -> None:
+        """End :meth:`hold`: send what was kept meanwhile, now."""
+        self._held = False
+        if self._kept is not None:
+            self.flush()
 
     def drop(self) -> None:
         """Forget what was kept: the connection is being aborted (Twisted drops its buffer)."""
@@ -207,8 +282,18 @@ class DirectWriter:
         if transport.dataBuffer or transport._tempDataLen or not _open(transport):
             transport.write(data)  # behind what Twisted holds; or Twisted closes after it
             return
+        self._send(transport, data)
+
+    def _send(self, transport: Any, data: bytes) -> None:
+        # The kernel takes what it can; the rest goes to Twisted's buffer (Twisted holds
+        # nothing for the connection: checked by the caller).
+        if self._eager:
+            turn = self._turn
+            if self._sent_in != turn.generation:
+                self._sent_in = turn.generation
+                turn.sent()
         try:
-            sent = transport.getHandle().send(data)
+            sent = self._socket.send(data)
         except OSError as e:
             if e.errno not in _NO_ROOM:
                 # The connection is gone.  Twisted's doWrite meets the error again (the

@@ -36,10 +36,12 @@ Writing: for a message not to be compressed (no permessage-deflate, or marked no
 with nothing queued, no frame logging and no auto-fragmentation, a message is written as one
 unmasked frame straight to the transport; otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
-logging on the same common case.  On a plain TCP connection both write through a
-:class:`~txsio.engineio._writepath.DirectWriter` (sent at the end of the reactor turn, without
-the reactor's writer registration); anything Autobahn writes or closes itself flushes it first,
-so bytes keep their order and are sent before the connection closes.
+logging on the same common case.  On a plain TCP connection both write through an eager
+:class:`~txsio.engineio._writepath.DirectWriter`, without the reactor's writer registration:
+the answers to one read leave together once it is handled, a connection's first frame of a
+turn written from elsewhere (a broadcast) at once, later ones at the end of the turn.
+Anything Autobahn writes or closes itself flushes it first, so bytes keep their order and are
+sent before the connection closes.
 
 Counting: every data message read (either path) and written by :meth:`write_frame` adds one
 packet and its payload's length in bytes (a text's UTF-8 bytes as they came on the wire,
@@ -161,7 +163,7 @@ class FastServerProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         """Autobahn copies its options onto the connection; the fast path's bound follows."""
         super().connectionMade()
-        self._direct = direct_writer(self.transport)
+        self._direct = direct_writer(self.transport, eager=True)
         # 16-bit lengths only, and within Autobahn's own limits (0 means none).
         limit = 65535
         for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize):
@@ -170,8 +172,21 @@ class FastServerProtocol(WebSocketServerProtocol):
         self._fast_limit = limit
 
     def dataReceived(self, data: bytes) -> None:
-        """Read complete, small, unfragmented data frames here; leave the rest to Autobahn
-        (see the module docstring)."""
+        """Read what arrived; the answers it causes on this connection leave together once
+        it is read (one ``send()`` on the direct write path)."""
+        direct = self._direct
+        if direct is None:
+            self._read(data)
+            return
+        direct.hold()
+        try:
+            self._read(data)
+        finally:
+            direct.release()
+
+    def _read(self, data: bytes) -> None:
+        # Complete, small, unfragmented data frames are read here; the rest is left to
+        # Autobahn (see the module docstring).
         if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
                 or self.inside_message or self._perMessageCompress is not None
                 or self.logOctets):

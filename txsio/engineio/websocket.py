@@ -49,6 +49,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
 
 from ._compression import accept_deflate
+from ._writepath import DirectWriter
 from ._wsfast import FastServerProtocol
 from ._wslean import LeanServerFactory, LeanServerProtocol
 from .errors import ErrorCode
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
     from .wire import WireFormat
 
 __all__ = ["Admission", "EngineWebSocketFactory", "EngineWebSocketProtocol"]
+
+#: Autobahn's open state, read as a global on the paths run for every message
+_OPEN = WebSocketProtocol.STATE_OPEN
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
     paused = False
     #: the server's per_message_deflate, once the connection negotiated the extension
     deflate: DeflateOptions | None = None
+    #: where a broadcast's prepared frame goes as it is, once open: the direct write path
+    #: of a connection that compresses nothing and logs no octets (None: through Autobahn)
+    _plain_direct: DirectWriter | None = None
 
     # -- called by Twisted and Autobahn ----------------------------------------------------
 
@@ -211,6 +218,8 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
         deflate = self.factory.engine.options.per_message_deflate
         if extension is not None and deflate is not None:
             self.deflate = deflate.for_connection(bool(extension.server_no_context_takeover))
+        if extension is None and not self.logOctets:
+            self._plain_direct = self._direct
         session = admission.session
         if session is None:
             assert admission.handshake is not None
@@ -269,7 +278,7 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
     @property
     def writable(self) -> bool:
         """A WebSocket takes packets while it is open and its TCP transport is not paused."""
-        return not self._closing and not self.paused and self.state == self.STATE_OPEN
+        return not self._closing and not self.paused and self.state == _OPEN
 
     def send(self, data: Outgoing) -> bool:
         """Write ``data`` now: a message in one frame, each packet in its own frame, or a
@@ -282,8 +291,35 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
         :returns: whether it was all written (not when closing or paused, nor a broadcast
             with no frame).
         """
-        if self._closing or self.state != self.STATE_OPEN:
+        if self._closing or self.state != _OPEN:
             return False  # Autobahn is closing: its sendMessage would raise Disconnected
+        if not isinstance(data, (str, bytes, list)):
+            # A broadcast's frame, prepared once: the first case, the one per recipient.
+            if self.paused:
+                return False
+            prepared = data.prepared_frame(self.factory)
+            if prepared is None:
+                return False
+            direct = self._plain_direct
+            if direct is not None and not self.send_queue:
+                # What sendPreparedMessage would write (through sendData's common case).
+                frame = prepared.payloadHybi
+                direct.write(frame)
+                self.trafficStats.outgoingOctetsWireLevel += len(frame)
+            elif self.deflate is not None:
+                # Compressed per connection (each has its own compressor): the threshold and
+                # the message's flag decide, as for a message of its own.
+                self.write_frame(prepared.payload, prepared.binary,
+                                 getattr(data, "compress", True)
+                                 and self.deflate.compresses(b"", len(prepared.payload)))
+                return True
+            else:
+                self.sendPreparedMessage(prepared)
+            traffic = self.traffic
+            traffic.packets_out += 1
+            # Autobahn keeps the payload it prepared (a frame prepared for compression too).
+            traffic.bytes_out += len(prepared.payload)
+            return True
         if self.paused and not isinstance(data, list):
             return False  # the session queues it (and the Socket.IO layer drops volatile ones)
         deflate = self.deflate
@@ -295,7 +331,7 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
             payload = self._wire.binary_prefix + data
             self.write_frame(payload, True,
                              deflate is not None and deflate.compresses(data, len(payload)))
-        elif isinstance(data, list):
+        else:
             encode = self._wire.encode_frame
             for index, packet in enumerate(data):
                 if index and self.paused:
@@ -306,22 +342,6 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
                 self.write_frame(payload, not isinstance(frame, str),
                                  deflate is not None and packet.data is not None
                                  and deflate.compresses(packet.data, len(payload)))
-        else:
-            prepared = data.prepared_frame(self.factory)
-            if prepared is None:
-                return False
-            if deflate is not None:
-                # Compressed per connection (each has its own compressor): the threshold and
-                # the message's flag decide, as for a message of its own.
-                self.write_frame(prepared.payload, prepared.binary,
-                                 getattr(data, "compress", True)
-                                 and deflate.compresses(b"", len(prepared.payload)))
-                return True
-            self.sendPreparedMessage(prepared)
-            traffic = self.traffic
-            traffic.packets_out += 1
-            # Autobahn keeps the payload it prepared (a frame prepared for compression too).
-            traffic.bytes_out += len(prepared.payload)
         return True
 
     def close(self, *, graceful: bool) -> bool:
