@@ -9,7 +9,7 @@ Usage (after ``npm ci`` in tests/node; raise the open-file limit for 10,000)::
 For each tree (a checkout whose ``txsio`` package is imported; default: this one; ``node``
 for Node's socket.io 4.8, ``node_server.mjs``, in the same run), each
 count N and each run, a fresh ``bench/txsio_server.py`` is started pinned to CPU 0, and the
-load generator (``load_idle.mjs``, npm socket.io-client over WebSocket) opens idle
+load generator (``load.mjs idle``: raw Engine.IO framing over WebSocket) opens idle
 connections from CPU 1 in two steps: a tenth of N, then the rest.  Two figures per run:
 
 - ``total``: (RSS at N - RSS of the fresh server) / N, the figure of ``bench/run.py`` and
@@ -47,7 +47,7 @@ from run import free_port, pinned, rss_kib, wait_ready  # noqa: E402
 def open_idle(port: int, env: dict[str, str], count: int) -> subprocess.Popen[str]:
     """Start a load generator holding ``count`` idle connections; return once they are up."""
     idle = subprocess.Popen(
-        [*pinned(1), "node", str(HERE / "load_idle.mjs"), f"http://127.0.0.1:{port}",
+        [*pinned(1), "node", str(HERE / "load.mjs"), "idle", f"http://127.0.0.1:{port}",
          str(count)], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert idle.stdout is not None
     if idle.stdout.readline().strip() != "ready":
