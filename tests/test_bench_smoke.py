@@ -3,8 +3,9 @@
 The benchmark itself is run by hand (three runs of every scenario against four servers); here
 each of its six scenarios runs once against txsio and Node's socket.io with a handful of
 connections and a fraction of a second of load, and only this is checked: it completes, with
-a row per scenario for both servers and no failed measurement.  No figure is asserted: timings
-depend on the machine.  Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a
+a row per scenario for both servers and no failed measurement, and every throughput row carries
+the load generator's CPU per operation and busy share (in the table and in ``--json``).  No
+figure is asserted: timings depend on the machine.  Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a
 skip).
 """
 
@@ -50,6 +51,9 @@ class BenchSmokeTests(TestCase):
             figures = json.loads(figures_file.read_text())
         table = result.other_output[result.other_output.index(next(
             line for line in result.other_output if line.startswith("== medians"))):]
+        header = table[1].split()
+        self.assertEqual(header[-4:], ["gen", "us/op", "gen", "busy"], result.describe())
+        self.assertTrue(any(line.startswith("gen-bound:") for line in table), result.describe())
         for row in ROWS:
             first = [i for i, line in enumerate(table) if line.startswith(row)]
             self.assertEqual(len(first), 1, f"{row!r}\n{result.describe()}")
@@ -61,3 +65,14 @@ class BenchSmokeTests(TestCase):
         self.assertEqual(len(figures), 2 * len(ROWS), figures)
         for key, runs in figures.items():
             self.assertEqual([run["error"] for run in runs], [""], key)
+        # The generator's figures: present for every throughput row, bounded, consistent.
+        throughput = {key: runs[0] for key, runs in figures.items()
+                      if not key.startswith("idle")}
+        self.assertEqual(len(throughput), 2 * (len(ROWS) - 1), figures)
+        for key, run in throughput.items():
+            self.assertGreaterEqual(run["gen_cpu_us"], 0, key)
+            # One Node process: CPU seconds per wall second stay near one core (GC threads).
+            self.assertTrue(0 <= run["gen_busy"] < 2.5, (key, run))
+            self.assertEqual(run["gen_bound"], run["gen_busy"] >= 0.9, (key, run))
+        # CPU time is read in clock ticks: a short window may read 0, but not every one.
+        self.assertTrue(any(run["gen_cpu_us"] > 0 for run in throughput.values()), figures)
