@@ -5,8 +5,9 @@ each of its six scenarios runs once against txsio and Node's socket.io with a ha
 connections and a fraction of a second of load, and only this is checked: it completes, with
 a row per scenario for both servers and no failed measurement, and every throughput row carries
 the load generator's CPU per operation and busy share (in the table and in ``--json``).  No
-figure is asserted: timings depend on the machine.  Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a
-skip).
+figure is asserted: timings depend on the machine.  The generator's own WebSocket client
+(``bench/rawws.mjs``) is checked against a scripted server by ``bench/rawws_check.mjs``.
+Needs ``npm ci`` in ``tests/node`` (a missing peer is an error, not a skip).
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from twisted.trial.unittest import TestCase
 from .support import require_node, run_process
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+#: the check of the load generator's own WebSocket client (bench/rawws.mjs)
+RAWWS_CHECK = RUN.parent / "rawws_check.mjs"
+
+#: the cases rawws_check.mjs runs, each against a scripted loopback server
+RAWWS_CASES = [
+    "request", "messages", "client frames", "closed after the close handshake", "client close",
+    "refused: not 101", "refused: wrong accept", "refused: extension answered",
+    "refused: masked server frame", "refused: reserved bit", "refused: fragmented ping",
+    "refused: continuation without a start", "dropped by the server",
+]
 
 #: Every default scenario, two servers, one run, the smallest counts that still exercise each
 #: generator mode (and no pinning: a CI machine's second core may be busy).
@@ -76,3 +87,21 @@ class BenchSmokeTests(TestCase):
             self.assertEqual(run["gen_bound"], run["gen_busy"] >= 0.9, (key, run))
         # CPU time is read in clock ticks: a short window may read 0, but not every one.
         self.assertTrue(any(run["gen_cpu_us"] > 0 for run in throughput.values()), figures)
+
+
+class RawWebSocketClientTests(TestCase):
+    """The generator's WebSocket client against a server that sends its frames in pieces."""
+
+    timeout = 60
+
+    async def test_rawws_check_passes_every_case(self) -> None:
+        """bench/rawws_check.mjs: the upgrade request and the accept check, frames split and
+        packed across reads (7/16/64-bit lengths, fragments, ping -> masked pong, close), a
+        non-zero masking key, and a refusal for each bad answer."""
+        node = require_node()
+        result = await run_process([node, str(RAWWS_CHECK)], timeout=50)
+        self.assertEqual([event.get("case") for event in result.events], RAWWS_CASES,
+                         result.describe())
+        failed = [event for event in result.events if event.get("ok") is not True]
+        self.assertEqual(failed, [], result.describe())
+        self.assertEqual(result.exit_code, 0, result.describe())
