@@ -108,8 +108,7 @@ function refusal(head) {
 // One client connection to ws://host:port<path>.  Set `onmessage(data, isBinary)` (data: a
 // Buffer view valid during the call), `onerror(error)` (then the socket is destroyed) and
 // `onclose()` (the TCP connection is closed; `closing` says whether close() or terminate()
-// asked for it).  Send only once the server has spoken (Engine.IO's open packet comes after
-// the handshake's answer).
+// asked for it).
 export class RawWebSocket {
   constructor(host, port, path) {
     this.onmessage = null;
@@ -132,7 +131,8 @@ export class RawWebSocket {
       host, port, noDelay: true,
       onread: { buffer: READ_BUFFER, callback: (n, buf) => { this._read(buf.subarray(0, n)); } },
     });
-    this.socket.on("connect", () => this.socket.write(handshakeRequest(host, port, path)));
+    // Written once connected (net queues it); anything sent later goes after it.
+    this.socket.write(handshakeRequest(host, port, path));
     this.socket.on("error", (e) => this._fail(e));
     this.socket.on("close", () => { this.open = false; if (this.onclose) this.onclose(); });
   }
