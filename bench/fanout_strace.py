@@ -8,7 +8,7 @@ Usage (needs tests/node/node_modules; ``--strace`` needs strace and ptrace right
 
 The server is bench/txsio_server.py (twisted.web ``Site`` on ``listenTCP``), pinned to CPU 0,
 importing txsio from ``--txsio`` (default: this checkout), so that two trees compare with the
-same command.  The load generator (bench/fanout_load.mjs, raw Engine.IO over ``ws``, CPU 1)
+same command.  The load generator (bench/fanout_load.mjs, raw Engine.IO on bench/rawws.mjs, CPU 1)
 connects the clients, then runs rounds for ``--seconds``: one client emits ``burst`` (1), the
 server emits ``news`` once to every socket, and the round ends when all got it.  Each run
 prints deliveries per second and server CPU microseconds per delivery; with ``--strace`` the

@@ -1,7 +1,8 @@
 // The benchmark's load generator: raw Engine.IO v4 / Socket.IO v5 framing, no client library,
-// so that it costs far less than the server it measures.  WebSocket modes use the `ws` package
-// (one frame per packet, binary attachments as raw binary frames); the polling mode uses Node's
-// http with a keep-alive agent.
+// so that it costs far less than the server it measures.  WebSocket modes use the minimal
+// client of rawws.mjs (one frame per packet, binary attachments as raw binary frames, constant
+// frames masked once); LOAD_CLIENT=ws runs them on the `ws` package instead, as before, to
+// compare the two.  The polling mode uses Node's http with a keep-alive agent.
 //
 // Usage: node load.mjs <mode> <http://host:port> [args...]
 //   ack     <sockets> <inflight> <seconds>        echo with ack over WebSocket
@@ -18,17 +19,52 @@
 import { createRequire } from "node:module";
 import http from "node:http";
 import readline from "node:readline";
-const require = createRequire(import.meta.url);
-const WebSocket = require(process.env.NODE_PATH ? `${process.env.NODE_PATH}/ws` : "ws");
+import { RawWebSocket, binaryFrame, textFrame } from "./rawws.mjs";
 
 const [mode, base, ...rest] = process.argv.slice(2);
 const num = (i, dflt) => Number(rest[i] ?? dflt);
-const wsUrl = base.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
+const PATH = "/socket.io/?EIO=4&transport=websocket";
+const wsUrl = base.replace(/^http/, "ws") + PATH;
 const PAYLOAD = JSON.stringify({ text: "hello world, this is a benchmark message", n: 42 });
 const CH_0 = 0x30, CH_2 = 0x32, CH_3 = 0x33, CH_4 = 0x34, CH_6 = 0x36, CH_BRACKET = 0x5b;
 
 function fail(message) { process.stderr.write(`load.mjs ${mode}: ${message}\n`); process.exit(1); }
 process.on("unhandledRejection", (e) => fail(String(e && e.stack || e)));
+
+// The WebSocket client: open(onMessage, onError) returns a connection with send(item, then?)
+// (an item is a string, sent as a text frame, or what constant() made of a string or Buffer),
+// close() and terminate(); onMessage(conn, data, isBinary) gets every message.
+const CLIENT = process.env.LOAD_CLIENT || "raw";
+if (CLIENT !== "raw" && CLIENT !== "ws") fail(`LOAD_CLIENT=${CLIENT}: raw or ws`);
+let open, constant;
+if (CLIENT === "raw") {
+  const { hostname, port } = new URL(base);
+  // A constant frame is built and masked once (rawws.mjs: one masking key per process).
+  constant = (data) => (typeof data === "string" ? textFrame(data) : binaryFrame(data));
+  open = (onMessage, onError) => {
+    const conn = new RawWebSocket(hostname, Number(port), PATH);
+    conn.onmessage = (data, isBinary) => onMessage(conn, data, isBinary);
+    conn.onerror = onError;
+    conn.onclose = () => { if (!conn.closing) onError(new Error("closed by the server")); };
+    return conn;
+  };
+} else {
+  const require = createRequire(import.meta.url);
+  const WebSocket = require(process.env.NODE_PATH ? `${process.env.NODE_PATH}/ws` : "ws");
+  constant = (data) => data;
+  open = (onMessage, onError) => {
+    const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+    const conn = {
+      send(item, then) { ws.send(item); if (then !== undefined) ws.send(then); },
+      close() { ws.close(); },
+      terminate() { ws.terminate(); },
+    };
+    ws.on("error", onError);
+    ws.on("message", (data, isBinary) => onMessage(conn, data, isBinary));
+    return conn;
+  };
+}
+const PONG = constant("3"), CONNECT = constant("40");
 
 const stdin = readline.createInterface({ input: process.stdin });
 const lines = stdin[Symbol.asyncIterator]();
@@ -48,16 +84,14 @@ function ackId(buf, from) {
 // gets every later frame (Buffer, isBinary); pings are answered here.
 function connect(onPacket) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
     let connected = false;
-    ws.on("error", (e) => (connected ? fail(`socket error ${e.message}`) : reject(e)));
-    ws.on("message", (data, isBinary) => {
-      if (!isBinary && data.length === 1 && data[0] === CH_2) { ws.send("3"); return; }
+    open((ws, data, isBinary) => {
+      if (!isBinary && data.length === 1 && data[0] === CH_2) { ws.send(PONG); return; }
       if (connected) { onPacket(ws, data, isBinary); return; }
-      if (data[0] === CH_0) ws.send("40");
+      if (data[0] === CH_0) ws.send(CONNECT);
       else if (data[0] === CH_4 && data[1] === CH_0) { connected = true; resolve(ws); }
       else if (data[0] === CH_4 && data[1] === CH_4) reject(new Error(`refused: ${data}`));
-    });
+    }, (e) => (connected ? fail(`socket error ${e.message}`) : reject(e)));
   });
 }
 
@@ -104,6 +138,7 @@ async function ack() {
 async function fanout() {
   const n = num(0, 1000), seconds = num(1, 5);
   const waiting = new Map();
+  const JOIN = constant('420["join"]');
   let received = 0, roundDone = null;
   const sockets = await connectMany(n, (ws, data) => {
     if (data[0] !== CH_4) return;
@@ -112,15 +147,16 @@ async function fanout() {
   });
   // Every socket in the room "room", each join acknowledged, before the clock starts.
   for (let i = 0; i < n; i += 100) {
-    await Promise.all(sockets.slice(i, i + 100).map((ws) => request(ws, waiting, '420["join"]')));
+    await Promise.all(sockets.slice(i, i + 100).map((ws) => request(ws, waiting, JOIN)));
   }
+  const FANOUT = constant('42["fanout"]');
   await go();
   const start = performance.now(), end = start + seconds * 1000;
   let rounds = 0;
   while (performance.now() < end) {
     received = 0;
     const done = new Promise((r) => { roundDone = r; });
-    sockets[0].send('42["fanout"]');
+    sockets[0].send(FANOUT);
     await done;
     rounds++;
   }
@@ -129,10 +165,10 @@ async function fanout() {
 
 async function binary() {
   const n = num(0, 10), k = num(1, 2), size = num(2, 65536), seconds = num(3, 5);
-  const attachment = Buffer.alloc(size, 7);
+  const attachment = constant(Buffer.alloc(size, 7));
   const header = '["echo",{"_placeholder":true,"num":0}]';
   let echoes = 0, nextId = 0;
-  const send = (ws) => { ws.send("451-" + (nextId++) + header); ws.send(attachment); };
+  const send = (ws) => ws.send("451-" + (nextId++) + header, attachment);
   const sockets = await connectMany(n, (ws, data, isBinary) => {
     // "461-<id>[...]" announces the attachment; the echo is complete with the binary frame.
     if (isBinary) {
@@ -176,13 +212,14 @@ async function burst() {
   const sockets = await connectMany(n, (ws, data) => {
     if (data[0] === CH_4 && data[1] === CH_2 && ++received === target) done();
   }, 50);
+  const BURST = constant(`42["burst",${b}]`);
   await go();
   let elapsed = 0;
   for (let i = 0; i < r; i++) {
     received = 0; target = n * b;
     const finished = new Promise((resolve) => { done = resolve; });
     const start = performance.now();
-    sockets[0].send(`42["burst",${b}]`);
+    sockets[0].send(BURST);
     await finished;
     elapsed += (performance.now() - start) / 1000;
   }

@@ -3,25 +3,25 @@
 // Each of `parallel` loops opens a WebSocket (transport=websocket, no polling first), waits
 // for the open packet, sends CONNECT ("40"), waits for the CONNECT answer, closes, repeats.
 // Prints one JSON line: {"connects", "seconds", "rate"}.
-import { createRequire } from "node:module";
+// The WebSocket client is the minimal one of rawws.mjs (cheaper than the server it measures).
+import { RawWebSocket, textFrame } from "./rawws.mjs";
 import { timed } from "./load_timed.mjs";
-const require = createRequire(import.meta.url);
-const WebSocket = require(process.env.NODE_PATH ? `${process.env.NODE_PATH}/ws` : "ws");
 
 const [url, parallel = "20", seconds = "5"] = process.argv.slice(2);
 const P = Number(parallel), D = Number(seconds) * 1000;
-const target = `${url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`;
+const { hostname, port } = new URL(url);
+const PATH = "/socket.io/?EIO=4&transport=websocket";
+const CONNECT = textFrame("40");
 let connects = 0, running = true;
 
 function once() {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target, { perMessageDeflate: false });
-    ws.on("message", (data) => {
-      const text = data.toString();
-      if (text[0] === "0") ws.send("40");
-      else if (text.startsWith("40")) { connects++; ws.close(); resolve(); }
-    });
-    ws.on("error", reject);
+    const ws = new RawWebSocket(hostname, Number(port), PATH);
+    ws.onmessage = (data) => {
+      if (data[0] === 0x30) ws.send(CONNECT);  // "0": the open packet
+      else if (data[0] === 0x34 && data[1] === 0x30) { connects++; ws.close(); resolve(); }
+    };
+    ws.onerror = reject;
   });
 }
 

@@ -6,11 +6,19 @@ Usage (after ``pip install -e .[bench]`` and ``npm ci`` in tests/node)::
     python bench/run.py --profile --scenarios fanout     # txsio under py-spy: its top frames
 
 Every measurement starts a fresh server pinned to CPU 0 and a load generator
-(``bench/load.mjs``: raw Engine.IO/Socket.IO framing over the ``ws`` package, or Node's http
-with keep-alive for polling; far cheaper than the servers it loads) pinned to CPU 1.  The
+(``bench/load.mjs``: raw Engine.IO/Socket.IO framing over a minimal WebSocket client of its
+own, ``bench/rawws.mjs``, or Node's http with keep-alive for polling; ``LOAD_CLIENT=ws`` in the
+environment runs the WebSocket modes on the ``ws`` package instead) pinned to CPU 1.  The
 generator opens its connections, then the measured window begins; the server's CPU time
 (user + system, all threads, from ``/proc``) over that window divided by the operations done
-in it is its CPU cost per operation.
+in it is its CPU cost per operation.  The generator's CPU time is read the same way: its CPU
+per operation, and its busy share (CPU seconds / wall seconds of the window).  A generator
+busy 90% of the window or more (``GEN_BOUND``) is the bound of that row, marked "gen-bound"
+(``gen_mark`` in ``--json``): the server could have gone faster, and a ratio of rates then
+understates the gen-bound side (the faster server, when only one of the two is gen-bound).
+On a shared machine the generator may instead wait for a CPU that other processes hold: the
+share of the window its main thread waited, runnable (``/proc/PID/schedstat``), is "gen
+wait", and busy + wait >= 90% marks the row "gen-starved" (the machine's load set its rate).
 
 Scenarios (``--scenarios``; the default is all but ``burst``):
 
@@ -36,9 +44,10 @@ WebSocket scenarios (``floor_ws.py``), a bare twisted.web Resource for polling
 (``floor_polling.py``), each speaking just enough of the protocol for the generator.
 
 The table gives, per scenario and server, the median over ``--runs`` of the throughput, of
-the server CPU microseconds per operation (KiB per connection for ``idle``) and the ratios to
-Node's figures.  The numbers compare servers within one invocation on one machine; they are
-not absolute, and a shared machine makes them noisy (CPU per operation is the steadier one).
+the server CPU microseconds per operation (KiB per connection for ``idle``), the ratios to
+Node's figures, and the generator's CPU microseconds per operation and busy share.  The
+numbers compare servers within one invocation on one machine; they are not absolute, and a
+shared machine makes them noisy (CPU per operation is the steadier one).
 
 ``--profile`` runs only txsio, once per selected scenario, with ``py-spy record`` attached for
 the measured window, and prints the functions with the most samples (own and inclusive).
@@ -92,6 +101,13 @@ class Figure:
     rate: float = 0.0
     cpu_us: float = 0.0
     kib: float = 0.0
+    #: the load generator's CPU microseconds per operation, over the same window
+    gen_cpu_us: float = 0.0
+    #: the generator's CPU seconds / the window's wall seconds (1.0: one core all the time)
+    gen_busy: float = 0.0
+    #: the share of the window the generator's main thread waited, runnable, for a CPU that
+    #: other processes held (a shared machine)
+    gen_wait: float = 0.0
     error: str = ""
 
 
@@ -106,6 +122,8 @@ class Table:
 
 
 SERVERS = ("txsio", "node", "python-socketio", "floor")
+#: the generator's busy share from which it, not the server, is taken to bound a row
+GEN_BOUND = 0.9
 ALL_SCENARIOS = ("ack", "fanout", "binary", "connect", "idle", "polling", "burst")
 DEFAULT_SCENARIOS = ("ack", "fanout", "binary", "connect", "idle", "polling")
 
@@ -153,6 +171,15 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def run_delay_seconds(pid: int) -> float:
+    """How long process ``pid``'s main thread has waited, runnable, for a CPU (the
+    scheduler's ``run_delay``, 0 where the kernel keeps no schedstats)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def rss_kib(pid: int) -> int:
@@ -352,9 +379,13 @@ def measure(server: str, scenario: Scenario, args: argparse.Namespace,
                 return Figure(kib=(rss_kib(srv.pid) - base) / scenario.idle)
             if profile is not None:
                 spy = start_profiler(srv.pid, profile)
-            before = cpu_seconds(srv.pid)
+            before, gen_before = cpu_seconds(srv.pid), cpu_seconds(gen.process.pid)
+            wait_before = run_delay_seconds(gen.process.pid)
+            wall_before = time.monotonic()
             result = gen.go(args.seconds + 120)
-            cpu = cpu_seconds(srv.pid) - before
+            cpu, gen_cpu = cpu_seconds(srv.pid) - before, cpu_seconds(gen.process.pid) - gen_before
+            gen_wait = run_delay_seconds(gen.process.pid) - wait_before
+            wall = time.monotonic() - wall_before
         except (RuntimeError, ValueError) as e:
             raise RuntimeError(f"{e}\n{gen.close()}\n{srv.stderr()}") from None
         finally:
@@ -365,7 +396,9 @@ def measure(server: str, scenario: Scenario, args: argparse.Namespace,
             raise RuntimeError(f"load generator failed: {tail}\n{srv.stderr()}")
     ops = max(result["ops"], 1)
     rate = result["mbytes_per_s"] if scenario.key == "binary" else result["rate"]
-    return Figure(rate=rate, cpu_us=cpu * 1e6 / ops)
+    return Figure(rate=rate, cpu_us=cpu * 1e6 / ops, gen_cpu_us=gen_cpu * 1e6 / ops,
+                  gen_busy=gen_cpu / wall if wall > 0 else 0.0,
+                  gen_wait=gen_wait / wall if wall > 0 else 0.0)
 
 
 # -- profiling ----------------------------------------------------------------------------------
@@ -443,7 +476,10 @@ def summary(figures: list[Figure]) -> tuple[Figure, int]:
     """The medians of the successful runs, and how many failed."""
     good = [f for f in figures if not f.error]
     return Figure(rate=median([f.rate for f in good]), cpu_us=median([f.cpu_us for f in good]),
-                  kib=median([f.kib for f in good])), len(figures) - len(good)
+                  kib=median([f.kib for f in good]),
+                  gen_cpu_us=median([f.gen_cpu_us for f in good]),
+                  gen_busy=median([f.gen_busy for f in good]),
+                  gen_wait=median([f.gen_wait for f in good])), len(figures) - len(good)
 
 
 def ratio(figures: list[Figure], node: list[Figure] | None, metric: str) -> str:
@@ -459,11 +495,32 @@ def ratio(figures: list[Figure], node: list[Figure] | None, metric: str) -> str:
     return f"{median(ratios):.2f}" if ratios else "-"
 
 
+def generator_mark(figure: Figure) -> str:
+    """"gen-bound", "gen-starved" or "": what a figure's generator shares say of its rate."""
+    if figure.gen_busy >= GEN_BOUND:
+        return "gen-bound"
+    if figure.gen_busy + figure.gen_wait >= GEN_BOUND:
+        return "gen-starved"
+    return ""
+
+
+LEGEND = f"""\
+us CPU/op: the server's CPU (user+sys) per operation; gen us/op, gen busy: the load
+generator's CPU per operation and its CPU seconds / wall seconds over the same window;
+gen wait: the share of the window its main thread was runnable but waiting for a CPU.
+gen-bound: the generator was busy >= {GEN_BOUND:.0%} of the window (the median), so it, not the
+server, set the rate: that server's rate is a lower bound, and a rate/node ratio understates
+the side that is gen-bound (the faster server, when only one is); if both are, the rates say
+little: compare us CPU/op.  gen-starved: busy + wait >= {GEN_BOUND:.0%}: the generator ran or
+waited for a CPU held by other processes all the time, so the machine's other load set the
+rate; read that row's rates the same way."""
+
+
 def print_table(table: Table, scenarios: list[Scenario], servers: list[str], runs: int) -> None:
     print(f"\n== medians over {runs} run(s); ratios: the median of server / node in each run "
           "(idle rows: KiB per connection, and its ratio) ==")
     print(f"{'scenario':30} {'server':16} {'throughput':>22} {'us CPU/op':>10} "
-          f"{'rate/node':>9} {'CPU/node':>9}")
+          f"{'rate/node':>9} {'CPU/node':>9} {'gen us/op':>10} {'gen busy':>8} {'gen wait':>8}")
     for scenario in scenarios:
         node = table.figures.get((scenario.key, "node"))
         for i, server in enumerate(servers):
@@ -478,9 +535,13 @@ def print_table(table: Table, scenarios: list[Scenario], servers: list[str], run
                       f"{ratio(figures, node, 'kib'):>9} {'':>9}{note}")
             else:
                 throughput = f"{figure.rate:,.{1 if figure.rate < 100 else 0}f} {scenario.unit}"
+                mark = generator_mark(figure)
                 print(f"{first:30} {server:16} {throughput:>22} {figure.cpu_us:>10.2f} "
                       f"{ratio(figures, node, 'rate'):>9} "
-                      f"{ratio(figures, node, 'cpu_us'):>9}{note}")
+                      f"{ratio(figures, node, 'cpu_us'):>9} {figure.gen_cpu_us:>10.2f} "
+                      f"{figure.gen_busy:>8.0%} {figure.gen_wait:>8.0%}"
+                      f"{'  ' + mark if mark else ''}{note}")
+    print(LEGEND)
 
 
 def describe(scenario: Scenario, figure: Figure) -> str:
@@ -488,7 +549,10 @@ def describe(scenario: Scenario, figure: Figure) -> str:
         return "failed: " + figure.error.strip().splitlines()[0][:200]
     if scenario.idle:
         return f"{figure.kib:.1f} KiB/connection"
-    return f"{figure.rate:,.1f} {scenario.unit}, {figure.cpu_us:.2f} us CPU/{scenario.op}"
+    mark = generator_mark(figure)
+    return (f"{figure.rate:,.1f} {scenario.unit}, {figure.cpu_us:.2f} us CPU/{scenario.op}; "
+            f"generator {figure.gen_cpu_us:.2f} us/{scenario.op}, {figure.gen_busy:.0%} busy, "
+            f"{figure.gen_wait:.0%} waiting{', ' + mark if mark else ''}")
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -565,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(table, scenarios, servers, args.runs)
     if args.json:
         args.json.write_text(json.dumps(
-            {f"{scenario}/{server}": [vars(f) for f in figures]
+            {f"{scenario}/{server}": [{**vars(f), "gen_mark": generator_mark(f)}
+                                      for f in figures]
              for (scenario, server), figures in table.figures.items()}, indent=1))
     failed = [f.error for figures in table.figures.values() for f in figures if f.error]
     for error in failed:
