@@ -41,7 +41,10 @@ Servers (``--servers``): ``txsio`` (``txsio_server.py``, importing txsio from ``
 by default this tree), ``node`` (socket.io 4.8 from tests/node/node_modules),
 ``python-socketio`` (5.x, ASGI on uvicorn) and ``floor``: bare Twisted + Autobahn for the
 WebSocket scenarios (``floor_ws.py``), a bare twisted.web Resource for polling
-(``floor_polling.py``), each speaking just enough of the protocol for the generator.
+(``floor_polling.py``), each speaking just enough of the protocol for the generator.  On
+request only, ``pyfloor``: ``floor_python.py``, no framework at all (the standard library's
+epoll and sockets) for ``ack``, ``fanout`` and ``connect``: the kernel's cost plus a bare
+Python loop, under which no Python server goes.
 
 The table gives, per scenario and server, the median over ``--runs`` of the throughput, of
 the server CPU microseconds per operation (KiB per connection for ``idle``), the ratios to
@@ -121,7 +124,11 @@ class Table:
         self.figures.setdefault((scenario, server), []).append(figure)
 
 
-SERVERS = ("txsio", "node", "python-socketio", "floor")
+SERVERS = ("txsio", "node", "python-socketio", "floor", "pyfloor")
+#: the servers run unless ``--servers`` says otherwise
+DEFAULT_SERVERS = ("txsio", "node", "python-socketio", "floor")
+#: the scenarios ``pyfloor`` (``floor_python.py``) speaks
+PYFLOOR_SCENARIOS = ("ack", "fanout", "connect")
 #: the generator's busy share from which it, not the server, is taken to bound a row
 GEN_BOUND = 0.9
 ALL_SCENARIOS = ("ack", "fanout", "binary", "connect", "idle", "polling", "burst")
@@ -339,6 +346,8 @@ def server_argv(server: str, scenario: Scenario) -> list[str]:
         return ["node", str(HERE / "node_server.mjs")]
     if server == "python-socketio":
         return [sys.executable, str(HERE / "psio_server.py")]
+    if server == "pyfloor":
+        return [sys.executable, str(HERE / "floor_python.py")]
     floor = "floor_polling.py" if scenario.polling else "floor_ws.py"
     return [sys.executable, str(HERE / floor)]
 
@@ -526,6 +535,8 @@ def print_table(table: Table, scenarios: list[Scenario], servers: list[str], run
         for i, server in enumerate(servers):
             first = scenario.label if i == 0 else ""
             figures = table.figures.get((scenario.key, server), [])
+            if not figures:
+                continue  # not run: a scenario this server does not speak
             figure, failed = summary(figures)
             note = f"  ({failed} run(s) failed)" if failed else ""
             if failed == len(figures):
@@ -572,7 +583,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", type=lambda t: names(t, ALL_SCENARIOS),
                         default=list(DEFAULT_SCENARIOS),
                         help=f"comma-separated, of {', '.join(ALL_SCENARIOS)}")
-    parser.add_argument("--servers", type=lambda t: names(t, SERVERS), default=list(SERVERS),
+    parser.add_argument("--servers", type=lambda t: names(t, SERVERS),
+                        default=list(DEFAULT_SERVERS),
                         help=f"comma-separated, of {', '.join(SERVERS)}")
     parser.add_argument("--seconds", type=float, default=5, help="each timed window")
     parser.add_argument("--clients", type=int, default=50, help="ack: sockets")
@@ -619,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(1, args.runs + 1):
         for scenario in scenarios:
             for server in servers:
+                if server == "pyfloor" and scenario.key not in PYFLOOR_SCENARIOS:
+                    continue
                 try:
                     figure = measure(server, scenario, args)
                 except (RuntimeError, OSError, subprocess.SubprocessError) as e:

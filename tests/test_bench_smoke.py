@@ -94,6 +94,22 @@ class BenchSmokeTests(TestCase):
         self.assertTrue(any(run["gen_cpu_us"] > 0 for run in throughput.values()), figures)
 
 
+    async def test_python_floor_speaks_its_scenarios(self) -> None:
+        """``--servers pyfloor`` (bench/floor_python.py) completes ack, fan-out and connect,
+        and is left out of the scenarios it does not speak."""
+        require_node()
+        args = list(ARGS)
+        args[args.index("--servers") + 1] = "pyfloor"
+        result = await run_process(
+            [sys.executable, str(RUN), *args, "--scenarios", "ack,fanout,connect,binary"],
+            timeout=60)
+        self.assertEqual(result.exit_code, 0, result.describe())
+        table = result.other_output[result.other_output.index(next(
+            line for line in result.other_output if line.startswith("== medians"))):]
+        rows = [line.split()[0] for line in table[2:] if "pyfloor" in line.split()]
+        self.assertEqual(rows, ["echo+ack", "fan-out", "connect"], result.describe())
+
+
 class RawWebSocketClientTests(TestCase):
     """The generator's WebSocket client against a server that sends its frames in pieces."""
 
