@@ -46,11 +46,14 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from . import _wsopen
 from ._compression import accept_deflate
 from ._wsfast import FastServerProtocol
 from ._wslean import LeanServerFactory, LeanServerProtocol
+from ._wsopen import Opening, OpeningServerProtocol
 from .errors import ErrorCode
 from .packet import EngineIOParseError
 
@@ -106,7 +109,8 @@ class _SendFlow:
 
 
 # (mypy: Autobahn's two base classes annotate peer and _transport_details differently.)
-class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: ignore[misc]
+class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol,  # type: ignore[misc]
+                              OpeningServerProtocol):
     """One WebSocket connection: a new session, or an upgrade probe for a polling one.
 
     Once open it sheds what Autobahn keeps for nothing (see :mod:`txsio.engineio._wslean`).
@@ -197,6 +201,18 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
         if admission.headers:
             return None, dict(admission.headers)  # no subprotocol, and these headers
         return None
+
+    def open_checked(self, opening: Opening) -> bool:
+        """Accept an opening handshake the resource admitted and
+        :func:`~txsio.engineio._wsopen.read_opening` read, without Autobahn reading it again;
+        then the connection is open (see :mod:`~txsio.engineio._wsopen`).
+
+        :returns: whether it opened.
+        """
+        admission = self.admission
+        assert admission is not None
+        self._wire = admission.wire
+        return self.accept_opening(opening, admission.headers)
 
     def onOpen(self) -> None:
         """Start a new session, or offer this connection as an upgrade; then hold no more
@@ -387,9 +403,26 @@ class EngineWebSocketFactory(LeanServerFactory):
     def take_over(self, request: Request, admission: Admission) -> int | bytes:
         """Hand ``request``'s connection to Autobahn, admitted as ``admission``.
 
-        Autobahn's ``WebSocketResource`` builds the protocol and replays the request to it
-        while this runs, so the protocol built now is this request's.
+        A request Autobahn would accept as it is (:func:`~txsio.engineio._wsopen.read_opening`)
+        is answered here and its connection opened at once; any other goes to Autobahn's
+        ``WebSocketResource``, which builds the protocol and replays the request to it while
+        this runs (so the protocol built now is this request's), and answers it.
         """
+        if request.channel.transport is not None:  # (None: HTTP/2, Autobahn answers 426)
+            opening = _wsopen.read_opening(request, self)
+            if opening is not None:
+                self._admitting = admission
+                try:
+                    protocol = self.buildProtocol(request.channel.transport.getPeer())
+                finally:
+                    self._admitting = None
+                _wsopen.attach(protocol, request)
+                if protocol.open_checked(opening):
+                    # What came after the request (as Autobahn's resource replays it).
+                    body = request.content.read() if request.content is not None else b""
+                    if body:
+                        protocol.dataReceived(body)
+                return NOT_DONE_YET
         self._admitting = admission
         try:
             result: int | bytes = self._resource.render(request)
