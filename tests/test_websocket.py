@@ -219,6 +219,47 @@ class AutobahnOptionsTests(ResourceTestCase):
                           or getattr(v, "__name__", "") in ("_connectionMade", "_connectionLost")],
                          [])
 
+    def test_made_and_lost_without_formatting(self) -> None:
+        """Autobahn's Twisted adapter steps run without their debug lines' formatting, and
+        leave what Autobahn's leave: the transport's details and the peer; a TLS failure is
+        still logged as an error."""
+        from autobahn.twisted import websocket as autobahn_twisted
+        from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+        from twisted.python.failure import Failure
+
+        from txsio.engineio import websocket as engine_websocket
+
+        formatted: list[object] = []
+
+        def hl(value: object, *args: object, **kwargs: object) -> str:
+            formatted.append(value)
+            return ""
+
+        for name in ("hltype", "hlval"):
+            self.patch(autobahn_twisted, name, hl)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        stock_factory = WebSocketServerFactory()
+        stock_factory.protocol = WebSocketServerProtocol
+        stock_factory.setProtocolOptions(openHandshakeTimeout=0)
+        stock: Any = stock_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 80))
+        stock.makeConnection(_WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)))
+        self.assertEqual(len(formatted), 2)  # the stock connection's own debug line
+        for name in engine_websocket.AUTOBAHN_INTERNALS:
+            self.assertTrue(hasattr(stock, name), f"Autobahn has no {name}")
+        self.assertEqual(client.protocol.peer, stock.peer)
+        self.assertEqual(client.protocol._transport_details.peer,
+                         stock._transport_details.peer)
+        self.assertEqual(client.protocol._transport_details.channel_framing,
+                         stock._transport_details.channel_framing)
+        from OpenSSL.SSL import Error as TLSError
+
+        errors: list[object] = []
+        self.patch(client.protocol.log, "error", errors.append)
+        client.protocol.connectionLost(Failure(TLSError([("x", "y", "bad record mac")])))
+        self.assertEqual(len(formatted), 2)
+        self.assertEqual(len(errors), 1)
+        self.assertIs(client.protocol.state, client.protocol.STATE_CLOSED)
+
 
 class UnmaskTests(SynchronousTestCase):
     """The fast path's unmasking, on both sides of the size where the native masker takes

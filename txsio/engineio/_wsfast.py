@@ -68,8 +68,9 @@ log = Logger()
 #: ``WebSocketServerProtocol`` (dotted where nested).  Each is read or called below.
 AUTOBAHN_INTERNALS: tuple[str, ...] = (
     # reading
-    "state",                    # compared with STATE_OPEN
+    "state",                    # compared with STATE_OPEN (and STATE_CLOSING when writing)
     "STATE_OPEN",
+    "STATE_CLOSING",
     "data",                     # Autobahn's receive buffer: empty between frames
     "current_frame",            # None between frames
     "inside_message",           # a fragmented message is in progress
@@ -263,12 +264,14 @@ class FastServerProtocol(WebSocketServerProtocol):
 
         Autobahn formats (colours) the arguments of a debug log line for every frame it
         writes, even with debug logging off: a tenth of the server's time under load.  The
-        common case — an open connection, nothing queued, no chopping — writes directly.
+        common case — an open or closing connection (its close frame), nothing queued, no
+        chopping — writes directly (counted as Autobahn counts: while open only).
         """
         transport = self.transport
         direct = self._direct
-        if (chopsize or sync or self.send_queue or self.logOctets
-                or self.state != self.STATE_OPEN or transport is None):
+        state = self.state
+        if (chopsize or sync or self.send_queue or self.logOctets or transport is None
+                or (state != self.STATE_OPEN and state != self.STATE_CLOSING)):
             if direct is not None:
                 direct.flush()  # Autobahn writes to the transport itself: after these
             super().sendData(data, sync, chopsize)
@@ -277,7 +280,8 @@ class FastServerProtocol(WebSocketServerProtocol):
             direct.write(data)
         else:
             transport.write(data)
-        self.trafficStats.outgoingOctetsWireLevel += len(data)
+        if state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def _closeConnection(self, abort: bool = False) -> None:
         """Autobahn's TCP close: what the direct write path kept is written first (dropped

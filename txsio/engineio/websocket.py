@@ -42,10 +42,15 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.util import _is_tls_error, _maybe_tls_reason
+from autobahn.wamp.types import TransportDetails
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
@@ -66,7 +71,7 @@ if TYPE_CHECKING:
     from .session import EngineSession, Outgoing
     from .wire import WireFormat
 
-__all__ = ["Admission", "EngineWebSocketFactory", "EngineWebSocketProtocol"]
+__all__ = ["AUTOBAHN_INTERNALS", "Admission", "EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,43 @@ class _SendFlow:
         """The connection is gone; :meth:`EngineWebSocketProtocol.closed` tells the session."""
 
 
+#: The Autobahn internals :class:`_Unlogged` touches (attributes of a server connection; and
+#: ``create_transport_details``, ``TransportDetails``, ``_is_tls_error`` and
+#: ``_maybe_tls_reason``, imported from where Autobahn's adapter imports them).
+AUTOBAHN_INTERNALS: tuple[str, ...] = (
+    "_transport_details", "peer", "is_server", "tcpNoDelay", "_connectionMade",
+    "_connectionLost", "log",
+)
+
+
+class _Unlogged(WebSocketServerProtocol):
+    """Autobahn's Twisted adapter steps for a connection made and lost, without their debug
+    lines: Autobahn formats their arguments (colour codes for the method's name, through
+    ``click``) whether or not debug is logged, on every connect."""
+
+    def connectionMade(self) -> None:
+        """Autobahn's: the transport's details, no Nagle, then the protocol's own setup."""
+        transport: Any = self.transport
+        details = create_transport_details(transport, self.is_server)
+        details.channel_framing = TransportDetails.CHANNEL_FRAMING_WEBSOCKET
+        self._transport_details = details
+        self.peer = details.peer
+        try:
+            transport.setTcpNoDelay(self.tcpNoDelay)  # type: ignore[attr-defined]
+        except Exception:  # as Autobahn: a transport without it (a UNIX socket, a test's)
+            pass
+        self._connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Autobahn's: a TLS failure is logged as an error; then the protocol's cleanup."""
+        if _is_tls_error(reason.value):
+            self.log.error(_maybe_tls_reason(reason.value))
+        self._connectionLost(reason)  # type: ignore[arg-type]
+
+
 # (mypy: Autobahn's two base classes annotate peer and _transport_details differently.)
 class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol,  # type: ignore[misc]
-                              OpeningServerProtocol):
+                              OpeningServerProtocol, _Unlogged):
     """One WebSocket connection: a new session, or an upgrade probe for a polling one.
 
     Once open it sheds what Autobahn keeps for nothing (see :mod:`txsio.engineio._wslean`).
