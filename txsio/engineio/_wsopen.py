@@ -114,7 +114,12 @@ class Opening:
 
 
 def _has_token(value: str, token: str) -> bool:
-    return any(part.strip().lower() == token for part in value.split(","))
+    """Whether the comma-separated ``value`` holds ``token`` (case-insensitive), as
+    Autobahn reads ``Upgrade`` and ``Connection``."""
+    lowered = value.lower()
+    if lowered == token:
+        return True  # the usual value, alone
+    return token in lowered and any(part.strip() == token for part in lowered.split(","))
 
 
 def read_opening(request: Request, factory: WebSocketServerFactory) -> Opening | None:

@@ -46,7 +46,7 @@ from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import _is_tls_error, _maybe_tls_reason
 from autobahn.wamp.types import TransportDetails
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.internet.protocol import connectionDone
@@ -119,6 +119,10 @@ class _SendFlow:
 AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "_transport_details", "peer", "is_server", "tcpNoDelay", "_connectionMade",
     "_connectionLost", "log",
+    # EngineWebSocketProtocol._connectionMade
+    "trafficStats", "state", "STATE_CONNECTING", "openHandshakeTimeout",
+    "openHandshakeTimeoutCall", "onOpenHandshakeTimeout", "countConnections",
+    "_batched_timer",
 )
 
 
@@ -168,6 +172,7 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol,  # type: i
     paused = False
     #: the server's per_message_deflate, once the connection negotiated the extension
     deflate: DeflateOptions | None = None
+    openHandshakeTimeout: float  # Autobahn's option (its factory's, on the options class)
 
     # -- called by Twisted and Autobahn ----------------------------------------------------
 
@@ -193,11 +198,19 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol,  # type: i
     CONFIG_ATTRS: list[str] = []
 
     def _connectionMade(self) -> None:
+        # Autobahn's (WebSocketProtocol._connectionMade) also sets some thirty attributes to
+        # their initial values and builds a UTF-8 validator: those values are the class's here
+        # (_wslean's IDLE_STATE, the validator made on use), so only what differs is set, as
+        # Autobahn sets it.
         factory = self.factory
         for name in WebSocketServerProtocol.CONFIG_ATTRS:
             if not hasattr(self, name):  # as Autobahn: an option set on the connection stays
                 setattr(self, name, getattr(factory, name))
-        WebSocketProtocol._connectionMade(self)
+        self.trafficStats = TrafficStats()
+        self.state = self.STATE_CONNECTING  # (LeanServerProtocol then sets the send queue)
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout)
         factory.countConnections += 1
 
     def _connectionLost(self, reason: Any) -> None:
