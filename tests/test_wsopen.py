@@ -247,6 +247,77 @@ class EquivalenceTests(SynchronousTestCase):
         self.assertEqual(sorted(vars(ours.protocol)), sorted(vars(theirs.protocol)))
 
 
+class CloseFrameTests(SynchronousTestCase):
+    """A lone close frame from the peer, read by the fast path, ends the connection exactly
+    as Autobahn's own reader would (the reply, the TCP close, what Autobahn records)."""
+
+    def closed(self, frame: bytes, *, autobahn: bool) -> tuple[Answer, list[str]]:
+        from autobahn.websocket.protocol import WebSocketProtocol
+
+        server = EngineServer(clock=Clock())
+        reasons: list[str] = []
+        server.on("connection", lambda session: session.on("close", reasons.append))
+        answer = Answer(self, server, upgrade(), autobahn=False)
+        answer.transport.clear()
+        protocol = answer.protocol
+        if autobahn:
+            WebSocketProtocol._dataReceived(protocol, frame)
+        else:
+            protocol.dataReceived(frame)
+        if answer.transport.disconnecting:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        return answer, reasons
+
+    def test_same_end_as_autobahn(self) -> None:
+        """With a code, a code and a reason, no payload, an invalid code, a reason that is not
+        UTF-8, a 1-byte payload: the same bytes written, the same close, the same record."""
+        for payload in [b"\x03\xe8", b"\x03\xe9going", b"", b"\x03\xe7", b"\x0f\xa0app",
+                        b"\x03\xe8\xff\xfe", b"\x03"]:
+            ours, our_reasons = self.closed(_client_frame(payload, 8), autobahn=False)
+            theirs, their_reasons = self.closed(_client_frame(payload, 8), autobahn=True)
+            self.assertEqual(ours.transport.value(), theirs.transport.value(), payload)
+            self.assertEqual(our_reasons, their_reasons, payload)
+            self.assertTrue(our_reasons, payload)
+            for name in ["wasClean", "remoteCloseCode", "remoteCloseReason", "localCloseCode",
+                         "closedByMe", "failedByMe", "droppedByMe", "state"]:
+                self.assertEqual(getattr(ours.protocol, name),
+                                 getattr(theirs.protocol, name), (name, payload))
+        self.assertEqual(_server_frames(ours.transport.value())[0][0], 8)
+
+    def test_read_without_autobahns_reader(self) -> None:
+        """A well-formed close frame does not go through Autobahn's frame reader; a 1-byte
+        one (a protocol error Autobahn's reader reports) does."""
+        from autobahn.websocket.protocol import WebSocketProtocol
+
+        read: list[bytes] = []
+        process = WebSocketProtocol.processData
+
+        def counted(protocol: Any) -> Any:
+            read.append(protocol.data)
+            return process(protocol)
+
+        self.patch(WebSocketProtocol, "processData", counted)
+        self.closed(_client_frame(b"\x03\xe8", 8), autobahn=False)
+        self.closed(_client_frame(b"", 8), autobahn=False)
+        self.assertEqual(read, [])
+        self.closed(_client_frame(b"\x03", 8), autobahn=False)
+        self.assertEqual(len(read), 1)
+
+    def test_close_after_a_message(self) -> None:
+        """A message and the close frame in one read: the message is delivered, then the
+        connection closes cleanly."""
+        server = EngineServer(clock=Clock())
+        messages: list[object] = []
+        server.on("connection", lambda session: session.on("message", messages.append))
+        answer = Answer(self, server, upgrade(), autobahn=False)
+        answer.transport.clear()
+        answer.protocol.dataReceived(_client_frame(b"4hi") + _client_frame(b"\x03\xe8", 8))
+        self.assertEqual(messages, ["hi"])
+        self.assertEqual(_server_frames(answer.transport.value()), [(8, b"\x03\xe8")])
+        self.assertTrue(answer.protocol.wasClean)
+        self.assertTrue(answer.transport.disconnecting)
+
+
 def _names_read(function: Any, owner: str) -> set[str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     return {node.attr for node in ast.walk(tree)
