@@ -222,6 +222,32 @@ class EquivalenceTests(SynchronousTestCase):
             self.assertEqual(answer.fast, 0, option)
             answer.protocol.connectionLost(Failure(ConnectionDone()))
 
+    def test_allowed_later(self) -> None:
+        """An allow_request that answers later: the 101 (on the direct path) once it says
+        yes, with the open packet after it."""
+        answers: list[Deferred[bool]] = []
+
+        def allow(request: Any) -> Deferred[bool]:
+            answers.append(Deferred())
+            return answers[-1]
+
+        answer = Answer(self, EngineServer(clock=Clock(), allow_request=allow), upgrade(),
+                        autobahn=False)
+        self.assertEqual((answer.transport.value(), answer.fast), (b"", 0))
+        read = _wsopen.read_opening
+        opened: list[object] = []
+
+        def reading(*args: Any) -> Any:
+            opened.append(read(*args))
+            return opened[-1]
+
+        self.patch(_wsopen, "read_opening", reading)
+        answers[0].callback(True)
+        self.assertIsNotNone(opened[0])
+        head, _, rest = answer.transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head)
+        self.assertTrue(_server_frames(rest)[0][1].startswith(b'0{"sid":'))
+
     def test_body_after_the_request(self) -> None:
         """What the request carried after its headers is read as frames once open, as
         Autobahn's resource replays it."""
