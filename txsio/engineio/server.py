@@ -385,6 +385,7 @@ class EngineServer(EventEmitter):
         self.sessions[sid] = session
         session.add_close_callback(self._session_closed)
         session.open(self.upgrades_for(transport.name))
+        log.debug("session {sid} opened over {transport}", sid=sid, transport=transport.name)
         session.on("upgrade", self._session_upgraded)
         if self._on_session is not None:
             self._on_session(session)
@@ -399,6 +400,7 @@ class EngineServer(EventEmitter):
             del self.sessions[session.id]
         if reason == CloseReason.SEND_BUFFER_FULL:
             self.stats.send_buffer_full += 1
+        log.debug("session {sid} closed: {reason}", sid=session.id, reason=reason)
 
     def close(self, reason: str = CloseReason.SERVER_SHUTTING_DOWN) -> None:
         """Close every session at once (the server is stopping).
