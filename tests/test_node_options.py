@@ -321,6 +321,35 @@ class HandshakeTimeTests(TestCase):
         self.assertEqual(socket.handshake.time, js_date_string(0))
         self.assertEqual(client.id, socket.id)
 
+    def test_date_string_kept_per_second_and_zone(self) -> None:
+        """Within one second the same text (JavaScript truncates its milliseconds), the next
+        second its own; a change of the process's time zone is seen at once."""
+        import os
+        import time
+
+        from txsio.server import js_date_string
+
+        old = os.environ.get("TZ")
+
+        def restore() -> None:
+            if old is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = old
+            time.tzset()
+
+        self.addCleanup(restore)
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        self.assertEqual(js_date_string(59.9999999),
+                         "Thu Jan 01 1970 00:00:59 GMT+0000 (Coordinated Universal Time)")
+        self.assertEqual(js_date_string(59.0), js_date_string(59.9999999))
+        self.assertEqual(js_date_string(60.0),
+                         "Thu Jan 01 1970 00:01:00 GMT+0000 (Coordinated Universal Time)")
+        os.environ["TZ"] = "CET-1"
+        time.tzset()
+        self.assertEqual(js_date_string(60.0), "Thu Jan 01 1970 01:01:00 GMT+0100 (CET)")
+
 
 class CorsWebSocketTests(TestCase):
     """The origin check of a WebSocket upgrade waits for an origin function's Deferred."""

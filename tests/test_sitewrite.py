@@ -282,8 +282,26 @@ class SiteWriteTests(TestCase):
         self.assertLess(raw.index(b"HTTP/1.1 101 "), raw.index(b'\x81'))
         self.assertLess(raw.index(b'\x81'), raw.index(b'0{"sid"'))
         self.assertEqual(len(self.engine.sessions), 1)
-        self.assertEqual(self.sends, 1)  # the 200, direct; the 101 is Autobahn's own write
+        # The 200, direct; then the 101 with the open packet, direct too, in one send().
+        self.assertEqual(self.sends, 2)
         # The WebSocket writes through its own writer: a message reaches the client.
+        session = next(iter(self.engine.sessions.values()))
+        mark = len(client.data)
+        session.send("after")
+        await client.wait_for(lambda: b"4after" in client.data[mark:])
+        self.assertEqual(bytes(client.data[mark:]), b"\x81\x064after")
+
+    async def test_websocket_opening_in_one_send(self) -> None:
+        """A WebSocket upgrade: the 101 and the open packet leave together in one send(),
+        and the socket is never registered as a writer."""
+        client = await self.connect()
+        client.send(_get("/engine.io/?EIO=4&transport=websocket",
+                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n"))
+        await client.wait_for(lambda: b'0{"sid"' in client.data)
+        self.assertTrue(bytes(client.data).startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        self.assertEqual((self.sends, self.registered[0]), (1, 0))
         session = next(iter(self.engine.sessions.values()))
         mark = len(client.data)
         session.send("after")

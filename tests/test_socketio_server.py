@@ -119,6 +119,54 @@ class ConnectTests(ServerTestCase):
         self.assertEqual(chat[0].nsp.name, "/chat")
         self.assertEqual(len(self.sockets), 1)
 
+    def test_flow_without_coroutines_when_nothing_waits(self) -> None:
+        """A CONNECT to a namespace that exists, with no middleware and nothing to restore,
+        runs its flow at once without coroutines; a middleware (its own or its parent's),
+        a session to restore or a namespace still to find take the full flow, with the same
+        outcome."""
+        from txsio.namespace import Namespace
+
+        flows: list[str] = []
+        add = Namespace._add
+
+        def counted(nsp: Namespace, conn: Any, auth: dict[str, Any]) -> Any:
+            flows.append(nsp.name)
+            return add(nsp, conn, auth)
+
+        self.patch(Namespace, "_add", counted)
+        self.client().connect_ok()
+        self.assertEqual((flows, len(self.sockets)), ([], 1))
+        self.io.of("/guarded").use(lambda socket: None)
+        self.client().connect_ok("/guarded")
+        self.assertEqual(flows, ["/guarded"])
+        self.io.of(re.compile(r"^/dyn-\d+$")).use(lambda socket: None)
+        self.client().connect_ok("/dyn-1")  # found by its parent: the full flow
+        self.client().connect_ok("/dyn-1")  # exists now; the parent's middleware still runs
+        self.assertEqual(flows, ["/guarded", "/dyn-1", "/dyn-1"])
+        io = self.server(connection_state_recovery=True)
+        self.patch(Namespace, "_add", counted)
+        self.client(io).connect_ok("/", {"pid": "unknown", "offset": "0-0"})
+        self.assertEqual(flows[-1], "/")
+        self.assertEqual(len(self.sockets), 1)
+
+    def test_failure_in_flow_logged(self) -> None:
+        """An error of the flow run at once is logged, as the full flow's is, and the
+        connection may connect again."""
+        from txsio.namespace import Namespace
+
+        def broken(nsp: Namespace, conn: Any, auth: dict[str, Any]) -> None:
+            raise RuntimeError("broken")
+
+        self.patch(Namespace, "_connect_now", broken)
+        client = self.client()
+        with capturedLogs() as events:
+            client.connect()
+        self.assertEqual(client.received(), [])
+        self.assertTrue(any("connecting" in text and "failed" in text
+                            for text in texts(events)), texts(events))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIsNone(self.io.connections[client.session.id]._connecting)
+
     def test_custom_namespace_without_main(self) -> None:
         """A client may join a custom namespace without joining "/" first."""
         self.io.of("/chat")

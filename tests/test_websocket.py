@@ -180,7 +180,7 @@ class AutobahnOptionsTests(ResourceTestCase):
             self.assertEqual(getattr(client.protocol, name), getattr(factory, name), name)
         self.assertEqual(client.protocol.maxMessagePayloadSize,
                          self.server.options.max_http_buffer_size)
-        self.assertEqual(formatted, [[]])  # Autobahn's debug line was given no option
+        self.assertEqual(formatted, [])  # nothing formatted for Autobahn's debug line
         client.protocol.session.send("hi")
         self.assertEqual(client.texts()[-1], "4hi")
 
@@ -218,6 +218,66 @@ class AutobahnOptionsTests(ResourceTestCase):
         self.assertEqual([v for v in formatted if isinstance(v, Failure)
                           or getattr(v, "__name__", "") in ("_connectionMade", "_connectionLost")],
                          [])
+
+    def test_made_and_lost_without_formatting(self) -> None:
+        """Autobahn's Twisted adapter steps run without their debug lines' formatting, and
+        leave what Autobahn's leave: the transport's details and the peer; a TLS failure is
+        still logged as an error."""
+        from autobahn.twisted import websocket as autobahn_twisted
+        from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+        from twisted.python.failure import Failure
+
+        from txsio.engineio import websocket as engine_websocket
+
+        formatted: list[object] = []
+
+        def hl(value: object, *args: object, **kwargs: object) -> str:
+            formatted.append(value)
+            return ""
+
+        for name in ("hltype", "hlval"):
+            self.patch(autobahn_twisted, name, hl)
+        client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        stock_factory = WebSocketServerFactory()
+        stock_factory.protocol = WebSocketServerProtocol
+        stock_factory.setProtocolOptions(openHandshakeTimeout=0)
+        stock: Any = stock_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 80))
+        stock.makeConnection(_WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)))
+        self.assertEqual(len(formatted), 2)  # the stock connection's own debug line
+        for name in engine_websocket.AUTOBAHN_INTERNALS:
+            self.assertTrue(hasattr(stock, name) or hasattr(stock.factory, name),
+                            f"Autobahn has no {name}")
+        self.assertEqual(client.protocol.peer, stock.peer)
+        self.assertEqual(client.protocol._transport_details.peer,
+                         stock._transport_details.peer)
+        self.assertEqual(client.protocol._transport_details.channel_framing,
+                         stock._transport_details.channel_framing)
+        # Autobahn's setup leaves on a new connection what txsio's leaves, value for value
+        # (a class attribute standing for an initial value), objects of the same types.
+        ours: Any = self.server.resource()._ws_factory.buildProtocol(
+            IPv4Address("TCP", "127.0.0.1", 80))
+        ours.makeConnection(_WSTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)))
+        for name, value in vars(stock).items():
+            if name in WebSocketServerProtocol.CONFIG_ATTRS:
+                continue  # the factories' options (see test_options_copied_without_formatting)
+            self.assertTrue(hasattr(ours, name), name)
+            mine = getattr(ours, name)
+            if isinstance(value, (bool, int, float, str, bytes, type(None))):
+                self.assertEqual(mine, value, name)
+            elif name not in ("transport", "factory", "_transport_details", "is_open",
+                              "is_closed",
+                              # lean by design (_wslean): a list, a tuple, a mapping
+                              "send_queue", "_valid_events", "_results"):
+                self.assertEqual(type(mine).__name__, type(value).__name__, name)
+        ours.connectionLost(Failure(ConnectionDone()))
+        from OpenSSL.SSL import Error as TLSError
+
+        errors: list[object] = []
+        self.patch(client.protocol.log, "error", errors.append)
+        client.protocol.connectionLost(Failure(TLSError([("x", "y", "bad record mac")])))
+        self.assertEqual(len(formatted), 2)
+        self.assertEqual(len(errors), 1)
+        self.assertIs(client.protocol.state, client.protocol.STATE_CLOSED)
 
 
 class UnmaskTests(SynchronousTestCase):

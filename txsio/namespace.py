@@ -156,6 +156,22 @@ class Namespace(Broadcasting, EventMethods):
         """Run the connection flow of a new socket; fire with it, or ``None`` if refused."""
         return Deferred.fromCoroutine(self._connect(conn, auth))
 
+    def _connects_at_once(self, auth: dict[str, Any]) -> bool:
+        """Whether a socket connecting with ``auth`` waits for nothing: no session to
+        restore, no middleware to run (:meth:`_connect_now` connects it then)."""
+        if self._middlewares:
+            return False
+        parent = self._parent
+        if parent is not None and parent._middlewares:
+            return False
+        return not (self.server.connection_state_recovery
+                    and isinstance(auth.get("pid"), str) and isinstance(auth.get("offset"), str))
+
+    def _connect_now(self, conn: Connection, auth: dict[str, Any]) -> Socket | None:
+        """The connection flow of a socket that waits for nothing (see
+        :meth:`_connects_at_once`): what :meth:`_add` does, without a coroutine."""
+        return self._admit(conn, Socket(self, conn, _auth_without_recovery(auth)), None)
+
     async def _connect(self, conn: Connection, auth: dict[str, Any]) -> Socket | None:
         previous: PersistedSession | None = None
         recovery = self.server.connection_state_recovery
@@ -184,6 +200,11 @@ class Namespace(Broadcasting, EventMethods):
                 self.adapter.delete_all(socket.id)
                 conn.connect_error(self.name, str(e) or type(e).__name__, None)
                 return None
+        return self._admit(conn, socket, previous)
+
+    def _admit(self, conn: Connection, socket: Socket, previous: PersistedSession | None
+               ) -> Socket | None:
+        # The socket passed its middlewares: it joins, unless its connection went meanwhile.
         if not conn.is_open:
             self.adapter.delete_all(socket.id)
             return None

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,6 +38,7 @@ from twisted.python.failure import Failure
 
 from ._settings import feature_settings
 from ._stats import ServerStats, count, reason_label
+from ._timers import call_later
 from ._twisted import cancel_call, default_reactor
 from .adapter import Adapter, EncodedPacket, SessionAwareAdapter
 from .broadcast import Broadcasting, BroadcastOperator
@@ -387,12 +390,31 @@ async def _just(nsp: Namespace) -> Namespace | None:
     return nsp
 
 
+#: the last second :func:`js_date_string` wrote, the zone names it wrote it with, the text
+_last_date: tuple[int, object, str] = (-1, None, "")
+
+
 def js_date_string(seconds: float) -> str:
     """``seconds`` since the epoch as JavaScript's ``Date.prototype.toString`` writes it in
     this process's time zone (what Node puts in ``handshake.time``):
     ``Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)``.  The zone's name in
     parentheses is ICU's long name in Node; here it is that for UTC and the zone's
-    abbreviation (``CET``) elsewhere."""
+    abbreviation (``CET``) elsewhere.  Whole seconds, as JavaScript truncates its
+    milliseconds; the text of the last second is kept (every connect of that second asks
+    for it), as long as the process's zone is the same (``time.tzset`` replaces
+    ``time.tzname``)."""
+    global _last_date
+    whole = math.floor(seconds)
+    zone_names = time.tzname
+    last = _last_date
+    if last[0] == whole and last[1] is zone_names:
+        return last[2]
+    text = _date_text(whole)
+    _last_date = (whole, zone_names, text)
+    return text
+
+
+def _date_text(seconds: int) -> str:
     local = datetime.datetime.fromtimestamp(seconds).astimezone()
     zone = local.tzname() or ""
     if zone == "UTC":
@@ -439,8 +461,9 @@ class Connection:
         self._closed = False
         self._stats = server.stats
         count(self._stats.connections_opened, session.transport.name)
-        self._timer: IDelayedCall | None = server.clock.callLater(
-            server.connect_timeout, self._connect_timed_out)
+        # Queued with the other connections' (one delay for all: see txsio._timers).
+        self._timer: IDelayedCall | None = call_later(
+            server.clock, server.connect_timeout, Connection._connect_timed_out, self)
         session.listener = self
         if session.protocol == 3:
             # socket.io-client 2.x joins the main namespace without a CONNECT packet.
@@ -573,6 +596,17 @@ class Connection:
         if connecting is None:
             connecting = self._connecting = set()
         connecting.add(name)
+        nsp = self.server._nsps.get(name)
+        if nsp is not None and nsp._connects_at_once(auth):
+            # The common case (a namespace that exists, no middleware, nothing to restore):
+            # the flow below would run to its end at once; run it without coroutines.
+            try:
+                nsp._connect_now(self, auth)
+            except Exception:
+                log.failure("connecting {sid} to {nsp} failed", sid=self.id, nsp=name)
+            finally:
+                self._connected_to(name)
+            return
         d = Deferred.fromCoroutine(self._connect_flow(name, auth))
         d.addErrback(lambda f: log.failure("connecting {sid} to {nsp} failed", f,
                                            sid=self.id, nsp=name))
@@ -585,11 +619,15 @@ class Connection:
                 return
             await nsp._add(self, auth)
         finally:
-            connecting = self._connecting
-            if connecting is not None:
-                connecting.discard(name)
-                if not connecting:
-                    self._connecting = None
+            self._connected_to(name)
+
+    def _connected_to(self, name: str) -> None:
+        # The flow of a namespace connection is over (joined or refused).
+        connecting = self._connecting
+        if connecting is not None:
+            connecting.discard(name)
+            if not connecting:
+                self._connecting = None
 
     def _add(self, socket: Socket) -> None:
         self.sockets[socket.nsp.name] = socket

@@ -25,7 +25,9 @@ masker object, several callbacks and Deferreds, debug formatting) — most of th
 under load.  Anything else — control frames (ping,
 pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
 or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
-the connection where the RFC says so) exactly as it would have.
+the connection where the RFC says so) exactly as it would have.  One exception: a close
+frame arriving alone (how a client ends a connection) is read here too and handed to
+Autobahn's close handler, which answers it and closes as always.
 
 Failing: Autobahn fails a connection (a protocol error, invalid UTF-8, a message too big) by
 dropping it at once (``failByDrop``), without a word; as Node's ``ws`` does, the close frame
@@ -70,8 +72,9 @@ log = Logger()
 #: ``WebSocketServerProtocol`` (dotted where nested).  Each is read or called below.
 AUTOBAHN_INTERNALS: tuple[str, ...] = (
     # reading
-    "state",                    # compared with STATE_OPEN
+    "state",                    # compared with STATE_OPEN (and STATE_CLOSING when writing)
     "STATE_OPEN",
+    "STATE_CLOSING",
     "data",                     # Autobahn's receive buffer: empty between frames
     "current_frame",            # None between frames
     "inside_message",           # a fragmented message is in progress
@@ -80,12 +83,14 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
     "maxMessagePayloadSize",
     "maxFramePayloadSize",
     "_dataReceived",            # Autobahn's frame reader, given what the fast path leaves
+    "onCloseFrame",             # Autobahn's handler of the peer's close frame
     # writing
     "sendData",                 # Autobahn's frame writer, overridden below
     "send_queue",               # empty unless Autobahn is chopping or syncing
     "logFrames",
     "autoFragmentSize",
     "trafficStats.outgoingOctetsWireLevel",
+    "trafficStats.incomingOctetsWireLevel",
     # closing
     "closeHandshakeTimeoutCall",
     "failedByMe",
@@ -278,12 +283,14 @@ class FastServerProtocol(WebSocketServerProtocol):
 
         Autobahn formats (colours) the arguments of a debug log line for every frame it
         writes, even with debug logging off: a tenth of the server's time under load.  The
-        common case — an open connection, nothing queued, no chopping — writes directly.
+        common case — an open or closing connection (its close frame), nothing queued, no
+        chopping — writes directly (counted as Autobahn counts: while open only).
         """
         transport = self.transport
         direct = self._direct
-        if (chopsize or sync or self.send_queue or self.logOctets
-                or self.state != self.STATE_OPEN or transport is None):
+        state = self.state
+        if (chopsize or sync or self.send_queue or self.logOctets or transport is None
+                or (state != self.STATE_OPEN and state != self.STATE_CLOSING)):
             if direct is not None:
                 direct.flush()  # Autobahn writes to the transport itself: after these
             super().sendData(data, sync, chopsize)
@@ -292,7 +299,8 @@ class FastServerProtocol(WebSocketServerProtocol):
             direct.write(data)
         else:
             transport.write(data)
-        self.trafficStats.outgoingOctetsWireLevel += len(data)
+        if state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def _closeConnection(self, abort: bool = False) -> None:
         """Autobahn's TCP close: what the direct write path kept is written first (dropped
@@ -304,6 +312,26 @@ class FastServerProtocol(WebSocketServerProtocol):
             else:
                 direct.flush()
         super()._closeConnection(abort)
+
+    def _dataReceived(self, data: bytes) -> None:
+        """Autobahn's frame reader, given what the fast path leaves; but a lone close frame
+        from the peer (how most connections end) is read here and handed to Autobahn's close
+        handler, ``onCloseFrame``, as Autobahn's reader would hand it (its code, its reason),
+        without Autobahn's per-frame machinery.  Anything else, a close frame Autobahn would
+        refuse before its handler (a 1-byte payload, past the size limit) included, goes to
+        Autobahn."""
+        size = len(data)
+        if (6 <= size <= 131 and data[0] == 0x88 and data[1] & 0x80
+                and size == 6 + (data[1] & 0x7F) and size != 7
+                and size - 6 <= self._fast_limit and self.state == self.STATE_OPEN
+                and not self.data and self.current_frame is None and not self.inside_message
+                and not self.logOctets):
+            payload = _unmask(data[6:], data[2:6])
+            self.trafficStats.incomingOctetsWireLevel += size  # as Autobahn's reader counts
+            self.onCloseFrame(int.from_bytes(payload[:2], "big") if payload else None,
+                              payload[2:] if size > 8 else None)
+            return
+        super()._dataReceived(data)
 
     # -- called by the subclass --------------------------------------------------------------
 

@@ -61,9 +61,15 @@ class HandshakeRequest:
         :param trusted: the proxies whose forwarding headers name the client.
         """
         headers: dict[str, str] = {}
+        names = _NAMES
         for name, values in request.requestHeaders.getAllRawHeaders():
-            key = _shared(name.decode("latin-1").lower())
-            value = ",".join(v.decode("latin-1") for v in values)
+            key = names.get(name)
+            if key is None:
+                key = _shared(name.decode("latin-1").lower())
+                if len(names) < _SHARED_MAX:
+                    names[name] = key
+            value = values[0].decode("latin-1") if len(values) == 1 else ",".join(
+                v.decode("latin-1") for v in values)
             headers[key] = value if key in _UNIQUE_HEADERS else _shared(value)
         address = getattr(request.getClientAddress(), "host", "")
         if trusted is not None:
@@ -86,6 +92,9 @@ class HandshakeRequest:
 _SHARED: dict[str, str] = {}
 _SHARED_MAX = 1024
 _SHARED_LENGTH = 256
+#: The record's name of each raw header name seen (as twisted.web spells it), as many as
+#: :data:`_SHARED` holds.
+_NAMES: dict[bytes, str] = {}
 #: Headers whose values differ on every request: not worth a place among the shared.
 _UNIQUE_HEADERS = frozenset({"sec-websocket-key", "cookie", "authorization"})
 

@@ -42,16 +42,24 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.util import create_transport_details
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.util import _is_tls_error, _maybe_tls_reason
+from autobahn.wamp.types import TransportDetails
+from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from . import _wsopen
 from ._compression import accept_deflate
 from ._writepath import DirectWriter
 from ._wsfast import FastServerProtocol
 from ._wslean import LeanServerFactory, LeanServerProtocol
+from ._wsopen import Opening, OpeningServerProtocol
 from .errors import ErrorCode
 from .packet import EngineIOParseError
 
@@ -64,7 +72,7 @@ if TYPE_CHECKING:
     from .session import EngineSession, Outgoing
     from .wire import WireFormat
 
-__all__ = ["Admission", "EngineWebSocketFactory", "EngineWebSocketProtocol"]
+__all__ = ["AUTOBAHN_INTERNALS", "Admission", "EngineWebSocketFactory", "EngineWebSocketProtocol"]
 
 #: Autobahn's open state, read as a global on the paths run for every message
 _OPEN = WebSocketProtocol.STATE_OPEN
@@ -109,8 +117,47 @@ class _SendFlow:
         """The connection is gone; :meth:`EngineWebSocketProtocol.closed` tells the session."""
 
 
+#: The Autobahn internals :class:`_Unlogged` touches (attributes of a server connection; and
+#: ``create_transport_details``, ``TransportDetails``, ``_is_tls_error`` and
+#: ``_maybe_tls_reason``, imported from where Autobahn's adapter imports them).
+AUTOBAHN_INTERNALS: tuple[str, ...] = (
+    "_transport_details", "peer", "is_server", "tcpNoDelay", "_connectionMade",
+    "_connectionLost", "log",
+    # EngineWebSocketProtocol._connectionMade
+    "trafficStats", "state", "STATE_CONNECTING", "openHandshakeTimeout",
+    "openHandshakeTimeoutCall", "onOpenHandshakeTimeout", "countConnections",
+    "_batched_timer",
+)
+
+
+class _Unlogged(WebSocketServerProtocol):
+    """Autobahn's Twisted adapter steps for a connection made and lost, without their debug
+    lines: Autobahn formats their arguments (colour codes for the method's name, through
+    ``click``) whether or not debug is logged, on every connect."""
+
+    def connectionMade(self) -> None:
+        """Autobahn's: the transport's details, no Nagle, then the protocol's own setup."""
+        transport: Any = self.transport
+        details = create_transport_details(transport, self.is_server)
+        details.channel_framing = TransportDetails.CHANNEL_FRAMING_WEBSOCKET
+        self._transport_details = details
+        self.peer = details.peer
+        try:
+            transport.setTcpNoDelay(self.tcpNoDelay)  # type: ignore[attr-defined]
+        except Exception:  # as Autobahn: a transport without it (a UNIX socket, a test's)
+            pass
+        self._connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Autobahn's: a TLS failure is logged as an error; then the protocol's cleanup."""
+        if _is_tls_error(reason.value):
+            self.log.error(_maybe_tls_reason(reason.value))
+        self._connectionLost(reason)  # type: ignore[arg-type]
+
+
 # (mypy: Autobahn's two base classes annotate peer and _transport_details differently.)
-class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: ignore[misc]
+class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol,  # type: ignore[misc]
+                              OpeningServerProtocol, _Unlogged):
     """One WebSocket connection: a new session, or an upgrade probe for a polling one.
 
     Once open it sheds what Autobahn keeps for nothing (see :mod:`txsio.engineio._wslean`).
@@ -132,6 +179,7 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
     #: where a broadcast's prepared frame goes as it is, once open: the direct write path
     #: of a connection that compresses nothing and logs no octets (None: through Autobahn)
     _plain_direct: DirectWriter | None = None
+    openHandshakeTimeout: float  # Autobahn's option (its factory's, on the options class)
 
     # -- called by Twisted and Autobahn ----------------------------------------------------
 
@@ -157,11 +205,19 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
     CONFIG_ATTRS: list[str] = []
 
     def _connectionMade(self) -> None:
+        # Autobahn's (WebSocketProtocol._connectionMade) also sets some thirty attributes to
+        # their initial values and builds a UTF-8 validator: those values are the class's here
+        # (_wslean's IDLE_STATE, the validator made on use), so only what differs is set, as
+        # Autobahn sets it.
         factory = self.factory
         for name in WebSocketServerProtocol.CONFIG_ATTRS:
             if not hasattr(self, name):  # as Autobahn: an option set on the connection stays
                 setattr(self, name, getattr(factory, name))
-        WebSocketProtocol._connectionMade(self)
+        self.trafficStats = TrafficStats()
+        self.state = self.STATE_CONNECTING  # (LeanServerProtocol then sets the send queue)
+        if self.openHandshakeTimeout > 0:
+            self.openHandshakeTimeoutCall = factory._batched_timer.call_later(
+                self.openHandshakeTimeout, self.onOpenHandshakeTimeout)
         factory.countConnections += 1
 
     def _connectionLost(self, reason: Any) -> None:
@@ -204,6 +260,18 @@ class EngineWebSocketProtocol(FastServerProtocol, LeanServerProtocol):  # type: 
         if admission.headers:
             return None, dict(admission.headers)  # no subprotocol, and these headers
         return None
+
+    def open_checked(self, opening: Opening) -> bool:
+        """Accept an opening handshake the resource admitted and
+        :func:`~txsio.engineio._wsopen.read_opening` read, without Autobahn reading it again;
+        then the connection is open (see :mod:`~txsio.engineio._wsopen`).
+
+        :returns: whether it opened.
+        """
+        admission = self.admission
+        assert admission is not None
+        self._wire = admission.wire
+        return self.accept_opening(opening, admission.headers)
 
     def onOpen(self) -> None:
         """Start a new session, or offer this connection as an upgrade; then hold no more
@@ -407,9 +475,26 @@ class EngineWebSocketFactory(LeanServerFactory):
     def take_over(self, request: Request, admission: Admission) -> int | bytes:
         """Hand ``request``'s connection to Autobahn, admitted as ``admission``.
 
-        Autobahn's ``WebSocketResource`` builds the protocol and replays the request to it
-        while this runs, so the protocol built now is this request's.
+        A request Autobahn would accept as it is (:func:`~txsio.engineio._wsopen.read_opening`)
+        is answered here and its connection opened at once; any other goes to Autobahn's
+        ``WebSocketResource``, which builds the protocol and replays the request to it while
+        this runs (so the protocol built now is this request's), and answers it.
         """
+        if request.channel.transport is not None:  # (None: HTTP/2, Autobahn answers 426)
+            opening = _wsopen.read_opening(request, self)
+            if opening is not None:
+                self._admitting = admission
+                try:
+                    protocol = self.buildProtocol(request.channel.transport.getPeer())
+                finally:
+                    self._admitting = None
+                _wsopen.attach(protocol, request)
+                if protocol.open_checked(opening):
+                    # What came after the request (as Autobahn's resource replays it).
+                    body = request.content.read() if request.content is not None else b""
+                    if body:
+                        protocol.dataReceived(body)
+                return NOT_DONE_YET
         self._admitting = admission
         try:
             result: int | bytes = self._resource.render(request)
