@@ -107,11 +107,13 @@ class _Producer:
 
 
 class _CountingSocket:
-    """A socket whose ``send`` calls are counted (and may be made to fail)."""
+    """A socket whose ``send`` and ``sendmsg`` calls are counted (and may be made to fail)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.sends = 0
+        #: how many of the sends were gathered (``sendmsg``), and their pieces
+        self.gathered: list[int] = []
         self.fail: OSError | None = None
 
     def send(self, data: bytes) -> int:
@@ -119,6 +121,13 @@ class _CountingSocket:
         if self.fail is not None:
             raise self.fail
         return self.sock.send(data)
+
+    def sendmsg(self, pieces: list[bytes]) -> int:
+        self.sends += 1
+        self.gathered.append(len(pieces))
+        if self.fail is not None:
+            raise self.fail
+        return self.sock.sendmsg(pieces)
 
 
 def _pattern(n: int, seed: int) -> bytes:
@@ -403,7 +412,7 @@ class TwistedInternalsTests(TestCase):
         read = {node.attr for node in ast.walk(tree)
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id == "transport"}
-        public = {"write", "getHandle", "stopReading", "bufferSize", "reactor"}
+        public = {"write", "writeSequence", "getHandle", "stopReading", "bufferSize", "reactor"}
         self.assertEqual(read - public - set(_writepath.TWISTED_INTERNALS), set())
 
 

@@ -71,8 +71,8 @@ __all__ = ["TWISTED_INTERNALS", "DirectWriter", "direct_writer"]
 log = Logger()
 
 #: The Twisted internals this module touches: attributes of an open
-#: ``twisted.internet.tcp.Server`` beyond the public API (``write``, ``getHandle``,
-#: ``stopReading``, ``bufferSize``, ``reactor``).  Each is read below.
+#: ``twisted.internet.tcp.Server`` beyond the public API (``write``, ``writeSequence``,
+#: ``getHandle``, ``stopReading``, ``bufferSize``, ``reactor``).  Each is read below.
 TWISTED_INTERNALS: tuple[str, ...] = (
     "connected",             # false once connectionLost ran
     "disconnecting",         # loseConnection was called: Twisted writes, then closes
@@ -91,9 +91,15 @@ TWISTED_INTERNALS: tuple[str, ...] = (
 #: ``writeSomeData`` reads them).
 _NO_ROOM = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.ENOBUFS})
 
+#: From this many bytes kept on, several pieces are sent with one ``sendmsg()`` (gathered by
+#: the kernel) rather than joined first; for fewer, joining costs less than gathering.
+_GATHER_FROM = 16384
+#: The most pieces one ``sendmsg()`` gathers (the kernel's ``IOV_MAX`` is 1024).
+_MAX_GATHER = 64
+
 #: The writing methods of Twisted's own TCP connection (see :func:`direct_writer`).
 _TWISTED_WRITING = tuple((name, getattr(tcp.Connection, name))
-                         for name in ("write", "writeSomeData", "doWrite"))
+                         for name in ("write", "writeSequence", "writeSomeData", "doWrite"))
 
 
 def direct_writer(transport: object) -> DirectWriter | None:
@@ -202,13 +208,23 @@ class DirectWriter:
         if kept is None:
             return
         self._kept = None
-        data = kept[0] if len(kept) == 1 else b"".join(kept)
         transport = self._transport
         if transport.dataBuffer or transport._tempDataLen or not _open(transport):
-            transport.write(data)  # behind what Twisted holds; or Twisted closes after it
+            # Behind what Twisted holds; or Twisted closes after it.
+            transport.writeSequence(kept)
             return
+        size = self._kept_size
         try:
-            sent = transport.getHandle().send(data)
+            if len(kept) == 1:
+                sent = transport.getHandle().send(kept[0])
+            elif size >= _GATHER_FROM and len(kept) <= _MAX_GATHER:
+                # Large pieces (a binary frame's payload, its header): handed to the kernel
+                # as they are, where joining them would copy them once more.
+                sent = transport.getHandle().sendmsg(kept)
+            else:
+                data = b"".join(kept)
+                kept = [data]
+                sent = transport.getHandle().send(data)
         except OSError as e:
             if e.errno not in _NO_ROOM:
                 # The connection is gone.  Twisted's doWrite meets the error again (the
@@ -217,8 +233,20 @@ class DirectWriter:
                 # having gone to this send.
                 transport.stopReading()
             sent = 0
-        if sent < len(data):
-            transport.write(data[sent:] if sent else data)
+        if sent < size:
+            transport.writeSequence(_unsent(kept, sent))
+
+
+def _unsent(pieces: list[bytes], sent: int) -> list[bytes]:
+    """What is left of ``pieces`` once the first ``sent`` bytes of them are sent."""
+    for index, piece in enumerate(pieces):
+        if sent < len(piece):
+            rest = pieces[index:]
+            if sent:
+                rest[0] = piece[sent:]
+            return rest
+        sent -= len(piece)
+    return []
 
 
 def _open(transport: Any) -> bool:

@@ -49,16 +49,19 @@ subclass sets once per connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket import USES_NVX
-from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
 from twisted.logger import Logger
 
 from .._stats import TransportStats
 from ._writepath import DirectWriter, direct_writer
+
+#: What a payload may come in: the bytes of a read, or a view of part of them.
+Buffer = bytes | bytearray | memoryview
 
 __all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
 
@@ -102,6 +105,13 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
 # Without the extension Autobahn's masker is pure Python, slower still: the big ints stay.
 _NATIVE_UNMASK_FROM = 2048 if USES_NVX else 1 << 62
 
+if USES_NVX:
+    # The C functions under Autobahn's NVX masker (cffi), called directly: its masker object
+    # copies a payload three times (a zeroed buffer, the payload into it, bytes out of it);
+    # here the payload is XORed in place in the one buffer it is joined into.
+    from _nvx_xormasker import ffi as _nvx_ffi  # type: ignore[import-not-found]
+    from _nvx_xormasker import lib as _nvx_lib
+
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
     """``payload`` XOR the repeated 4-byte ``mask`` (RFC 6455 section 5.3), via big ints
@@ -110,11 +120,74 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     if not n:
         return b""
     if n >= _NATIVE_UNMASK_FROM:
-        unmasked: bytes = create_xor_masker(mask, n).process(payload)
-        return unmasked
+        return _unmask_parts((payload,), mask)
     repeats = n // 4 + 1
     key = int.from_bytes(mask * repeats, "big") >> (8 * (4 * repeats - n))
     return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+def _unmask_parts(parts: Sequence[Buffer], mask: bytes) -> bytes:
+    """The concatenation of ``parts`` (a payload as it came, in pieces), unmasked: joined
+    once into a buffer that is unmasked in place, then made ``bytes``."""
+    buf = bytearray().join(parts)
+    n = len(buf)
+    if n < _NATIVE_UNMASK_FROM:
+        return _unmask(bytes(buf), mask)
+    masker = _nvx_lib.nvx_xormask_new(mask)
+    if masker == _nvx_ffi.NULL:
+        raise MemoryError("no memory for a masker")
+    try:
+        _nvx_lib.nvx_xormask_process(masker, _nvx_ffi.from_buffer(buf), n)
+    finally:
+        _nvx_lib.nvx_xormask_free(masker)
+    return bytes(buf)
+
+
+#: From this payload size on, a frame's header and payload are written as two pieces, not
+#: joined first (a copy of the payload).
+_GATHER_FROM = 4096
+
+#: A frame's payload arriving in pieces is kept in at most this many of them: past it they
+#: are joined into one growing buffer (so a peer sending a byte per read costs a byte, not
+#: an object, per byte).
+_MAX_PIECES = 32
+
+
+class _Partial:
+    """A data frame the fast path is reading whose payload did not all come yet."""
+
+    __slots__ = ("first", "header", "length", "mask", "need", "pieces")
+
+    def __init__(self, header: bytes, mask: bytes, length: int, need: int,
+                 piece: Buffer) -> None:
+        #: the frame's header as it came (mask included), to give it back to Autobahn
+        self.header = header
+        #: the frame's first byte (FIN + opcode)
+        self.first = header[0]
+        self.mask = mask
+        #: the payload's length
+        self.length = length
+        #: the payload bytes still to come
+        self.need = need
+        #: the (masked) payload so far; the first piece may be a joined ``bytearray``
+        self.pieces: list[Buffer] = [piece]
+
+    def add(self, piece: Buffer) -> None:
+        """More of the payload (not the end of it)."""
+        pieces = self.pieces
+        pieces.append(piece)
+        self.need -= len(piece)
+        if len(pieces) > _MAX_PIECES:
+            joined = pieces[0]
+            if not isinstance(joined, bytearray):
+                joined = bytearray(joined)
+            for rest in pieces[1:]:
+                joined += rest
+            self.pieces = [joined]
+
+    def raw(self) -> bytes:
+        """The frame as it came so far, header and masked payload."""
+        return b"".join([self.header, *self.pieces])
 
 
 class FastServerProtocol(WebSocketServerProtocol):
@@ -126,6 +199,10 @@ class FastServerProtocol(WebSocketServerProtocol):
 
     #: the largest payload the fast path reads (set when the connection is made)
     _fast_limit = 0
+    #: a data frame whose payload the fast path is reading, across reads
+    _partial: _Partial | None = None
+    #: the start of a frame header cut by the last read, for the next
+    _head = b""
     #: where the messages read and written are counted: the subclass sets its engine's
     #: counters when the connection is made; this class-wide sink counts the others'.
     traffic: TransportStats = TransportStats()
@@ -162,65 +239,130 @@ class FastServerProtocol(WebSocketServerProtocol):
         """Autobahn copies its options onto the connection; the fast path's bound follows."""
         super().connectionMade()
         self._direct = direct_writer(self.transport)
-        # 16-bit lengths only, and within Autobahn's own limits (0 means none).
-        limit = 65535
-        for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize):
-            if bound and bound < limit:
-                limit = bound
-        self._fast_limit = limit
+        # Autobahn's own limits (0 means none; then frames past 64 KiB are Autobahn's).
+        bounds = [bound for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize)
+                  if bound]
+        self._fast_limit = min(bounds) if bounds else 65535
 
     def dataReceived(self, data: bytes) -> None:
-        """Read complete, small, unfragmented data frames here; leave the rest to Autobahn
-        (see the module docstring)."""
+        """Read unfragmented data frames here; leave the rest to Autobahn (see the module
+        docstring)."""
+        partial = self._partial
+        if partial is not None:
+            self._partial = None
+            self._complete(partial, data)
+            return
+        head = self._head
+        if head:
+            # A frame header cut by the previous read: a handful of bytes.
+            self._head = b""
+            data = head + data
         if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
                 or self.inside_message or self._perMessageCompress is not None
                 or self.logOctets):
             self._dataReceived(data)
             return
-        pos = 0
-        end_of_data = len(data)
+        self._read_frames(data, 0)
+
+    def _complete(self, partial: _Partial, data: bytes) -> None:
+        # More of the payload of a data frame started in an earlier read.
+        if self.state != self.STATE_OPEN:
+            # Closing: Autobahn reads the rest, from the frame's first byte.
+            self._dataReceived(partial.raw() + data)
+            return
+        need = partial.need
+        end = len(data)
+        if end < need:
+            partial.add(data)
+            self._partial = partial
+            return
+        pieces = partial.pieces
+        pieces.append(data if end == need else memoryview(data)[:need])
+        if not self._deliver(partial.first, _unmask_parts(pieces, partial.mask)):
+            # Invalid UTF-8: Autobahn reads the frame again, and fails the connection.
+            self._dataReceived(partial.raw() + data[need:])
+            return
+        traffic = self.traffic
+        traffic.packets_in += 1
+        traffic.bytes_in += partial.length
+        if need < end:
+            if self.state == self.STATE_OPEN:
+                self._read_frames(data, need)
+            else:
+                self._dataReceived(data[need:])
+
+    def _deliver(self, first: int, payload: bytes) -> bool:
+        # A whole data message: text (0x81) or binary; False if its text is no UTF-8.
+        if first == 0x81:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+            self.text_received(text)
+        else:
+            self.binary_received(payload)
+        return True
+
+    def _read_frames(self, data: bytes, pos: int) -> None:
+        # The frames of ``data`` from ``pos`` on, with Autobahn holding nothing.
+        end = len(data)
         limit = self._fast_limit
         # Counted once per read, after the loop: the same figures, a fraction of the cost.
         packets = octets = 0
-        while pos + 6 <= end_of_data:
+        while pos < end:
+            if pos + 2 > end:
+                self._head = data[pos:]  # the next read tells what it is
+                pos = end
+                break
             first = data[pos]
             second = data[pos + 1]
             if (first != 0x81 and first != 0x82) or second < 0x80:
-                break  # not FIN + text/binary, or not masked
+                break  # not FIN + text/binary, or not masked: Autobahn's
             length = second & 0x7F
             start = pos + 2
             if length == 126:
-                if start + 2 > end_of_data:
-                    break
-                length = (data[start] << 8) | data[start + 1]
                 start += 2
+                if start <= end:
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    if length < 126:
+                        break  # not the shortest form: Autobahn fails the connection
             elif length == 127:
+                start += 8
+                if start <= end:
+                    length = int.from_bytes(data[pos + 2:start], "big")
+                    if length < 65536:
+                        break  # not the shortest form (or past 2**63): Autobahn fails it
+            if start + 4 > end:
+                self._head = data[pos:]  # the header is cut: the next read completes it
+                pos = end
                 break
             if length > limit:
+                break  # Autobahn refuses it (1009)
+            begin = start + 4
+            stop = begin + length
+            mask = data[start:begin]
+            if stop > end:
+                # The payload goes on in the next reads: kept, at most ``limit`` bytes.
+                self._partial = _Partial(data[pos:begin], mask, length, stop - end,
+                                         memoryview(data)[begin:])
+                pos = end
                 break
-            end = start + 4 + length
-            if end > end_of_data:
-                break
-            payload = _unmask(data[start + 4:end], data[start:start + 4])
+            if length >= _NATIVE_UNMASK_FROM:
+                payload = _unmask_parts((memoryview(data)[begin:stop],), mask)
+            else:
+                payload = _unmask(data[begin:stop], mask)
+            if not self._deliver(first, payload):
+                break  # invalid UTF-8: Autobahn fails the connection (1007)
             packets += 1
             octets += length
-            if first == 0x81:
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    break  # Autobahn fails the connection (1007)
-                pos = end
-                self.text_received(text)
-            else:
-                pos = end
-                self.binary_received(payload)
+            pos = stop
             if self.state != self.STATE_OPEN:
                 break
         if packets:
             traffic = self.traffic
             traffic.packets_in += packets
             traffic.bytes_in += octets
-        if pos < end_of_data:
+        if pos < end:
             self._dataReceived(data[pos:] if pos else data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -314,10 +456,18 @@ class FastServerProtocol(WebSocketServerProtocol):
             else:
                 header = bytes((opcode, 127)) + length.to_bytes(8, "big")
             direct = self._direct
-            if direct is not None:
-                direct.write(header + payload)
+            if length < _GATHER_FROM:
+                frame = header + payload
+                if direct is not None:
+                    direct.write(frame)
+                else:
+                    transport.write(frame)
+            elif direct is not None:
+                # Not joined here: the direct writer hands both to the kernel as they are.
+                direct.write(header)
+                direct.write(payload)
             else:
-                transport.write(header + payload)
+                transport.writeSequence((header, payload))
             return
         limit = self.maxMessagePayloadSize
         if limit and length > limit:
