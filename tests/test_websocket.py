@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -397,7 +398,7 @@ class WholeFrameReadingTests(ResourceTestCase):
     def feed(self, client: WebSocketClient, data: bytes, cuts: list[int]) -> None:
         """``data`` in reads cut at ``cuts``; the pieces a frame is kept in stay bounded."""
         edges = [0, *cuts, len(data)]
-        for start, stop in zip(edges, edges[1:]):
+        for start, stop in pairwise(edges):
             client.protocol.dataReceived(data[start:stop])
             partial = client.protocol._partial
             if partial is not None:
@@ -415,7 +416,7 @@ class WholeFrameReadingTests(ResourceTestCase):
         """Cut once, anywhere in a frame's header (length and mask included), one byte
         before or after the end of its payload, or anywhere in a long payload."""
         data, starts = self.stream()
-        cuts = set()
+        cuts: set[int] = set()
         for start in starts:
             cuts.update(range(start + 1, start + 16))
         for start in [*starts[1:], len(data)]:
