@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from txsio.engineio import EngineServer, _wsfast
@@ -144,6 +144,29 @@ class FastPathInternalsTests(ResourceTestCase):
             for name in dotted.split("."):
                 self.assertTrue(hasattr(target, name), f"Autobahn has no {dotted}")
                 target = getattr(target, name)
+
+    def test_native_masker_functions_exist(self) -> None:
+        """With Autobahn's NVX extension, each C function of its masker called here exists
+        (and the fast path uses them: a large payload is unmasked by them)."""
+        from autobahn.websocket import USES_NVX
+
+        if not USES_NVX:
+            raise SkipTest("Autobahn runs without its NVX extension here")
+        import _nvx_xormasker  # type: ignore[import-not-found]
+
+        for name in _wsfast.NVX_INTERNALS:
+            self.assertTrue(hasattr(_nvx_xormasker.lib, name), f"NVX has no {name}")
+        called: list[str] = []
+        real = getattr(_wsfast, "_nvx_lib")  # noqa: B009 (mypy: not exported)
+
+        class Spy:
+            def __getattr__(self, name: str) -> Any:
+                called.append(name)
+                return getattr(real, name)
+
+        self.patch(_wsfast, "_nvx_lib", Spy())
+        self.assertEqual(_wsfast._unmask(b"\x01" * 4096, b"\x01\x01\x01\x01"), b"\x00" * 4096)
+        self.assertEqual(sorted(set(called)), sorted(_wsfast.NVX_INTERNALS))
 
     def test_list_is_complete(self) -> None:
         """The fast path touches no attribute of Autobahn's protocol beyond its own, the

@@ -1,12 +1,12 @@
-"""The WebSocket frame fast path: small data frames read and written without Autobahn's
-per-frame machinery, on top of Autobahn's server protocol.
+"""The WebSocket frame fast path: unfragmented data frames read and written without
+Autobahn's per-frame machinery, on top of Autobahn's server protocol.
 
-Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS` (and its
-native masker, ``autobahn.websocket.xormasker``, which unmasks large payloads); a test
-checks each still exists on the installed Autobahn, so an upgrade that moves one fails the
-suite instead of silently disabling (or breaking) the fast path.  The Engine.IO adapter
-(:mod:`txsio.engineio.websocket`) subclasses :class:`FastServerProtocol` and uses Autobahn's
-public API only.
+Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS` (and the C
+functions of its native masker, ``_nvx_xormasker``, which unmask large payloads:
+:data:`NVX_INTERNALS`); a test checks each still exists on the installed Autobahn, so an
+upgrade that moves one fails the suite instead of silently disabling (or breaking) the fast
+path.  The Engine.IO adapter (:mod:`txsio.engineio.websocket`) subclasses
+:class:`FastServerProtocol` and uses Autobahn's public API only.
 
 Called by Autobahn (Twisted's reactor underneath): :meth:`FastServerProtocol.dataReceived`,
 ``sendData``, ``onMessage``, ``onClose``.  Called by the subclass:
@@ -17,15 +17,28 @@ Called by Autobahn (Twisted's reactor underneath): :meth:`FastServerProtocol.dat
 Theory of operation
 -------------------
 Reading: almost every frame a Socket.IO client sends is one masked, unfragmented text or
-binary frame under 64 KiB, often several in one read.  While the connection is open and
-Autobahn holds no partial frame and no message in progress (a fragmented one whose last frame
-has not come: a data frame then is a protocol error, which only Autobahn knows to look for),
-such frames are unmasked and dispatched here, which skips Autobahn's per-frame machinery (a
-masker object, several callbacks and Deferreds, debug formatting) — most of the server's time
-under load.  Anything else — control frames (ping,
-pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
-or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
-the connection where the RFC says so) exactly as it would have.
+binary frame, often several in one read, and a binary attachment often larger than one read
+(Twisted reads 64 KiB at most).  While the connection is open and Autobahn holds no partial
+frame and no message in progress (a fragmented one whose last frame has not come: a data
+frame then is a protocol error, which only Autobahn knows to look for), such frames, up to
+Autobahn's own size limits (``max_http_buffer_size``), are unmasked and dispatched here,
+which skips Autobahn's per-frame machinery (a masker object, several callbacks and
+Deferreds, debug formatting, and for a payload over several reads a copy of its buffer on
+each read and three more to unmask it) — most of the server's time under load.
+
+A frame cut by the read is completed by the next reads: a cut header (a few bytes) is kept
+and put before the next read; a cut payload is kept as it came, in pieces (views of the
+reads, never more than ``_MAX_PIECES``: past that they are joined into one growing
+buffer, so a peer sending a byte per read costs a byte per byte), never more than the
+frame's length, which is within the limit before anything of it is kept.  A whole payload is
+joined once into one buffer, unmasked there in place by Autobahn's native masker, and made
+``bytes``: two copies and the XOR, whatever the reads.
+
+Anything else — control frames (ping, pong, close), fragments, oversized frames, lengths not
+in their shortest form, unmasked frames, invalid UTF-8, or any state but open — goes to
+Autobahn from the frame's first byte on, as it came (a kept header or payload included),
+which then handles it (and fails the connection where the RFC says so) exactly as it would
+have.
 
 Failing: Autobahn fails a connection (a protocol error, invalid UTF-8, a message too big) by
 dropping it at once (``failByDrop``), without a word; as Node's ``ws`` does, the close frame
@@ -34,7 +47,8 @@ the peer learns why (RFC 6455 section 7.1.7).
 
 Writing: for a message not to be compressed (no permessage-deflate, or marked not to),
 with nothing queued, no frame logging and no auto-fragmentation, a message is written as one
-unmasked frame straight to the transport; otherwise Autobahn's
+unmasked frame straight to the transport (a large payload not joined to its header: both
+are handed over as they are); otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
 logging on the same common case.  On a plain TCP connection both write through a
 :class:`~txsio.engineio._writepath.DirectWriter` (sent at the end of the reactor turn, without
@@ -105,10 +119,15 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
 # Without the extension Autobahn's masker is pure Python, slower still: the big ints stay.
 _NATIVE_UNMASK_FROM = 2048 if USES_NVX else 1 << 62
 
+#: The C functions of Autobahn's native masker (its cffi module ``_nvx_xormasker``) called
+#: here, with Autobahn's NVX extension.
+NVX_INTERNALS: tuple[str, ...] = ("nvx_xormask_new", "nvx_xormask_process",
+                                  "nvx_xormask_free")
+
 if USES_NVX:
-    # The C functions under Autobahn's NVX masker (cffi), called directly: its masker object
-    # copies a payload three times (a zeroed buffer, the payload into it, bytes out of it);
-    # here the payload is XORed in place in the one buffer it is joined into.
+    # Called directly: Autobahn's masker object copies a payload three times (a zeroed
+    # buffer, the payload into it, bytes out of it); here the payload is XORed in place in
+    # the one buffer it is joined into.
     from _nvx_xormasker import ffi as _nvx_ffi  # type: ignore[import-not-found]
     from _nvx_xormasker import lib as _nvx_lib
 
