@@ -251,9 +251,9 @@ class UnmaskTests(SynchronousTestCase):
 
     def test_unmask(self) -> None:
         """Each payload comes out as the byte-by-byte XOR with the repeated mask (RFC 6455
-        section 5.3), small, at the switch and up to the fast path's 64 KiB bound."""
+        section 5.3), small, at the switch and past 64 KiB."""
         mask = b"\x8f\x01\xfe\x42"
-        for size in (0, 1, 3, 125, 2047, 2048, 2049, 4099, 65535):
+        for size in (0, 1, 3, 125, 2047, 2048, 2049, 4099, 65535, 70001):
             payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
             expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
             self.assertEqual(_wsfast._unmask(payload, mask), expected, size)

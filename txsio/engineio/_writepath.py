@@ -6,9 +6,10 @@ next poll reports it writable, ``doWrite`` sends, and the socket is unregistered
 ``epoll_ctl`` calls and a poll for every write to an idle connection.  A broadcast of one
 message to a thousand idle sockets pays that a thousand times.  A :class:`DirectWriter` instead
 keeps what a connection writes during the current reactor turn and, once the turn's callbacks
-are done, hands it to the kernel with one ``send()``; only what the kernel does not take goes
-to Twisted's buffered ``write`` (and so to writer registration), exactly as if Twisted had
-buffered it all and sent the first part.
+are done, hands it to the kernel with one ``send()`` (or, for large pieces such as a binary
+frame's header and payload, one ``sendmsg()`` that gathers them where joining would copy them);
+only what the kernel does not take goes to Twisted's buffered ``write`` (and so to writer
+registration), exactly as if Twisted had buffered it all and sent the first part.
 
 Called by the WebSocket frame writer (:class:`~txsio.engineio._wsfast.FastServerProtocol`):
 :func:`direct_writer` once per connection, then :meth:`DirectWriter.write` for each frame and
