@@ -266,64 +266,22 @@ class FastServerProtocol(WebSocketServerProtocol):
     def dataReceived(self, data: bytes) -> None:
         """Read unfragmented data frames here; leave the rest to Autobahn (see the module
         docstring)."""
+        pos = 0
         partial = self._partial
         if partial is not None:
             self._partial = None
-            self._complete(partial, data)
-            return
-        head = self._head
-        if head:
+            pos = self._complete(partial, data)
+            if pos < 0:
+                return
+        elif self._head:
             # A frame header cut by the previous read: a handful of bytes.
+            data = self._head + data
             self._head = b""
-            data = head + data
         if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
                 or self.inside_message or self._perMessageCompress is not None
                 or self.logOctets):
-            self._dataReceived(data)
+            self._dataReceived(data[pos:] if pos else data)
             return
-        self._read_frames(data, 0)
-
-    def _complete(self, partial: _Partial, data: bytes) -> None:
-        # More of the payload of a data frame started in an earlier read.
-        if self.state != self.STATE_OPEN:
-            # Closing: Autobahn reads the rest, from the frame's first byte.
-            self._dataReceived(partial.raw() + data)
-            return
-        need = partial.need
-        end = len(data)
-        if end < need:
-            partial.add(data)
-            self._partial = partial
-            return
-        pieces = partial.pieces
-        pieces.append(data if end == need else memoryview(data)[:need])
-        if not self._deliver(partial.first, _unmask_parts(pieces, partial.mask)):
-            # Invalid UTF-8: Autobahn reads the frame again, and fails the connection.
-            self._dataReceived(partial.raw() + data[need:])
-            return
-        traffic = self.traffic
-        traffic.packets_in += 1
-        traffic.bytes_in += partial.length
-        if need < end:
-            if self.state == self.STATE_OPEN:
-                self._read_frames(data, need)
-            else:
-                self._dataReceived(data[need:])
-
-    def _deliver(self, first: int, payload: bytes) -> bool:
-        # A whole data message: text (0x81) or binary; False if its text is no UTF-8.
-        if first == 0x81:
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-            self.text_received(text)
-        else:
-            self.binary_received(payload)
-        return True
-
-    def _read_frames(self, data: bytes, pos: int) -> None:
-        # The frames of ``data`` from ``pos`` on, with Autobahn holding nothing.
         end = len(data)
         limit = self._fast_limit
         # Counted once per read, after the loop: the same figures, a fraction of the cost.
@@ -366,15 +324,22 @@ class FastServerProtocol(WebSocketServerProtocol):
                                          memoryview(data)[begin:])
                 pos = end
                 break
-            if length >= _NATIVE_UNMASK_FROM:
-                payload = _unmask_parts((memoryview(data)[begin:stop],), mask)
-            else:
+            if length < _NATIVE_UNMASK_FROM:
                 payload = _unmask(data[begin:stop], mask)
-            if not self._deliver(first, payload):
-                break  # invalid UTF-8: Autobahn fails the connection (1007)
+            else:
+                payload = _unmask_parts((memoryview(data)[begin:stop],), mask)
+            if first == 0x81:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # Autobahn fails the connection (1007)
+                pos = stop
+                self.text_received(text)
+            else:
+                pos = stop
+                self.binary_received(payload)
             packets += 1
             octets += length
-            pos = stop
             if self.state != self.STATE_OPEN:
                 break
         if packets:
@@ -383,6 +348,37 @@ class FastServerProtocol(WebSocketServerProtocol):
             traffic.bytes_in += octets
         if pos < end:
             self._dataReceived(data[pos:] if pos else data)
+
+    def _complete(self, partial: _Partial, data: bytes) -> int:
+        # More of the payload of a data frame started in an earlier read: where the frames
+        # after it start in ``data``, or -1 if nothing of ``data`` is left to read.
+        if self.state != self.STATE_OPEN:
+            # Closing: Autobahn reads the rest, from the frame's first byte.
+            self._dataReceived(partial.raw() + data)
+            return -1
+        need = partial.need
+        end = len(data)
+        if end < need:
+            partial.add(data)
+            self._partial = partial
+            return -1
+        pieces = partial.pieces
+        pieces.append(data if end == need else memoryview(data)[:need])
+        payload = _unmask_parts(pieces, partial.mask)
+        if partial.first == 0x81:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # Autobahn reads the frame again, and fails the connection (1007).
+                self._dataReceived(partial.raw() + data[need:])
+                return -1
+            self.text_received(text)
+        else:
+            self.binary_received(payload)
+        traffic = self.traffic
+        traffic.packets_in += 1
+        traffic.bytes_in += partial.length
+        return need if need < end else -1
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """A message Autobahn assembled (the path for what the fast path leaves to it)."""
