@@ -67,15 +67,22 @@ class WebSocketCountTests(ResourceTestCase):
         self.assertEqual(_counts(self.server.stats.polling), (0, 0, 0, 0))
 
     def test_autobahn_path(self) -> None:
-        """A frame cut by the read goes through Autobahn, and is counted once."""
+        """A fragmented message goes through Autobahn, and is counted once; so is a frame
+        cut by the read (the fast path completes it)."""
         stats = self.server.stats.websocket
         client = WebSocketClient(self.server, "EIO=4&transport=websocket")
+        first = bytearray(_client_frame(b"4frag"))
+        first[0] = 0x01  # not FIN, text
+        last = bytearray(_client_frame(b"ment", 0))
+        last[0] = 0x80  # FIN, continuation
+        client.protocol.dataReceived(bytes(first + last))
+        self.assertEqual(client.texts()[1:], ["4fragment"])
+        self.assertEqual((stats.packets_in, stats.bytes_in), (1, 9))
         frame = _client_frame(b"4cut")
         client.protocol.dataReceived(frame[:3])
         client.protocol.dataReceived(frame[3:])
-        self.assertEqual(client.texts()[1:], ["4cut"])
-        self.assertEqual(stats.packets_in, 1)
-        self.assertEqual(stats.bytes_in, 4)
+        self.assertEqual(client.texts(), ["4cut"])
+        self.assertEqual((stats.packets_in, stats.bytes_in), (2, 13))
 
     def test_prepared_frame(self) -> None:
         """A broadcast's frame, prepared once, is counted for each connection it is written

@@ -171,20 +171,20 @@ class LeanConnectionTests(ResourceTestCase):
         self.assertFalse(type(client.protocol).closedByMe)
 
     def test_validator_made_on_use(self) -> None:
-        """A text message Autobahn reads itself (past the fast path's 64 KiB) is validated
-        by a validator made for it, kept for the next; invalid UTF-8 still fails the
-        connection."""
+        """A text message Autobahn reads itself (a fragmented one: the fast path reads only
+        whole messages) is validated by a validator made for it, kept for the next; invalid
+        UTF-8 still fails the connection."""
         client = self.connect()
         client.texts()
         session = self.sessions[0]
         received: list[Any] = []
         session.on("message", received.append)
         text = "4" + "é" * 40_000
-        client.protocol.dataReceived(_client_frame(text.encode()))
-        client.protocol.dataReceived(_client_frame(text.encode()))
+        client.protocol.dataReceived(_fragmented(text.encode()))
+        client.protocol.dataReceived(_fragmented(text.encode()))
         self.assertEqual(received, [text[1:]] * 2)
         validator = vars(client.protocol)["utf8validator"]
-        client.protocol.dataReceived(_client_frame(b"4" + b"\xff" * 70_000))
+        client.protocol.dataReceived(_fragmented(b"4" + b"\xff" * 70_000))
         self.assertIs(vars(client.protocol)["utf8validator"], validator)
         self.assertEqual(len(received), 2)
         self.assertEqual(client.protocol.wasNotCleanReason[:24], "I dropped the WebSocket ")
@@ -374,3 +374,11 @@ class SessionSlotsTests(SynchronousTestCase):
         conn.user = "someone"  # type: ignore[attr-defined]
         self.assertEqual(vars(conn), {"user": "someone"})
         self.assertIs(weakref.ref(conn)(), conn)
+
+
+def _fragmented(text: bytes) -> bytes:
+    """A text message in two fragments (RFC 6455 section 5.4), masked."""
+    first = bytearray(_client_frame(text[:10]))
+    first[0] = 0x01  # not FIN, text
+    last = bytearray(_client_frame(text[10:], 0))  # FIN, continuation
+    return bytes(first + last)

@@ -1212,7 +1212,7 @@ class WebSocketFastPathTests(_WebSocketCase):
         self.assertEqual(received, ["a", b"\x01\x02", "é"])
 
     def test_frame_split_across_reads(self) -> None:
-        """A frame cut by the read is completed by the next one (through Autobahn)."""
+        """A frame cut by the read is completed by the next one."""
         client, _, received = self.open_session()
         data = _client_frame(b"4first") + _client_frame(b"4second") + _client_frame(b"4third")
         client.protocol.dataReceived(data[:12])

@@ -108,11 +108,13 @@ class _Producer:
 
 
 class _CountingSocket:
-    """A socket whose ``send`` calls are counted (and may be made to fail)."""
+    """A socket whose ``send`` and ``sendmsg`` calls are counted (and may be made to fail)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.sends = 0
+        #: how many of the sends were gathered (``sendmsg``), and their pieces
+        self.gathered: list[int] = []
         self.fail: OSError | None = None
 
     def send(self, data: bytes) -> int:
@@ -120,6 +122,13 @@ class _CountingSocket:
         if self.fail is not None:
             raise self.fail
         return self.sock.send(data)
+
+    def sendmsg(self, pieces: list[bytes]) -> int:
+        self.sends += 1
+        self.gathered.append(len(pieces))
+        if self.fail is not None:
+            raise self.fail
+        return self.sock.sendmsg(pieces)
 
 
 def _pattern(n: int, seed: int) -> bytes:
@@ -286,6 +295,65 @@ class DirectWriterTests(TestCase):
         writer.write(b"again")
         await peer.received(len(big) + len(tail) + 5)
         self.assertEqual((counting.sends, registered[0]), (2, before))
+
+    async def test_large_pieces_gathered(self) -> None:
+        """Large pieces kept in one turn (a frame's header, its payload) leave in one
+        sendmsg(), not joined first; small ones are joined into one send()."""
+        transport, peer, _ = await self.connect()
+        writer, counting, registered = self.writer(transport)
+        pieces = [b"text frame", b"header", _pattern(30_000, 0)]
+        for piece in pieces:
+            writer.write(piece)
+        await peer.received(sum(map(len, pieces)))
+        self.assertEqual(bytes(peer.data), b"".join(pieces))
+        self.assertEqual((counting.sends, counting.gathered, registered[0]), (1, [3], 0))
+        writer.write(b"small ")
+        writer.write(b"ones")
+        await peer.received(sum(map(len, pieces)) + 10)
+        self.assertEqual((counting.sends, counting.gathered), (2, [3]))
+        self.assertEqual(bytes(peer.data)[-10:], b"small ones")
+
+    async def test_many_pieces_joined(self) -> None:
+        """More pieces than one sendmsg() gathers are joined into one send()."""
+        transport, peer, _ = await self.connect()
+        writer, counting, _ = self.writer(transport)
+        pieces = [_pattern(400, 400 * i) for i in range(100)]  # 40 KB in 100 pieces
+        for piece in pieces:
+            writer.write(piece)
+        await peer.received(40_000)
+        self.assertEqual(bytes(peer.data), b"".join(pieces))
+        self.assertEqual((counting.sends, counting.gathered), (1, []))
+
+    async def test_partial_gathered_send_falls_back(self) -> None:
+        """What the kernel does not take of a gathered send — a piece cut anywhere — goes to
+        Twisted's buffer, in order, and arrives after what was sent."""
+        transport, peer, _ = await self.connect()
+        self.small_buffers(transport, peer)
+        writer, counting, registered = self.writer(transport)
+        pieces = [_pattern(10, 0), _pattern(20_000, 10**6), _pattern(300_000, 2 * 10**6),
+                  _pattern(70_000, 3 * 10**6)]
+        for piece in pieces[:-1]:
+            writer.write(piece)  # the third is past bufferSize: all sent at once
+        self.assertEqual((counting.sends, counting.gathered), (1, [3]))
+        held = len(transport.dataBuffer) + transport._tempDataLen
+        self.assertGreater(held, 0)
+        self.assertLess(held, 320_010)
+        self.assertEqual(registered[0], 1)
+        writer.write(pieces[-1])  # behind Twisted's bytes
+        assert peer.transport is not None
+        peer.transport.resumeProducing()
+        await peer.received(sum(map(len, pieces)))
+        self.assertEqual(bytes(peer.data), b"".join(pieces))
+        self.assertEqual(counting.sends, 1)
+
+    def test_unsent(self) -> None:
+        """What is left of pieces once some bytes are sent, cut at every boundary."""
+        pieces = [b"ab", b"cde", b"", b"f"]
+        whole = b"".join(pieces)
+        for sent in range(len(whole) + 1):
+            rest = _writepath._unsent(pieces, sent)
+            self.assertEqual(b"".join(rest), whole[sent:], sent)
+        self.assertEqual(_writepath._unsent(pieces, 2), [b"cde", b"", b"f"])
 
     async def test_no_room_leaves_to_twisted(self) -> None:
         """A send the kernel refuses (its buffer full: EAGAIN) leaves the bytes to Twisted,
@@ -461,7 +529,7 @@ class TwistedInternalsTests(TestCase):
         read = {node.attr for node in ast.walk(tree)
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id == "transport"}
-        public = {"write", "getHandle", "stopReading", "bufferSize", "reactor"}
+        public = {"write", "writeSequence", "getHandle", "stopReading", "bufferSize", "reactor"}
         self.assertEqual(read - public - set(_writepath.TWISTED_INTERNALS), set())
 
 

@@ -6,9 +6,10 @@ next poll reports it writable, ``doWrite`` sends, and the socket is unregistered
 ``epoll_ctl`` calls and a poll for every write to an idle connection.  A broadcast of one
 message to a thousand idle sockets pays that a thousand times.  A :class:`DirectWriter` instead
 keeps what a connection writes during the current reactor turn and, once the turn's callbacks
-are done, hands it to the kernel with one ``send()``; only what the kernel does not take goes
-to Twisted's buffered ``write`` (and so to writer registration), exactly as if Twisted had
-buffered it all and sent the first part.
+are done, hands it to the kernel with one ``send()`` (or, for large pieces such as a binary
+frame's header and payload, one ``sendmsg()`` that gathers them where joining would copy them);
+only what the kernel does not take goes to Twisted's buffered ``write`` (and so to writer
+registration), exactly as if Twisted had buffered it all and sent the first part.
 
 Called by the WebSocket frame writer (:class:`~txsio.engineio._wsfast.FastServerProtocol`):
 :func:`direct_writer` once per connection, then :meth:`DirectWriter.write` for each frame and
@@ -78,8 +79,8 @@ __all__ = ["TWISTED_INTERNALS", "DirectWriter", "direct_writer"]
 log = Logger()
 
 #: The Twisted internals this module touches: attributes of an open
-#: ``twisted.internet.tcp.Server`` beyond the public API (``write``, ``getHandle``,
-#: ``stopReading``, ``bufferSize``, ``reactor``).  Each is read below.
+#: ``twisted.internet.tcp.Server`` beyond the public API (``write``, ``writeSequence``,
+#: ``getHandle``, ``stopReading``, ``bufferSize``, ``reactor``).  Each is read below.
 TWISTED_INTERNALS: tuple[str, ...] = (
     "connected",             # false once connectionLost ran
     "disconnecting",         # loseConnection was called: Twisted writes, then closes
@@ -98,9 +99,15 @@ TWISTED_INTERNALS: tuple[str, ...] = (
 #: ``writeSomeData`` reads them).
 _NO_ROOM = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.ENOBUFS})
 
+#: From this many bytes kept on, several pieces are sent with one ``sendmsg()`` (gathered by
+#: the kernel) rather than joined first; for fewer, joining costs less than gathering.
+_GATHER_FROM = 16384
+#: The most pieces one ``sendmsg()`` gathers (the kernel's ``IOV_MAX`` is 1024).
+_MAX_GATHER = 64
+
 #: The writing methods of Twisted's own TCP connection (see :func:`direct_writer`).
 _TWISTED_WRITING = tuple((name, getattr(tcp.Connection, name))
-                         for name in ("write", "writeSomeData", "doWrite"))
+                         for name in ("write", "writeSequence", "writeSomeData", "doWrite"))
 
 
 def direct_writer(transport: object, *, eager: bool = False) -> DirectWriter | None:
@@ -207,8 +214,9 @@ class DirectWriter:
         self._socket: Any = transport.getHandle()
         self._turn = turn
         self._eager = eager
-        #: whether writes are kept until :meth:`release`
-        self._held = False
+        #: how many :meth:`hold` calls wait for their :meth:`release` (writes are kept
+        #: while any does)
+        self._held = 0
         #: the turn generation of this writer's last send (it keeps bytes for the turn's
         #: flush once it sent in the current one)
         self._sent_in = -1
@@ -258,13 +266,14 @@ class DirectWriter:
             self._turn.add(self)
 
     def hold(self) -> None:
-        """Keep every write until :meth:`release` (the connection handles what it read)."""
-        self._held = True
+        """Keep every write until :meth:`release` (the connection handles what it read, or
+        writes the pieces of one frame).  Holds nest."""
+        self._held += 1
 
     def release(self) -> None:
-        """End :meth:`hold`: send what was kept meanwhile, now."""
-        self._held = False
-        if self._kept is not None:
+        """End a :meth:`hold`: once none is left, send what was kept meanwhile, now."""
+        self._held -= 1
+        if not self._held and self._kept is not None:
             self.flush()
 
     def drop(self) -> None:
@@ -277,23 +286,29 @@ class DirectWriter:
         if kept is None:
             return
         self._kept = None
-        data = kept[0] if len(kept) == 1 else b"".join(kept)
         transport = self._transport
         if transport.dataBuffer or transport._tempDataLen or not _open(transport):
-            transport.write(data)  # behind what Twisted holds; or Twisted closes after it
+            # Behind what Twisted holds; or Twisted closes after it.
+            transport.writeSequence(kept)
             return
-        self._send(transport, data)
-
-    def _send(self, transport: Any, data: bytes) -> None:
-        # The kernel takes what it can; the rest goes to Twisted's buffer (Twisted holds
-        # nothing for the connection: checked by the caller).
         if self._eager:
             turn = self._turn
             if self._sent_in != turn.generation:
                 self._sent_in = turn.generation
                 turn.sent()
+        size = self._kept_size
+        sock = self._socket
         try:
-            sent = self._socket.send(data)
+            if len(kept) == 1:
+                sent = sock.send(kept[0])
+            elif size >= _GATHER_FROM and len(kept) <= _MAX_GATHER:
+                # Large pieces (a binary frame's payload, its header): handed to the kernel
+                # as they are, where joining them would copy them once more.
+                sent = sock.sendmsg(kept)
+            else:
+                data = b"".join(kept)
+                kept = [data]
+                sent = sock.send(data)
         except OSError as e:
             if e.errno not in _NO_ROOM:
                 # The connection is gone.  Twisted's doWrite meets the error again (the
@@ -302,8 +317,20 @@ class DirectWriter:
                 # having gone to this send.
                 transport.stopReading()
             sent = 0
-        if sent < len(data):
-            transport.write(data[sent:] if sent else data)
+        if sent < size:
+            transport.writeSequence(_unsent(kept, sent))
+
+
+def _unsent(pieces: list[bytes], sent: int) -> list[bytes]:
+    """What is left of ``pieces`` once the first ``sent`` bytes of them are sent."""
+    for index, piece in enumerate(pieces):
+        if sent < len(piece):
+            rest = pieces[index:]
+            if sent:
+                rest[0] = piece[sent:]
+            return rest
+        sent -= len(piece)
+    return []
 
 
 def _open(transport: Any) -> bool:

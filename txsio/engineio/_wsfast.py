@@ -1,12 +1,12 @@
-"""The WebSocket frame fast path: small data frames read and written without Autobahn's
-per-frame machinery, on top of Autobahn's server protocol.
+"""The WebSocket frame fast path: unfragmented data frames read and written without
+Autobahn's per-frame machinery, on top of Autobahn's server protocol.
 
-Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS` (and its
-native masker, ``autobahn.websocket.xormasker``, which unmasks large payloads); a test
-checks each still exists on the installed Autobahn, so an upgrade that moves one fails the
-suite instead of silently disabling (or breaking) the fast path.  The Engine.IO adapter
-(:mod:`txsio.engineio.websocket`) subclasses :class:`FastServerProtocol` and uses Autobahn's
-public API only.
+Everything here leans on Autobahn internals, listed in :data:`AUTOBAHN_INTERNALS` (and the C
+functions of its native masker, ``_nvx_xormasker``, which unmask large payloads:
+:data:`NVX_INTERNALS`); a test checks each still exists on the installed Autobahn, so an
+upgrade that moves one fails the suite instead of silently disabling (or breaking) the fast
+path.  The Engine.IO adapter (:mod:`txsio.engineio.websocket`) subclasses
+:class:`FastServerProtocol` and uses Autobahn's public API only.
 
 Called by Autobahn (Twisted's reactor underneath): :meth:`FastServerProtocol.dataReceived`,
 ``sendData``, ``onMessage``, ``onClose``.  Called by the subclass:
@@ -17,17 +17,29 @@ Called by Autobahn (Twisted's reactor underneath): :meth:`FastServerProtocol.dat
 Theory of operation
 -------------------
 Reading: almost every frame a Socket.IO client sends is one masked, unfragmented text or
-binary frame under 64 KiB, often several in one read.  While the connection is open and
-Autobahn holds no partial frame and no message in progress (a fragmented one whose last frame
-has not come: a data frame then is a protocol error, which only Autobahn knows to look for),
-such frames are unmasked and dispatched here, which skips Autobahn's per-frame machinery (a
-masker object, several callbacks and Deferreds, debug formatting) — most of the server's time
-under load.  Anything else — control frames (ping,
-pong, close), fragments, larger or oversized frames, invalid UTF-8, a frame cut by the read,
-or any state but open — goes to Autobahn from that byte on, which then handles it (and fails
-the connection where the RFC says so) exactly as it would have.  One exception: a close
-frame arriving alone (how a client ends a connection) is read here too and handed to
-Autobahn's close handler, which answers it and closes as always.
+binary frame, often several in one read, and a binary attachment often larger than one read
+(Twisted reads 64 KiB at most).  While the connection is open and Autobahn holds no partial
+frame and no message in progress (a fragmented one whose last frame has not come: a data
+frame then is a protocol error, which only Autobahn knows to look for), such frames, up to
+Autobahn's own size limits (``max_http_buffer_size``), are unmasked and dispatched here,
+which skips Autobahn's per-frame machinery (a masker object, several callbacks and
+Deferreds, debug formatting, and for a payload over several reads a copy of its buffer on
+each read and three more to unmask it) — most of the server's time under load.
+
+A frame cut by the read is completed by the next reads: a cut header (a few bytes) is kept
+and put before the next read; a cut payload is kept as it came, in pieces (views of the
+reads, never more than ``_MAX_PIECES``: past that they are joined into one growing
+buffer, so a peer sending a byte per read costs a byte per byte), never more than the
+frame's length, which is within the limit before anything of it is kept.  A whole payload is
+joined once into one buffer, unmasked there in place by Autobahn's native masker, and made
+``bytes``: two copies and the XOR, whatever the reads.
+
+Anything else — control frames (ping, pong, close), fragments, oversized frames, lengths not
+in their shortest form, unmasked frames, invalid UTF-8, or any state but open — goes to
+Autobahn from the frame's first byte on, as it came (a kept header or payload included),
+which then handles it (and fails the connection where the RFC says so) exactly as it would
+have.  One exception: a close frame arriving alone (how a client ends a connection) is read
+here too and handed to Autobahn's close handler, which answers it and closes as always.
 
 Failing: Autobahn fails a connection (a protocol error, invalid UTF-8, a message too big) by
 dropping it at once (``failByDrop``), without a word; as Node's ``ws`` does, the close frame
@@ -36,7 +48,8 @@ the peer learns why (RFC 6455 section 7.1.7).
 
 Writing: for a message not to be compressed (no permessage-deflate, or marked not to),
 with nothing queued, no frame logging and no auto-fragmentation, a message is written as one
-unmasked frame straight to the transport; otherwise Autobahn's
+unmasked frame straight to the transport (a large payload not joined to its header: both
+are handed over as they are); otherwise Autobahn's
 ``sendMessage`` writes it.  ``sendData``, Autobahn's frame writer, skips its per-frame debug
 logging on the same common case.  On a plain TCP connection both write through an eager
 :class:`~txsio.engineio._writepath.DirectWriter`, without the reactor's writer registration:
@@ -53,16 +66,19 @@ subclass sets once per connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket import USES_NVX
-from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
 from twisted.logger import Logger
 
 from .._stats import TransportStats
 from ._writepath import DirectWriter, direct_writer
+
+#: What a payload may come in: the bytes of a read, or a view of part of them.
+Buffer = bytes | bytearray | memoryview
 
 __all__ = ["AUTOBAHN_INTERNALS", "FastServerProtocol"]
 
@@ -109,6 +125,18 @@ AUTOBAHN_INTERNALS: tuple[str, ...] = (
 # Without the extension Autobahn's masker is pure Python, slower still: the big ints stay.
 _NATIVE_UNMASK_FROM = 2048 if USES_NVX else 1 << 62
 
+#: The C functions of Autobahn's native masker (its cffi module ``_nvx_xormasker``) called
+#: here, with Autobahn's NVX extension.
+NVX_INTERNALS: tuple[str, ...] = ("nvx_xormask_new", "nvx_xormask_process",
+                                  "nvx_xormask_free")
+
+if USES_NVX:
+    # Called directly: Autobahn's masker object copies a payload three times (a zeroed
+    # buffer, the payload into it, bytes out of it); here the payload is XORed in place in
+    # the one buffer it is joined into.
+    from _nvx_xormasker import ffi as _nvx_ffi  # type: ignore[import-not-found]
+    from _nvx_xormasker import lib as _nvx_lib
+
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
     """``payload`` XOR the repeated 4-byte ``mask`` (RFC 6455 section 5.3), via big ints
@@ -117,11 +145,74 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     if not n:
         return b""
     if n >= _NATIVE_UNMASK_FROM:
-        unmasked: bytes = create_xor_masker(mask, n).process(payload)
-        return unmasked
+        return _unmask_parts((payload,), mask)
     repeats = n // 4 + 1
     key = int.from_bytes(mask * repeats, "big") >> (8 * (4 * repeats - n))
     return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
+
+
+def _unmask_parts(parts: Sequence[Buffer], mask: bytes) -> bytes:
+    """The concatenation of ``parts`` (a payload as it came, in pieces), unmasked: joined
+    once into a buffer that is unmasked in place, then made ``bytes``."""
+    buf = bytearray().join(parts)
+    n = len(buf)
+    if n < _NATIVE_UNMASK_FROM:
+        return _unmask(bytes(buf), mask)
+    masker = _nvx_lib.nvx_xormask_new(mask)
+    if masker == _nvx_ffi.NULL:
+        raise MemoryError("no memory for a masker")
+    try:
+        _nvx_lib.nvx_xormask_process(masker, _nvx_ffi.from_buffer(buf), n)
+    finally:
+        _nvx_lib.nvx_xormask_free(masker)
+    return bytes(buf)
+
+
+#: From this payload size on, a frame's header and payload are written as two pieces, not
+#: joined first (a copy of the payload).
+_GATHER_FROM = 4096
+
+#: A frame's payload arriving in pieces is kept in at most this many of them: past it they
+#: are joined into one growing buffer (so a peer sending a byte per read costs a byte, not
+#: an object, per byte).
+_MAX_PIECES = 32
+
+
+class _Partial:
+    """A data frame the fast path is reading whose payload did not all come yet."""
+
+    __slots__ = ("first", "header", "length", "mask", "need", "pieces")
+
+    def __init__(self, header: bytes, mask: bytes, length: int, need: int,
+                 piece: Buffer) -> None:
+        #: the frame's header as it came (mask included), to give it back to Autobahn
+        self.header = header
+        #: the frame's first byte (FIN + opcode)
+        self.first = header[0]
+        self.mask = mask
+        #: the payload's length
+        self.length = length
+        #: the payload bytes still to come
+        self.need = need
+        #: the (masked) payload so far; the first piece may be a joined ``bytearray``
+        self.pieces: list[Buffer] = [piece]
+
+    def add(self, piece: Buffer) -> None:
+        """More of the payload (not the end of it)."""
+        pieces = self.pieces
+        pieces.append(piece)
+        self.need -= len(piece)
+        if len(pieces) > _MAX_PIECES:
+            joined = pieces[0]
+            if not isinstance(joined, bytearray):
+                joined = bytearray(joined)
+            for rest in pieces[1:]:
+                joined += rest
+            self.pieces = [joined]
+
+    def raw(self) -> bytes:
+        """The frame as it came so far, header and masked payload."""
+        return b"".join([self.header, *self.pieces])
 
 
 class FastServerProtocol(WebSocketServerProtocol):
@@ -133,6 +224,10 @@ class FastServerProtocol(WebSocketServerProtocol):
 
     #: the largest payload the fast path reads (set when the connection is made)
     _fast_limit = 0
+    #: a data frame whose payload the fast path is reading, across reads
+    _partial: _Partial | None = None
+    #: the start of a frame header cut by the last read, for the next
+    _head = b""
     #: where the messages read and written are counted: the subclass sets its engine's
     #: counters when the connection is made; this class-wide sink counts the others'.
     traffic: TransportStats = TransportStats()
@@ -169,12 +264,10 @@ class FastServerProtocol(WebSocketServerProtocol):
         """Autobahn copies its options onto the connection; the fast path's bound follows."""
         super().connectionMade()
         self._direct = direct_writer(self.transport, eager=True)
-        # 16-bit lengths only, and within Autobahn's own limits (0 means none).
-        limit = 65535
-        for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize):
-            if bound and bound < limit:
-                limit = bound
-        self._fast_limit = limit
+        # Autobahn's own limits (0 means none; then frames past 64 KiB are Autobahn's).
+        bounds = [bound for bound in (self.maxMessagePayloadSize, self.maxFramePayloadSize)
+                  if bound]
+        self._fast_limit = min(bounds) if bounds else 65535
 
     def dataReceived(self, data: bytes) -> None:
         """Read what arrived; the answers it causes on this connection leave together once
@@ -190,58 +283,121 @@ class FastServerProtocol(WebSocketServerProtocol):
             direct.release()
 
     def _read(self, data: bytes) -> None:
-        # Complete, small, unfragmented data frames are read here; the rest is left to
-        # Autobahn (see the module docstring).
+        # Unfragmented data frames are read here; the rest is left to Autobahn (see the
+        # module docstring).
+        pos = 0
+        partial = self._partial
+        if partial is not None:
+            self._partial = None
+            pos = self._complete(partial, data)
+            if pos < 0:
+                return
+        elif self._head:
+            # A frame header cut by the previous read: a handful of bytes.
+            data = self._head + data
+            self._head = b""
         if (self.state != self.STATE_OPEN or self.data or self.current_frame is not None
                 or self.inside_message or self._perMessageCompress is not None
                 or self.logOctets):
-            self._dataReceived(data)
+            self._dataReceived(data[pos:] if pos else data)
             return
-        pos = 0
-        end_of_data = len(data)
+        end = len(data)
         limit = self._fast_limit
         # Counted once per read, after the loop: the same figures, a fraction of the cost.
         packets = octets = 0
-        while pos + 6 <= end_of_data:
+        while pos < end:
+            if pos + 2 > end:
+                self._head = data[pos:]  # the next read tells what it is
+                pos = end
+                break
             first = data[pos]
             second = data[pos + 1]
             if (first != 0x81 and first != 0x82) or second < 0x80:
-                break  # not FIN + text/binary, or not masked
+                break  # not FIN + text/binary, or not masked: Autobahn's
             length = second & 0x7F
             start = pos + 2
             if length == 126:
-                if start + 2 > end_of_data:
-                    break
-                length = (data[start] << 8) | data[start + 1]
                 start += 2
+                if start <= end:
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    if length < 126:
+                        break  # not the shortest form: Autobahn fails the connection
             elif length == 127:
+                start += 8
+                if start <= end:
+                    length = int.from_bytes(data[pos + 2:start], "big")
+                    if length < 65536:
+                        break  # not the shortest form (or past 2**63): Autobahn fails it
+            if start + 4 > end:
+                self._head = data[pos:]  # the header is cut: the next read completes it
+                pos = end
                 break
             if length > limit:
+                break  # Autobahn refuses it (1009)
+            begin = start + 4
+            stop = begin + length
+            mask = data[start:begin]
+            if stop > end:
+                # The payload goes on in the next reads: kept, at most ``limit`` bytes.
+                self._partial = _Partial(data[pos:begin], mask, length, stop - end,
+                                         memoryview(data)[begin:])
+                pos = end
                 break
-            end = start + 4 + length
-            if end > end_of_data:
-                break
-            payload = _unmask(data[start + 4:end], data[start:start + 4])
-            packets += 1
-            octets += length
+            if length < _NATIVE_UNMASK_FROM:
+                payload = _unmask(data[begin:stop], mask)
+            else:
+                payload = _unmask_parts((memoryview(data)[begin:stop],), mask)
             if first == 0x81:
                 try:
                     text = payload.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # Autobahn fails the connection (1007)
-                pos = end
+                pos = stop
                 self.text_received(text)
             else:
-                pos = end
+                pos = stop
                 self.binary_received(payload)
+            packets += 1
+            octets += length
             if self.state != self.STATE_OPEN:
                 break
         if packets:
             traffic = self.traffic
             traffic.packets_in += packets
             traffic.bytes_in += octets
-        if pos < end_of_data:
+        if pos < end:
             self._dataReceived(data[pos:] if pos else data)
+
+    def _complete(self, partial: _Partial, data: bytes) -> int:
+        # More of the payload of a data frame started in an earlier read: where the frames
+        # after it start in ``data``, or -1 if nothing of ``data`` is left to read.
+        if self.state != self.STATE_OPEN:
+            # Closing: Autobahn reads the rest, from the frame's first byte.
+            self._dataReceived(partial.raw() + data)
+            return -1
+        need = partial.need
+        end = len(data)
+        if end < need:
+            partial.add(data)
+            self._partial = partial
+            return -1
+        pieces = partial.pieces
+        pieces.append(data if end == need else memoryview(data)[:need])
+        payload = _unmask_parts(pieces, partial.mask)
+        if partial.first == 0x81:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # Autobahn reads the frame again, and fails the connection (1007).
+                self._dataReceived(partial.raw() + data[need:])
+                return -1
+            self.text_received(text)
+        else:
+            self.binary_received(payload)
+        traffic = self.traffic
+        traffic.packets_in += 1
+        traffic.bytes_in += partial.length
+        return need if need < end else -1
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """A message Autobahn assembled (the path for what the fast path leaves to it)."""
@@ -357,10 +513,21 @@ class FastServerProtocol(WebSocketServerProtocol):
             else:
                 header = bytes((opcode, 127)) + length.to_bytes(8, "big")
             direct = self._direct
-            if direct is not None:
-                direct.write(header + payload)
+            if length < _GATHER_FROM:
+                frame = header + payload
+                if direct is not None:
+                    direct.write(frame)
+                else:
+                    transport.write(frame)
+            elif direct is not None:
+                # Not joined here: the direct writer hands both to the kernel as they are,
+                # together (held: an eager writer would send the header alone at once).
+                direct.hold()
+                direct.write(header)
+                direct.write(payload)
+                direct.release()
             else:
-                transport.write(header + payload)
+                transport.writeSequence((header, payload))
             return
         limit = self.maxMessagePayloadSize
         if limit and length > limit:
