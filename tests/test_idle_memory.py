@@ -235,6 +235,22 @@ class SharedRecordStringsTests(ResourceTestCase):
         self.assertEqual(handshake._shared("b" * 3), "bbb")
         self.assertEqual(list(handshake._SHARED), ["aaa"])
 
+    def test_long_header_names_not_kept(self) -> None:
+        """A header name too long to be shared is not kept in the cache of names either: a
+        client sending new long names cannot pin up to _SHARED_MAX of them (twisted.web lets
+        a name run to its 16 KiB header limit) nor fill the cache for the usual names."""
+        from txsio.engineio import handshake
+
+        self.patch(handshake, "_NAMES", {})
+        long_name = "X-" + "a" * (handshake._SHARED_LENGTH + 1)
+        self.assertEqual(WebSocketClient(self.server, "EIO=4&transport=websocket",
+                                         {long_name: "1"}).status, 101)
+        record = self.sessions[-1].request
+        self.assertIn(long_name.lower(), record.headers)  # still read
+        self.assertTrue(all(len(name) <= handshake._SHARED_LENGTH
+                            for name in handshake._NAMES))
+        self.assertIn(b"Upgrade", handshake._NAMES)  # the usual names are still cached
+
 
 class ConnectingTests(SynchronousTestCase):
     """A connection keeps a set of the namespaces being joined only while there are any."""

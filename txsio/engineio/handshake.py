@@ -66,8 +66,8 @@ class HandshakeRequest:
             key = names.get(name)
             if key is None:
                 key = _shared(name.decode("latin-1").lower())
-                if len(names) < _SHARED_MAX:
-                    names[name] = key
+                if len(names) < _SHARED_MAX and len(name) <= _SHARED_LENGTH:
+                    names[name] = key  # (a long name, never shared, is not kept either)
             value = values[0].decode("latin-1") if len(values) == 1 else ",".join(
                 v.decode("latin-1") for v in values)
             headers[key] = value if key in _UNIQUE_HEADERS else _shared(value)
