@@ -523,9 +523,11 @@ class FastServerProtocol(WebSocketServerProtocol):
                 # Not joined here: the direct writer hands both to the kernel as they are,
                 # together (held: an eager writer would send the header alone at once).
                 direct.hold()
-                direct.write(header)
-                direct.write(payload)
-                direct.release()
+                try:
+                    direct.write(header)
+                    direct.write(payload)
+                finally:
+                    direct.release()
             else:
                 transport.writeSequence((header, payload))
             return

@@ -271,10 +271,11 @@ class OpeningServerProtocol(WebSocketServerProtocol):
         if direct is not None:
             # Held: the 101 and what opening writes (the open packet) leave in one send().
             direct.hold()
-            direct.write(response)
-        elif self.transport is not None:
-            self.transport.write(response)
         try:
+            if direct is not None:
+                direct.write(response)
+            elif self.transport is not None:
+                self.transport.write(response)
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(response)
             self.state = self.STATE_OPEN
             timer, self.openHandshakeTimeoutCall = self.openHandshakeTimeoutCall, None
