@@ -557,18 +557,7 @@ class WebSocketTests(TestCase):
         from twisted.internet import reactor
 
         io = txsio.Server(clock=Clock())
-        root = Resource()
-        root.putChild(b"socket.io", io.resource())
-        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore
-        self.addCleanup(port.stopListening)
-        address: Any = port.getHost()
-        peers = []
-        for _ in range(3):
-            peer = _WSPeer()
-            await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), peer)
-            self.addCleanup(_abort, peer)
-            await peer.wait_for(lambda p=peer: b'40{"sid"' in p.raw)  # type: ignore[misc]
-            peers.append(peer)
+        peers = await _connected_peers(self, io, 3)
         sessions = [io.engine.sessions[peer.sid] for peer in peers]
         protocols: list[Any] = [session.transport for session in sessions]
         transports = [protocol.transport for protocol in protocols]
@@ -612,7 +601,6 @@ class WebSocketTests(TestCase):
         """Three events asking for acks in one TCP segment are answered in one send(), as
         soon as the read is handled; a broadcast one of them causes reaches another
         connection at once, while the read is still being handled."""
-        from twisted.internet import reactor
 
         io = txsio.Server(clock=Clock())
         sends_at_broadcast: list[int] = []
@@ -627,18 +615,7 @@ class WebSocketTests(TestCase):
                 sends_at_broadcast.append(counted[1].sends)
                 return "shouted"
 
-        root = Resource()
-        root.putChild(b"socket.io", io.resource())
-        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore
-        self.addCleanup(port.stopListening)
-        address: Any = port.getHost()
-        peers = []
-        for _ in range(2):
-            peer = _WSPeer()
-            await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), peer)
-            self.addCleanup(_abort, peer)
-            await peer.wait_for(lambda p=peer: b'40{"sid"' in p.raw)  # type: ignore[misc]
-            peers.append(peer)
+        peers = await _connected_peers(self, io, 2)
         counted = []
         for peer in peers:
             transport: Any = io.engine.sessions[peer.sid].transport.transport  # type: ignore
@@ -658,6 +635,26 @@ class WebSocketTests(TestCase):
         self.assertEqual(counted[0].sends, 1)  # the three acks, together
         self.assertEqual(sends_at_broadcast, [1])  # the other connection's frame: at once
         self.assertEqual(counted[1].sends, 1)
+
+
+async def _connected_peers(case: TestCase, io: txsio.Server, n: int) -> list[_WSPeer]:
+    """``io`` served on a loopback port (a twisted.web ``Site``) and ``n`` raw WebSocket peers
+    connected to its namespace ``/``, all closed when ``case`` ends."""
+    from twisted.internet import reactor
+
+    root = Resource()
+    root.putChild(b"socket.io", io.resource())
+    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore
+    case.addCleanup(port.stopListening)
+    address: Any = port.getHost()
+    peers = []
+    for _ in range(n):
+        peer = _WSPeer()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), peer)
+        case.addCleanup(_abort, peer)
+        await peer.wait_for(lambda p=peer: b'40{"sid"' in p.raw)  # type: ignore[misc]
+        peers.append(peer)
+    return peers
 
 
 async def _abort(peer: _Peer) -> None:
