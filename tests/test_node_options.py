@@ -288,24 +288,12 @@ class HandshakeTimeTests(TestCase):
         """In UTC (and the process's time zone set to it), the same text as Node's for the
         same instants; a socket's ``handshake.time`` has that form."""
         import os
-        import time
 
         from txsio.server import js_date_string
 
         from .support import run_process
 
-        old = os.environ.get("TZ")
-
-        def restore() -> None:
-            if old is None:
-                os.environ.pop("TZ", None)
-            else:
-                os.environ["TZ"] = old
-            time.tzset()
-
-        self.addCleanup(restore)
-        os.environ["TZ"] = "UTC"
-        time.tzset()
+        _in_zone(self, "UTC")
         instants = [0, 1_700_000_000, 1_709_251_199, 951_782_400]
         script = (f"for (const s of {json.dumps(instants)}) "
                   "console.log(JSON.stringify({date: new Date(s * 1000) + ''}))")
@@ -329,18 +317,7 @@ class HandshakeTimeTests(TestCase):
 
         from txsio.server import js_date_string
 
-        old = os.environ.get("TZ")
-
-        def restore() -> None:
-            if old is None:
-                os.environ.pop("TZ", None)
-            else:
-                os.environ["TZ"] = old
-            time.tzset()
-
-        self.addCleanup(restore)
-        os.environ["TZ"] = "UTC"
-        time.tzset()
+        _in_zone(self, "UTC")
         self.assertEqual(js_date_string(59.9999999),
                          "Thu Jan 01 1970 00:00:59 GMT+0000 (Coordinated Universal Time)")
         self.assertEqual(js_date_string(59.0), js_date_string(59.9999999))
@@ -373,3 +350,22 @@ class CorsWebSocketTests(TestCase):
             else:
                 self.assertTrue(joins, page)
                 self.assertEqual(client.transport, "websocket")
+
+
+def _in_zone(case: SynchronousTestCase, zone: str) -> None:
+    """Set the process's time zone (``TZ``) to ``zone`` until ``case`` ends."""
+    import os
+    import time
+
+    old = os.environ.get("TZ")
+
+    def restore() -> None:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+    case.addCleanup(restore)
+    os.environ["TZ"] = zone
+    time.tzset()
